@@ -1,0 +1,73 @@
+#include "common/failure_names.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace qfp {
+
+using failedpolls::v1::ErrorCategory;
+using failedpolls::v1::PollSource;
+
+absl::string_view SourceName(PollSource source) {
+  switch (source) {
+    case failedpolls::v1::HEALTH_API:
+      return "HEALTH_API";
+    case failedpolls::v1::PROXY_API:
+      return "PROXY_API";
+    case failedpolls::v1::APP_NAMES_EXTRACT:
+      return "APP_NAMES_EXTRACT";
+    default:
+      return "UNSPECIFIED";
+  }
+}
+
+absl::string_view CategoryName(ErrorCategory category) {
+  switch (category) {
+    case failedpolls::v1::ERROR_CATEGORY_TIMEOUT:
+      return "timeout";
+    case failedpolls::v1::ERROR_CATEGORY_CONNECTION_REFUSED:
+      return "connection_refused";
+    case failedpolls::v1::ERROR_CATEGORY_HOST_NOT_FOUND:
+      return "host_not_found";
+    case failedpolls::v1::ERROR_CATEGORY_CONNECTION_RESET:
+      return "connection_reset";
+    case failedpolls::v1::ERROR_CATEGORY_AUTH_ERROR:
+      return "auth_error";
+    case failedpolls::v1::ERROR_CATEGORY_NOT_FOUND:
+      return "not_found";
+    case failedpolls::v1::ERROR_CATEGORY_RATE_LIMITED:
+      return "rate_limited";
+    case failedpolls::v1::ERROR_CATEGORY_HTTP_4XX:
+      return "http_4xx";
+    case failedpolls::v1::ERROR_CATEGORY_HTTP_5XX:
+      return "http_5xx";
+    case failedpolls::v1::ERROR_CATEGORY_CERTIFICATE_ERROR:
+      return "certificate_error";
+    case failedpolls::v1::ERROR_CATEGORY_INVALID_RESPONSE:
+      return "invalid_response";
+    default:
+      return "unknown";
+  }
+}
+
+std::string DescribeFailure(const failedpolls::v1::PollFailure& failure) {
+  std::string line =
+      absl::StrCat(SourceName(failure.source()), " server=", failure.server_name(),
+                   " host=", failure.host());
+  if (!failure.virtual_proxy().empty()) {
+    absl::StrAppend(&line, " virtual_proxy=", failure.virtual_proxy());
+  }
+  absl::StrAppend(&line, " category=", CategoryName(failure.error_category()));
+  if (!failure.error_code().empty()) {
+    absl::StrAppend(&line, " code=", failure.error_code());
+  }
+  if (failure.has_http_status()) {
+    absl::StrAppend(&line, " status=", failure.http_status());
+  }
+  if (!failure.request_url().empty()) {
+    absl::StrAppend(&line, " url=", failure.request_url());
+  }
+  if (!failure.message().empty()) absl::StrAppend(&line, ": ", failure.message());
+  return line;
+}
+
+}  // namespace qfp

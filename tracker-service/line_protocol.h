@@ -1,0 +1,40 @@
+// InfluxDB line protocol: one point to one line.
+// https://docs.influxdata.com/influxdb/v1/write_protocols/line_protocol_reference/
+#ifndef QFP_TRACKER_LINE_PROTOCOL_H_
+#define QFP_TRACKER_LINE_PROTOCOL_H_
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace qfp {
+
+// A field value: a float (`1`, `0.5`), an integer (`1i`), a string or a bool.
+using FieldValue = std::variant<double, int64_t, std::string, bool>;
+
+struct Point {
+  std::string measurement;
+  std::vector<std::pair<std::string, std::string>> tags;
+  std::vector<std::pair<std::string, FieldValue>> fields;
+  int64_t timestamp_ns = 0;  // nanoseconds since the Unix epoch
+};
+
+// Encodes `point` as one line without a trailing newline, for precision=ns.
+//  - Tags with an empty value are left out (InfluxDB rejects them); tags are
+//    written sorted by key, as InfluxDB recommends.
+//  - Measurement: `,` and space escaped. Tag keys, tag values and field keys:
+//    `,`, `=` and space escaped. String field values: `"` and `\` escaped.
+//  - A newline or carriage return can never be carried by line protocol: it
+//    is replaced by a space everywhere, so one point is always one line.
+//  - Floats use the shortest form that reads back exactly (`1`, `0.1`).
+// Errors: empty measurement, no fields, an empty tag or field key, a
+// non-finite float.
+absl::StatusOr<std::string> EncodeLine(const Point& point);
+
+}  // namespace qfp
+
+#endif  // QFP_TRACKER_LINE_PROTOCOL_H_
