@@ -1,1 +1,155 @@
-int main() { return 0; }
+// qs-poller: polls Qlik Sense servers and reports every failed poll to the
+// tracker (qs-error-tracker) over gRPC.
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_join.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/termination_signal.h"
+#include "poller-service/curl_transport.h"
+#include "poller-service/poll_plan.h"
+#include "poller-service/poll_scheduler.h"
+#include "poller-service/poller_config.h"
+#include "poller-service/tracker_client.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Butler SOS config file (YAML) to read the servers to poll from. "
+          "Required.");
+ABSL_FLAG(std::string, tracker, "",
+          "Tracker address HOST:PORT; overrides "
+          "Butler-SOS.failedPolls.poller.trackerAddress (default "
+          "127.0.0.1:50051).");
+ABSL_FLAG(bool, check_config, false,
+          "Validate the config, print the poll plan (each URL, how often, "
+          "with which headers; secrets masked) and exit.");
+ABSL_FLAG(std::string, log_level, "",
+          "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
+ABSL_FLAG(int, shutdown_deadline_ms, 10000,
+          "On SIGTERM/SIGINT, how long to keep delivering unacknowledged "
+          "failures to the tracker before exiting.");
+
+namespace qfp {
+namespace {
+
+constexpr int kExitConfigError = 2;
+
+void PrintPlan(const PollerConfig& config, const std::vector<PollTarget>& plan) {
+  std::printf("Poll plan: %zu targets, tracker %s, poller id %s\n", plan.size(),
+              config.tracker_address.c_str(), config.poller_id.c_str());
+  std::printf("TLS: client cert %s, key %s%s, CA %s, verify server: %s\n",
+              config.tls.client_cert_file.c_str(),
+              config.tls.client_key_file.c_str(),
+              config.tls.key_passphrase.empty() ? ""
+                                                : " (passphrase ********)",
+              config.tls.ca_file.c_str(),
+              config.tls.verify_server ? "yes" : "no");
+  for (const PollTarget& target : plan) {
+    std::printf("\n%s\n  GET %s\n  every %lld ms, timeout %lld ms\n",
+                target.Key().c_str(), MaskedUrl(target).c_str(),
+                static_cast<long long>(  // NOLINT(runtime/int)
+                    absl::ToInt64Milliseconds(target.interval)),
+                static_cast<long long>(  // NOLINT(runtime/int)
+                    absl::ToInt64Milliseconds(config.request_timeout)));
+    for (const std::string& header : target.headers) {
+      std::printf("  %s\n", header.c_str());
+    }
+    if (!target.xrfkey_param.empty()) {
+      std::printf("  X-Qlik-Xrfkey: ****************\n");
+    }
+  }
+}
+
+int Main(int argc, char** argv) {
+  BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "Polls Qlik Sense servers (engine health check, proxy sessions, QRS "
+      "app list) and streams every failed poll to qs-error-tracker.\n"
+      "Usage: qs-poller --config butler-sos.yaml [--tracker HOST:PORT]");
+  absl::ParseCommandLine(argc, argv);
+
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    std::cerr << "qs-poller: --config is required (see --help)\n";
+    return kExitConfigError;
+  }
+  absl::StatusOr<PollerConfig> loaded = LoadPollerConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "qs-poller: " << loaded.status().message() << "\n";
+    return kExitConfigError;
+  }
+  PollerConfig& config = *loaded;
+  if (!absl::GetFlag(FLAGS_tracker).empty()) {
+    config.tracker_address = absl::GetFlag(FLAGS_tracker);
+  }
+  if (!absl::GetFlag(FLAGS_log_level).empty()) {
+    config.log_level = absl::GetFlag(FLAGS_log_level);
+  }
+  std::vector<PollTarget> plan = BuildPollPlan(config);
+  if (absl::GetFlag(FLAGS_check_config)) {
+    PrintPlan(config, plan);
+    return 0;
+  }
+  if (absl::Status status = InitLogging("qs-poller", config.log_level);
+      !status.ok()) {
+    std::cerr << "qs-poller: " << status.message() << "\n";
+    return kExitConfigError;
+  }
+  if (plan.empty()) {
+    spdlog::warn("the config enables no polls: nothing to do until restarted");
+  }
+
+  TrackerClientOptions client_options;
+  client_options.address = config.tracker_address;
+  client_options.max_pending = config.max_pending_failures;
+  TrackerClient client(client_options);
+  client.Start();
+
+  CurlTransport transport(config.max_concurrent_polls);
+  PollScheduler scheduler(config, plan, transport, client,
+                          SystemClock::Get());
+  spdlog::info(
+      "qs-poller started: {} poll targets, tracker {}, poller id {}, "
+      "instance {}",
+      plan.size(), config.tracker_address, config.poller_id,
+      scheduler.instance_id());
+
+  std::atomic<bool> stop{false};
+  std::thread signal_waiter([&] {
+    const int signal_number = WaitForTerminationSignal();
+    spdlog::info("signal {} received: stopping polls", signal_number);
+    stop.store(true);
+    transport.Wakeup();
+  });
+  scheduler.Run(stop);
+  signal_waiter.join();
+
+  const size_t left = client.Shutdown(
+      absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
+  const TrackerClientStats stats = client.stats();
+  const SchedulerStats& polls = scheduler.stats();
+  if (left == 0) {
+    spdlog::info(
+        "qs-poller stopped: {} polls, {} failed, all {} failures acknowledged "
+        "by the tracker",
+        polls.polls_started, polls.polls_failed, stats.acknowledged);
+  } else {
+    spdlog::warn(
+        "qs-poller stopped: {} polls, {} failed; {} failures were not "
+        "acknowledged by tracker {} and are lost (logged above)",
+        polls.polls_started, polls.polls_failed, left, config.tracker_address);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace qfp
+
+int main(int argc, char** argv) { return qfp::Main(argc, argv); }

@@ -1,1 +1,119 @@
-// placeholder
+#include "poller-service/poll_plan.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/failure_names.h"
+
+namespace qfp {
+namespace {
+
+using failedpolls::v1::APP_NAMES_EXTRACT;
+using failedpolls::v1::HEALTH_API;
+using failedpolls::v1::PROXY_API;
+
+constexpr char kQrsPort[] = "4242";
+constexpr char kQrsUser[] =
+    "X-Qlik-User: UserDirectory=Internal; UserId=sa_repository";
+
+// The headers every Qlik Sense poll sends (Butler SOS's axios defaults).
+std::vector<std::string> CommonHeaders() {
+  return {"Accept: application/json, text/plain, */*",
+          "Content-Type: application/json", "Cache-Control: no-cache"};
+}
+
+}  // namespace
+
+std::string PollTarget::Key() const {
+  std::string key = absl::StrCat(SourceName(source), " ", server_name);
+  if (!virtual_proxy.empty()) absl::StrAppend(&key, " ", virtual_proxy);
+  return key;
+}
+
+std::vector<PollTarget> BuildPollPlan(const PollerConfig& config) {
+  std::vector<PollTarget> plan;
+  for (const MonitoredServer& server : config.servers) {
+    PollTarget health;
+    health.source = HEALTH_API;
+    health.server_name = server.server_name;
+    health.host = server.host;
+    health.server_tags = server.server_tags;
+    health.url = absl::StrCat("https://", server.host, "/engine/healthcheck");
+    health.headers = CommonHeaders();
+    for (const auto& [name, value] : server.headers) {
+      health.headers.push_back(absl::StrCat(name, ": ", value));
+    }
+    health.expected_body = ExpectedBody::kJsonObject;
+    health.interval = config.health_interval;
+    plan.push_back(std::move(health));
+  }
+  if (config.sessions_enabled) {
+    for (const MonitoredServer& server : config.servers) {
+      if (!server.sessions_enabled) continue;
+      for (const std::string& vp : server.virtual_proxies) {
+        PollTarget sessions;
+        sessions.source = PROXY_API;
+        sessions.server_name = server.server_name;
+        sessions.host = server.sessions_host;
+        sessions.virtual_proxy = vp;
+        sessions.server_tags = server.server_tags;
+        // The default virtual proxy "/" has no prefix: /qps/session.
+        const std::string prefix = vp == "/" ? "" : vp;
+        sessions.url = absl::StrCat("https://", server.sessions_host, "/qps",
+                                    prefix, "/session");
+        sessions.xrfkey_param = "Xrfkey";
+        sessions.headers = CommonHeaders();
+        sessions.headers.push_back(absl::StrCat("XVirtualProxy: ", vp));
+        sessions.expected_body = ExpectedBody::kJsonArray;
+        sessions.interval = config.sessions_interval;
+        plan.push_back(std::move(sessions));
+      }
+    }
+  }
+  if (config.app_names_enabled) {
+    PollTarget apps;
+    apps.source = APP_NAMES_EXTRACT;
+    apps.server_name = config.app_names_host;
+    apps.host = config.app_names_host;
+    apps.url =
+        absl::StrCat("https://", config.app_names_host, ":", kQrsPort, "/qrs/app");
+    apps.xrfkey_param = "xrfkey";
+    apps.headers = CommonHeaders();
+    apps.headers.push_back(kQrsUser);
+    apps.expected_body = ExpectedBody::kJsonArray;
+    apps.interval = config.app_names_interval;
+    plan.push_back(std::move(apps));
+  }
+  return plan;
+}
+
+std::string NewXrfkey(absl::BitGen& rng) {
+  static constexpr char kAlphabet[] =
+      "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+  std::string key(16, '0');
+  for (char& c : key) {
+    c = kAlphabet[absl::Uniform<size_t>(rng, 0, sizeof(kAlphabet) - 1)];
+  }
+  return key;
+}
+
+HttpRequest MakeRequest(const PollTarget& target, const PollerConfig& config,
+                        absl::BitGen& rng) {
+  HttpRequest request;
+  request.url = target.url;
+  request.headers = target.headers;
+  if (!target.xrfkey_param.empty()) {
+    const std::string key = NewXrfkey(rng);
+    absl::StrAppend(&request.url, "?", target.xrfkey_param, "=", key);
+    request.headers.push_back(absl::StrCat("X-Qlik-Xrfkey: ", key));
+  }
+  request.timeout = config.request_timeout;
+  request.tls = &config.tls;
+  return request;
+}
+
+std::string MaskedUrl(const PollTarget& target) {
+  if (target.xrfkey_param.empty()) return target.url;
+  return absl::StrCat(target.url, "?", target.xrfkey_param,
+                      "=****************");
+}
+
+}  // namespace qfp

@@ -1,1 +1,114 @@
-// placeholder
+#include "poller-service/poll_scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/failure_names.h"
+#include "spdlog/spdlog.h"
+
+namespace qfp {
+
+using failedpolls::v1::PollFailure;
+
+PollScheduler::PollScheduler(const PollerConfig& config,
+                             std::vector<PollTarget> plan,
+                             HttpTransport& transport, FailureSink& sink,
+                             const Clock& clock)
+    : config_(config), transport_(transport), sink_(sink), clock_(clock) {
+  const absl::Time now = clock_.Now();
+  targets_.reserve(plan.size());
+  for (PollTarget& target : plan) {
+    targets_.push_back(TargetState{std::move(target), now, false});
+  }
+  // 64 random bits: a restarted poller never reuses an earlier run's ids.
+  instance_id_ = absl::StrFormat("%016x", absl::Uniform<uint64_t>(rng_));
+}
+
+void PollScheduler::Step(absl::Duration max_wait) {
+  const absl::Time now = clock_.Now();
+  absl::Time next_due = now + max_wait;
+  for (TargetState& state : targets_) {
+    if (state.next_due <= now) {
+      if (state.in_flight) {
+        ++stats_.polls_skipped;
+        spdlog::warn(
+            "{}: previous poll still running at the next due time; skipping "
+            "this round",
+            state.target.Key());
+      } else {
+        StartPoll(state, now);
+      }
+      // Fixed rate, but never a burst of catch-up rounds after a stall.
+      state.next_due += state.target.interval;
+      if (state.next_due <= now) state.next_due = now + state.target.interval;
+    }
+    next_due = std::min(next_due, state.next_due);
+  }
+  transport_.Run(std::max(next_due - clock_.Now(), absl::ZeroDuration()));
+}
+
+void PollScheduler::Run(const std::atomic<bool>& stop) {
+  while (!stop.load()) Step(absl::Milliseconds(500));
+  // No new polls; the ones running finish within their own timeout.
+  const absl::Time give_up = clock_.Now() + config_.request_timeout +
+                             absl::Seconds(1);
+  while (transport_.in_flight() > 0 && clock_.Now() < give_up) {
+    transport_.Run(absl::Milliseconds(200));
+  }
+}
+
+void PollScheduler::StartPoll(TargetState& state, absl::Time /*now*/) {
+  state.in_flight = true;
+  ++stats_.polls_started;
+  HttpRequest request = MakeRequest(state.target, config_, rng_);
+  spdlog::debug("{}: GET {}", state.target.Key(), MaskedUrl(state.target));
+  transport_.Start(request, [this, &state](RequestOutcome outcome) {
+    OnDone(state, outcome);
+  });
+}
+
+void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
+  state.in_flight = false;
+  std::optional<Classification> failed =
+      ClassifyOutcome(outcome, state.target.expected_body);
+  if (!failed.has_value()) {
+    spdlog::debug("{}: ok (HTTP {}, {} ms)", state.target.Key(),
+                  outcome.http_status,
+                  absl::ToInt64Milliseconds(outcome.elapsed));
+    return;
+  }
+  ++stats_.polls_failed;
+  const PollTarget& target = state.target;
+  PollFailure failure;
+  failure.mutable_id()->set_poller_id(config_.poller_id);
+  failure.mutable_id()->set_instance_id(instance_id_);
+  failure.mutable_id()->set_sequence(next_sequence_++);
+  const absl::Time now = clock_.Now();
+  const int64_t nanos = absl::ToUnixNanos(now);
+  failure.mutable_occurred_at()->set_seconds(nanos / 1000000000);
+  failure.mutable_occurred_at()->set_nanos(
+      static_cast<int32_t>(nanos % 1000000000));
+  failure.set_source(target.source);
+  failure.set_server_name(target.server_name);
+  failure.set_host(target.host);
+  failure.set_virtual_proxy(target.virtual_proxy);
+  failure.mutable_server_tags()->insert(target.server_tags.begin(),
+                                        target.server_tags.end());
+  failure.set_error_category(failed->category);
+  failure.set_error_code(failed->error_code);
+  if (failed->http_status) failure.set_http_status(*failed->http_status);
+  // Every failure of an HTTP request carries the URL (query removed: it
+  // holds the Xrfkey) and the configured timeout.
+  failure.set_request_url(target.url);
+  failure.set_request_timeout_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(config_.request_timeout)));
+  failure.set_remote_address(failed->remote_address);
+  if (failed->remote_port) failure.set_remote_port(*failed->remote_port);
+  failure.set_syscall(failed->syscall);
+  failure.set_message(failed->message);
+  spdlog::warn("failed poll: {}", DescribeFailure(failure));
+  sink_.Deliver(std::move(failure));
+}
+
+}  // namespace qfp

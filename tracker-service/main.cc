@@ -1,1 +1,164 @@
-int main() { return 0; }
+// qs-error-tracker: receives failed polls over gRPC, counts them and writes
+// them to InfluxDB as Butler SOS's error points.
+#include <atomic>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/synchronization/notification.h"
+#include "common/clock.h"
+#include "common/logging.h"
+#include "common/termination_signal.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/grpcpp.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "spdlog/spdlog.h"
+#include "tracker-service/error_counter.h"
+#include "tracker-service/influx_v1_writer.h"
+#include "tracker-service/tracker_config.h"
+#include "tracker-service/tracker_service.h"
+#include "tracker-service/write_pipeline.h"
+
+ABSL_FLAG(std::string, config, "",
+          "Butler SOS config file (YAML) with errorTracking, influxdbConfig "
+          "and failedPolls.tracker. Required.");
+ABSL_FLAG(std::string, listen, "",
+          "gRPC listen address HOST:PORT; overrides "
+          "Butler-SOS.failedPolls.tracker.listen (default 0.0.0.0:50051).");
+ABSL_FLAG(std::string, log_level, "",
+          "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
+ABSL_FLAG(int, shutdown_deadline_ms, 10000,
+          "On SIGTERM/SIGINT, how long to keep writing buffered points to "
+          "InfluxDB before exiting.");
+
+namespace qfp {
+namespace {
+
+constexpr int kExitConfigError = 2;
+constexpr int kExitRuntimeError = 1;
+
+int Main(int argc, char** argv) {
+  BlockTerminationSignals();
+  absl::SetProgramUsageMessage(
+      "Receives failed polls from qs-poller (or any FailedPollTracker "
+      "client) over gRPC, counts them and writes one InfluxDB point per "
+      "failure.\nUsage: qs-error-tracker --config butler-sos.yaml "
+      "[--listen HOST:PORT]");
+  absl::ParseCommandLine(argc, argv);
+
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  if (config_path.empty()) {
+    std::cerr << "qs-error-tracker: --config is required (see --help)\n";
+    return kExitConfigError;
+  }
+  absl::StatusOr<TrackerConfig> loaded = LoadTrackerConfig(config_path);
+  if (!loaded.ok()) {
+    std::cerr << "qs-error-tracker: " << loaded.status().message() << "\n";
+    return kExitConfigError;
+  }
+  TrackerConfig& config = *loaded;
+  if (!absl::GetFlag(FLAGS_listen).empty()) {
+    config.listen = absl::GetFlag(FLAGS_listen);
+  }
+  if (!absl::GetFlag(FLAGS_log_level).empty()) {
+    config.log_level = absl::GetFlag(FLAGS_log_level);
+  }
+  if (absl::Status status = InitLogging("qs-error-tracker", config.log_level);
+      !status.ok()) {
+    std::cerr << "qs-error-tracker: " << status.message() << "\n";
+    return kExitConfigError;
+  }
+
+  std::unique_ptr<InfluxWriter> writer;
+  std::unique_ptr<WritePipeline> pipeline;
+  if (config.writes_points()) {
+    writer = MakeInfluxV1Writer(config.v1);
+    config.schema.integer_numbers = writer->integer_numbers();
+    WritePipelineOptions options;
+    options.max_batch = static_cast<size_t>(config.max_batch_size);
+    options.flush_interval = config.flush_interval;
+    options.max_buffered = config.max_buffered_points;
+    pipeline = std::make_unique<WritePipeline>(*writer, options);
+    pipeline->Start();
+    spdlog::info("writing failed-poll points to {} as measurement {}",
+                 writer->Describe(), config.schema.measurement);
+  } else {
+    spdlog::info(
+        "InfluxDB points are off (errorTracking.enable={}, "
+        "errorTracking.influxdb.enable={}, influxdbConfig.enable={}): "
+        "failures are only logged{}",
+        config.tracking_enabled, config.influx_points_enabled,
+        config.influxdb_enabled, config.tracking_enabled ? " and counted" : "");
+  }
+  std::unique_ptr<ErrorCounter> counter;
+  if (config.tracking_enabled) {
+    counter = std::make_unique<ErrorCounter>(SystemClock::Get());
+  }
+
+  TrackerService service(config, counter.get(), pipeline.get());
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+                           &bound_port);
+  builder.RegisterService(&service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || bound_port == 0) {
+    spdlog::error("cannot listen on {} (address in use or invalid?)",
+                  config.listen);
+    if (pipeline) pipeline->Stop(absl::ZeroDuration());
+    return kExitRuntimeError;
+  }
+  spdlog::info("qs-error-tracker listening on {} (port {})", config.listen,
+               bound_port);
+
+  // Rolls the daily counters over at midnight UTC even when no failure
+  // arrives to trigger it.
+  absl::Notification stop_housekeeping;
+  std::thread housekeeping([&] {
+    while (!stop_housekeeping.WaitForNotificationWithTimeout(
+        absl::Seconds(5))) {
+      if (counter) {
+        if (std::optional<std::string> ended = counter->RollOver()) {
+          spdlog::info("{}", *ended);
+        }
+      }
+    }
+  });
+
+  const int signal_number = WaitForTerminationSignal();
+  const absl::Duration deadline =
+      absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms));
+  spdlog::info("signal {} received: no new failures accepted; flushing",
+               signal_number);
+  // Streams get a moment to finish; then they are cancelled.
+  server->Shutdown(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(500));
+  stop_housekeeping.Notify();
+  housekeeping.join();
+  const TrackerServiceStats stats = service.stats();
+  size_t left = 0;
+  if (pipeline) left = pipeline->Stop(deadline);
+  if (left == 0) {
+    spdlog::info(
+        "qs-error-tracker stopped: {} failures accepted, every point written",
+        stats.accepted);
+  } else {
+    spdlog::warn(
+        "qs-error-tracker stopped: {} failures accepted; {} points could not "
+        "be written to {} within {} ms and are lost",
+        stats.accepted, left, writer->Describe(),
+        absl::ToInt64Milliseconds(deadline));
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace qfp
+
+int main(int argc, char** argv) { return qfp::Main(argc, argv); }

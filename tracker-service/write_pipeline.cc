@@ -1,1 +1,227 @@
-// placeholder
+#include "tracker-service/write_pipeline.h"
+
+#include <algorithm>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "spdlog/spdlog.h"
+
+namespace qfp {
+namespace {
+// Longest slice of a rejected line quoted in a log message.
+constexpr size_t kLoggedLineChars = 300;
+}  // namespace
+
+WritePipeline::WritePipeline(InfluxWriter& writer,
+                             WritePipelineOptions options)
+    : writer_(writer), options_(std::move(options)) {}
+
+WritePipeline::~WritePipeline() { Stop(absl::ZeroDuration()); }
+
+void WritePipeline::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || stopping_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+absl::Status WritePipeline::Enqueue(std::vector<std::string> lines) {
+  absl::MutexLock lock(&mu_);
+  if (stopping_) {
+    return absl::UnavailableError("the tracker is shutting down");
+  }
+  if (buffer_.size() + lines.size() > options_.max_buffered) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "write buffer full (", buffer_.size(), " of ", options_.max_buffered,
+        " points waiting for ", writer_.Describe(), ")"));
+  }
+  if (buffer_.empty()) oldest_enqueued_ = absl::Now();
+  for (std::string& line : lines) buffer_.push_back(std::move(line));
+  return absl::OkStatus();
+}
+
+size_t WritePipeline::Stop(absl::Duration deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stopping_) {
+      stopping_ = true;
+      stop_deadline_ = absl::Now() + deadline;
+    }
+  }
+  if (thread_.joinable()) thread_.join();
+  absl::MutexLock lock(&mu_);
+  return buffer_.size() + unwritten_on_exit_;
+}
+
+bool WritePipeline::healthy() const {
+  absl::MutexLock lock(&mu_);
+  return healthy_;
+}
+
+WritePipelineStats WritePipeline::stats() const {
+  absl::MutexLock lock(&mu_);
+  WritePipelineStats stats = stats_;
+  stats.buffered = buffer_.size();
+  return stats;
+}
+
+void WritePipeline::SetHealthy(bool healthy, const std::string& why) {
+  absl::MutexLock lock(&mu_);
+  if (healthy_ == healthy) return;
+  healthy_ = healthy;
+  if (healthy) {
+    spdlog::info("writes to {} succeed again", writer_.Describe());
+  } else {
+    spdlog::warn("writes to {} failing: {}; points are kept and retried",
+                 writer_.Describe(), why);
+  }
+}
+
+bool WritePipeline::Pause(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  const absl::Time until = std::min(absl::Now() + delay, stop_deadline_);
+  auto past = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return absl::Now() >= until || (stopping_ && absl::Now() >= stop_deadline_);
+  };
+  // Re-checked at least every 100 ms so a Stop() shortens the wait.
+  while (!past()) {
+    mu_.AwaitWithTimeout(absl::Condition(&past), absl::Milliseconds(100));
+  }
+  return !(stopping_ && absl::Now() >= stop_deadline_);
+}
+
+void WritePipeline::Loop() {
+  bool prepared = false;
+  absl::BitGen rng;
+  absl::Duration backoff = options_.min_backoff;
+  while (true) {
+    std::vector<std::string> batch;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || buffer_.size() >= options_.max_batch ||
+               (!buffer_.empty() &&
+                absl::Now() >= oldest_enqueued_ + options_.flush_interval);
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+      if (stopping_ &&
+          (buffer_.empty() || absl::Now() >= stop_deadline_)) {
+        return;
+      }
+      if (!ready() || buffer_.empty()) continue;
+      const size_t n = std::min(buffer_.size(), options_.max_batch);
+      batch.reserve(n);
+      for (size_t i = 0; i < n; ++i) {
+        batch.push_back(std::move(buffer_.front()));
+        buffer_.pop_front();
+      }
+      oldest_enqueued_ = absl::Now();
+    }
+    if (!prepared) {
+      absl::Status status = writer_.Prepare();
+      while (!status.ok()) {
+        SetHealthy(false, std::string(status.message()));
+        if (!Pause(backoff * absl::Uniform(rng, 0.8, 1.2))) break;
+        backoff = std::min(backoff * 2, options_.max_backoff);
+        status = writer_.Prepare();
+      }
+      prepared = status.ok();
+    }
+    if (!prepared || !WriteBatch(batch)) {
+      absl::MutexLock lock(&mu_);
+      unwritten_on_exit_ += batch.size();
+      return;
+    }
+    backoff = options_.min_backoff;
+  }
+}
+
+bool WritePipeline::WriteBatch(std::vector<std::string>& batch) {
+  absl::BitGen rng;
+  absl::Duration backoff = options_.min_backoff;
+  // Ranges still to write, last one first; bad points split a range in two.
+  std::vector<std::pair<size_t, size_t>> todo = {{0, batch.size()}};
+  while (!todo.empty()) {
+    const auto [begin, end] = todo.back();
+    const std::string body = absl::StrJoin(batch.begin() + begin,
+                                           batch.begin() + end, "\n");
+    const WriteResult result = writer_.Write(body);
+    const size_t n = end - begin;
+    absl::Duration delay;
+    switch (result.kind) {
+      case WriteResult::Kind::kOk: {
+        todo.pop_back();
+        absl::MutexLock lock(&mu_);
+        stats_.points_written += n;
+        ++stats_.writes_ok;
+        break;
+      }
+      case WriteResult::Kind::kBadPoints:
+      case WriteResult::Kind::kTooLarge: {
+        todo.pop_back();
+        {
+          absl::MutexLock lock(&mu_);
+          ++stats_.writes_failed;
+        }
+        if (n > 1) {
+          // Re-sending lines InfluxDB already stored from a partial write is
+          // harmless: the same series and timestamp overwrite themselves.
+          const size_t mid = begin + n / 2;
+          todo.emplace_back(mid, end);
+          todo.emplace_back(begin, mid);
+          break;
+        }
+        absl::MutexLock lock(&mu_);
+        ++stats_.points_rejected;
+        spdlog::warn("{} rejected a point (HTTP {}: {}); dropped: {}",
+                     writer_.Describe(), result.http_status, result.message,
+                     batch[begin].substr(0, kLoggedLineChars));
+        break;
+      }
+      case WriteResult::Kind::kThrottled:
+        delay = result.retry_after > absl::ZeroDuration() ? result.retry_after
+                                                          : backoff;
+        break;
+      case WriteResult::Kind::kAuth:
+        spdlog::error(
+            "{} refused our credentials (HTTP {}: {}); {} points kept, "
+            "retrying in {}s",
+            writer_.Describe(), result.http_status, result.message, n,
+            absl::ToInt64Seconds(options_.auth_retry));
+        delay = options_.auth_retry;
+        break;
+      case WriteResult::Kind::kNotFound:
+        // The database went away (dropped by someone): create it again.
+        if (absl::Status status = writer_.Prepare(); !status.ok()) {
+          spdlog::warn("{}: {}", writer_.Describe(), std::string(status.message()));
+        }
+        delay = backoff;
+        break;
+      case WriteResult::Kind::kRetryable:
+        delay = backoff;
+        break;
+    }
+    if (delay > absl::ZeroDuration()) {
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.writes_failed;
+      }
+      SetHealthy(false, absl::StrCat("HTTP ", result.http_status, ": ",
+                                     result.message));
+      if (!Pause(delay * absl::Uniform(rng, 0.8, 1.2))) {
+        // Out of time: count what is left of the batch as unwritten.
+        size_t left = 0;
+        for (const auto& [b, e] : todo) left += e - b;
+        batch.resize(left);
+        return false;
+      }
+      backoff = std::min(backoff * 2, options_.max_backoff);
+    } else {
+      SetHealthy(true, "");
+    }
+  }
+  batch.clear();
+  return true;
+}
+
+}  // namespace qfp

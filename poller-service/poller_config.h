@@ -1,0 +1,68 @@
+// The poller's view of a Butler SOS config file: which servers to poll, how
+// often, with which credentials, and where the tracker is.
+#ifndef QFP_POLLER_POLLER_CONFIG_H_
+#define QFP_POLLER_POLLER_CONFIG_H_
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "poller-service/http_transport.h"
+#include "yaml-cpp/yaml.h"
+
+namespace qfp {
+
+// One entry of `serversToMonitor.servers`.
+struct MonitoredServer {
+  std::string host;         // "sense1.example.com:4747", as configured
+  std::string server_name;  // serverName
+  std::string description;  // serverDescription
+  std::map<std::string, std::string> server_tags;
+  // Extra health-check headers, in file order (sent in that order).
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool sessions_enabled = false;           // userSessions.enable
+  std::string sessions_host;               // userSessions.host
+  std::vector<std::string> virtual_proxies;  // "/", "/sales", ...
+};
+
+struct PollerConfig {
+  TlsSettings tls;  // cert.* and serversToMonitor.rejectUnauthorized
+
+  absl::Duration health_interval;  // serversToMonitor.pollingInterval
+  std::vector<MonitoredServer> servers;
+
+  bool sessions_enabled = false;     // userSessions.enableSessionExtract
+  absl::Duration sessions_interval;  // userSessions.pollingInterval
+
+  bool app_names_enabled = false;  // appNames.enableAppNameExtract
+  absl::Duration app_names_interval;  // appNames.extractInterval
+  std::string app_names_host;         // appNames.hostIP
+
+  // Butler-SOS.failedPolls.poller.*
+  std::string tracker_address = "127.0.0.1:50051";  // trackerAddress
+  std::string poller_id;  // pollerId; default: this host's name
+  int max_concurrent_polls = 64;  // maxConcurrentPolls
+  absl::Duration request_timeout = absl::Milliseconds(5000);  // requestTimeout
+  // Most failures kept waiting for the tracker's acknowledgement.
+  size_t max_pending_failures = 100000;  // maxPendingFailures
+
+  std::string log_level = "info";  // Butler-SOS.logLevel
+};
+
+// Reads the poller's keys from a parsed Butler SOS document. Every problem
+// is reported at once, each with its key path; keys this project does not use
+// are ignored. Checks that certificate files are readable and that the key
+// opens with the passphrase.
+absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
+                                               absl::string_view source);
+
+// Loads and parses `path`.
+absl::StatusOr<PollerConfig> LoadPollerConfig(const std::string& path);
+
+}  // namespace qfp
+
+#endif  // QFP_POLLER_POLLER_CONFIG_H_

@@ -1,0 +1,55 @@
+// The tracker's view of a Butler SOS config file: error-tracking switches,
+// the InfluxDB destination, the point schema, and where to listen.
+#ifndef QFP_TRACKER_TRACKER_CONFIG_H_
+#define QFP_TRACKER_TRACKER_CONFIG_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "tracker-service/failure_point.h"
+#include "tracker-service/influx_v1_writer.h"
+#include "yaml-cpp/yaml.h"
+
+namespace qfp {
+
+struct TrackerConfig {
+  // errorTracking.enable: false = no counting, no summary, no points.
+  bool tracking_enabled = true;
+  bool log_summary = false;            // errorTracking.logSummary.enable
+  bool influx_points_enabled = false;  // errorTracking.influxdb.enable
+  bool influxdb_enabled = false;       // influxdbConfig.enable
+  int influxdb_version = 1;            // influxdbConfig.version
+  int max_batch_size = 1000;           // influxdbConfig.maxBatchSize
+  InfluxV1Settings v1;                 // influxdbConfig.host/port/v1Config
+
+  // measurementName; Butler-SOS.failedPolls.tracker.tags and
+  // .includeServerTags.
+  PointSchema schema;
+
+  // Butler-SOS.failedPolls.tracker.*
+  std::string listen = "0.0.0.0:50051";               // listen
+  absl::Duration flush_interval = absl::Seconds(1);   // flushIntervalMs
+  size_t max_buffered_points = 1000000;               // maxBufferedPoints
+  size_t dedupe_window = 1000000;                     // dedupeWindow
+
+  std::string log_level = "info";  // Butler-SOS.logLevel
+
+  // Points are written only when all three switches are on.
+  bool writes_points() const {
+    return tracking_enabled && influx_points_enabled && influxdb_enabled;
+  }
+};
+
+// Reads the tracker's keys from a parsed Butler SOS document; every problem
+// is reported at once with its key path. Unused keys are ignored.
+absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
+                                                 absl::string_view source);
+
+absl::StatusOr<TrackerConfig> LoadTrackerConfig(const std::string& path);
+
+}  // namespace qfp
+
+#endif  // QFP_TRACKER_TRACKER_CONFIG_H_

@@ -1,0 +1,70 @@
+// The FailedPollTracker gRPC service: accepts failures from producers, logs
+// and counts each, turns it into a point and queues it for InfluxDB, then
+// acknowledges it.
+#ifndef QFP_TRACKER_TRACKER_SERVICE_H_
+#define QFP_TRACKER_TRACKER_SERVICE_H_
+
+#include <cstdint>
+#include <deque>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/synchronization/mutex.h"
+#include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "tracker-service/error_counter.h"
+#include "tracker-service/failure_point.h"
+#include "tracker-service/tracker_config.h"
+#include "tracker-service/write_pipeline.h"
+
+namespace qfp {
+
+struct TrackerServiceStats {
+  uint64_t received = 0;    // failures read from streams
+  uint64_t accepted = 0;    // acknowledged
+  uint64_t duplicates = 0;  // acknowledged again without a second point
+  uint64_t invalid = 0;     // refused: malformed
+  uint64_t refused_full = 0;  // refused: write buffer full or shutting down
+};
+
+class TrackerService final
+    : public failedpolls::v1::FailedPollTracker::Service {
+ public:
+  // `pipeline` is null when the config writes no points; `counter` is null
+  // when error tracking is off. Both must outlive the service.
+  TrackerService(const TrackerConfig& config, ErrorCounter* counter,
+                 WritePipeline* pipeline);
+
+  grpc::Status ReportFailures(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<failedpolls::v1::ReportFailuresResponse,
+                               failedpolls::v1::ReportFailuresRequest>* stream)
+      override;
+
+  TrackerServiceStats stats() const;
+
+ private:
+  // Handles one failure; fills `response` with its acceptance or refusal.
+  void Handle(const failedpolls::v1::PollFailure& failure,
+              failedpolls::v1::ReportFailuresResponse& response);
+  // Why `failure` cannot be written, or "" when it is well-formed.
+  static std::string Invalid(const failedpolls::v1::PollFailure& failure);
+  // True when `key` was accepted recently; otherwise remembers it.
+  bool SeenBefore(const std::string& key);
+
+  const TrackerConfig& config_;
+  ErrorCounter* const counter_;
+  WritePipeline* const pipeline_;
+  PointSchema schema_;
+
+  mutable absl::Mutex mu_;
+  TrackerServiceStats stats_ ABSL_GUARDED_BY(mu_);
+  // Recently accepted ids, bounded FIFO: a re-sent failure is acknowledged
+  // without a second point.
+  absl::flat_hash_set<std::string> recent_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace qfp
+
+#endif  // QFP_TRACKER_TRACKER_SERVICE_H_

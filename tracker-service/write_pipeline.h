@@ -1,0 +1,92 @@
+// Gathers encoded points into batches and writes them through an
+// InfluxWriter on one background thread, with the retry policy of each
+// answer: split around bad points, wait out throttling, back off on outages.
+#ifndef QFP_TRACKER_WRITE_PIPELINE_H_
+#define QFP_TRACKER_WRITE_PIPELINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "tracker-service/influx_writer.h"
+
+namespace qfp {
+
+struct WritePipelineOptions {
+  size_t max_batch = 1000;  // influxdbConfig.maxBatchSize
+  absl::Duration flush_interval = absl::Seconds(1);
+  // Most points held in memory; Enqueue refuses beyond it.
+  size_t max_buffered = 1000000;
+  // Backoff for network errors and 5xx: doubles from min to max, +-20%.
+  absl::Duration min_backoff = absl::Milliseconds(100);
+  absl::Duration max_backoff = absl::Seconds(30);
+  // Wrong credentials will not fix themselves quickly: retry slowly.
+  absl::Duration auth_retry = absl::Seconds(30);
+};
+
+struct WritePipelineStats {
+  uint64_t points_written = 0;
+  uint64_t points_rejected = 0;  // refused by InfluxDB as bad, not retried
+  uint64_t writes_ok = 0;
+  uint64_t writes_failed = 0;  // attempts answered other than 2xx
+  size_t buffered = 0;
+};
+
+// Thread-safe.
+class WritePipeline {
+ public:
+  // `writer` must outlive the pipeline.
+  WritePipeline(InfluxWriter& writer, WritePipelineOptions options);
+  ~WritePipeline();  // Stop(0) if still running.
+
+  void Start();
+
+  // Queues encoded lines, all or none: ResourceExhausted when they would
+  // take the buffer over max_buffered (the caller keeps them).
+  absl::Status Enqueue(std::vector<std::string> lines);
+
+  // Stops taking points, keeps writing for up to `deadline`, then stops the
+  // thread. Returns how many points were left unwritten.
+  size_t Stop(absl::Duration deadline);
+
+  // False while the destination is unusable (Prepare or the last write
+  // failed for a reason other than bad points).
+  bool healthy() const;
+  WritePipelineStats stats() const;
+
+ private:
+  enum class Step { kDone, kRetry };
+
+  void Loop();
+  // Writes lines [begin, end) of `batch`, splitting as answers require.
+  // Returns false when the pipeline must stop before it finished.
+  bool WriteBatch(std::vector<std::string>& batch);
+  // Sleeps `delay`, returning early (false) when the stop deadline passes.
+  bool Pause(absl::Duration delay);
+  void SetHealthy(bool healthy, const std::string& why);
+
+  InfluxWriter& writer_;
+  const WritePipelineOptions options_;
+
+  mutable absl::Mutex mu_;
+  std::deque<std::string> buffer_ ABSL_GUARDED_BY(mu_);
+  absl::Time oldest_enqueued_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  size_t unwritten_on_exit_ ABSL_GUARDED_BY(mu_) = 0;
+  bool healthy_ ABSL_GUARDED_BY(mu_) = true;
+  WritePipelineStats stats_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
+}  // namespace qfp
+
+#endif  // QFP_TRACKER_WRITE_PIPELINE_H_
