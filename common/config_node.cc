@@ -66,20 +66,25 @@ absl::StatusOr<YAML::Node> ConfigNode::LoadFile(const std::string& path) {
 }
 
 ConfigNode::ConfigNode(YAML::Node node, std::string path, ConfigErrors* errors)
-    : node_(std::move(node)), path_(std::move(path)), errors_(errors) {}
+    // A missing key comes back from yaml-cpp as an "invalid" node whose
+    // accessors throw; an Undefined node answers them all safely.
+    : node_(node.IsDefined() ? std::move(node)
+                             : YAML::Node(YAML::NodeType::Undefined)),
+      path_(std::move(path)),
+      errors_(errors) {}
 
 bool ConfigNode::present() const { return node_.IsDefined() && !node_.IsNull(); }
 
 ConfigNode ConfigNode::operator[](absl::string_view key) const {
   std::string child_path =
       path_.empty() ? std::string(key) : absl::StrCat(path_, ".", key);
-  YAML::Node child;  // undefined unless this is a map holding `key`
-  if (node_.IsMap()) {
-    // Const lookup: never inserts the key into the document.
-    const YAML::Node& self = node_;
-    child = self[std::string(key)];
+  if (!node_.IsMap()) {
+    return ConfigNode(YAML::Node(YAML::NodeType::Undefined),
+                      std::move(child_path), errors_);
   }
-  return ConfigNode(child, std::move(child_path), errors_);
+  // Const lookup: never inserts the key into the document.
+  const YAML::Node& self = node_;
+  return ConfigNode(self[std::string(key)], std::move(child_path), errors_);
 }
 
 void ConfigNode::Error(absl::string_view what) const { errors_->Add(path_, what); }
@@ -154,7 +159,13 @@ std::vector<ConfigNode> ConfigNode::Items() const {
 }
 
 std::map<std::string, std::string> ConfigNode::StringMap() const {
-  std::map<std::string, std::string> result;
+  std::vector<std::pair<std::string, std::string>> pairs = StringPairs();
+  return std::map<std::string, std::string>(pairs.begin(), pairs.end());
+}
+
+std::vector<std::pair<std::string, std::string>> ConfigNode::StringPairs()
+    const {
+  std::vector<std::pair<std::string, std::string>> result;
   if (!present()) return result;
   if (!node_.IsMap()) {
     Error(absl::StrCat("expected a map of names to values, got ",
@@ -165,7 +176,7 @@ std::map<std::string, std::string> ConfigNode::StringMap() const {
     const std::string key = entry.first.Scalar();
     ConfigNode value(entry.second, absl::StrCat(path_, ".", key), errors_);
     // An explicitly empty value ("key:") is a value, not an omission.
-    result[key] = entry.second.IsNull() ? "" : value.String();
+    result.emplace_back(key, entry.second.IsNull() ? "" : value.String());
   }
   return result;
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include "absl/strings/string_view.h"
 #include <vector>
 
@@ -66,6 +67,8 @@ class ConfigNode {
   std::vector<ConfigNode> Items() const;
   // A map of scalars (headers, tags); not set gives an empty map.
   std::map<std::string, std::string> StringMap() const;
+  // The same, in file order (HTTP headers are sent in the order written).
+  std::vector<std::pair<std::string, std::string>> StringPairs() const;
   // A list of scalars; not set gives an empty list.
   std::vector<std::string> StringList() const;
 

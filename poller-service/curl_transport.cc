@@ -1,1 +1,492 @@
-// placeholder
+#include "poller-service/curl_transport.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <string>
+#include <utility>
+
+#include "spdlog/spdlog.h"
+
+namespace qfp {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+CURLM* AsMulti(void* multi) { return static_cast<CURLM*>(multi); }
+
+// libcurl takes milliseconds as long; 0 would mean "no timeout", so a request
+// always gets at least 1 ms.
+long TimeoutMillis(absl::Duration timeout) {  // NOLINT(runtime/int)
+  const int64_t ms =
+      absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)));
+  if (ms < 1) return 1;
+  if (ms > LONG_MAX) return LONG_MAX;
+  return static_cast<long>(ms);  // NOLINT(runtime/int)
+}
+
+// Rounded up so that a sub-millisecond remainder waits instead of spinning.
+int PollMillis(absl::Duration wait) {
+  const int64_t ms =
+      absl::ToInt64Milliseconds(absl::Ceil(wait, absl::Milliseconds(1)));
+  if (ms < 0) return 0;
+  if (ms > INT_MAX) return INT_MAX;
+  return static_cast<int>(ms);
+}
+
+}  // namespace
+
+int EnsureCurlGlobalInit() {
+  // C++11 guarantees one initialisation even with concurrent first calls.
+  static const int result = curl_global_init(CURL_GLOBAL_DEFAULT);
+  return result;
+}
+
+struct CurlTransport::Transfer {
+  Transfer() = default;
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+  ~Transfer() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+    curl_slist_free_all(header_list);
+  }
+
+  HttpRequest request;
+  DoneCallback done;
+  CURL* easy = nullptr;
+  curl_slist* header_list = nullptr;
+  char error_buffer[CURL_ERROR_SIZE] = {};
+  // The last address libcurl opened a socket for (see OpenSocket).
+  std::string dialled_address;
+  int dialled_port = 0;
+  // The last chain verification error OpenSSL reported (see KeepVerifying).
+  long chain_error = 0;  // NOLINT(runtime/int): OpenSSL's type
+  bool verifies_server = false;
+  SteadyClock::time_point started;
+  RequestOutcome outcome;
+};
+
+namespace {
+
+using Transfer = CurlTransport::Transfer;  // for the C callbacks below
+
+// CURLOPT_WRITEFUNCTION: keeps the body up to the request's cap; past it,
+// ends the transfer (returning less than was given makes libcurl fail with
+// CURLE_WRITE_ERROR) so that a runaway answer costs neither memory nor time.
+size_t WriteBody(char* data, size_t size, size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const size_t given = size * count;
+  std::string& body = transfer->outcome.body;
+  const size_t cap = transfer->request.max_body_bytes;
+  const size_t room = body.size() < cap ? cap - body.size() : 0;
+  if (given > room) {
+    body.append(data, room);
+    transfer->outcome.body_too_large = true;
+    return 0;
+  }
+  body.append(data, given);
+  return given;
+}
+
+// CURLOPT_OPENSOCKETFUNCTION: remembers the address and port being dialled.
+// libcurl 7.88 leaves CURLINFO_PRIMARY_IP empty when no connect succeeded, and
+// Butler SOS reports the dialled address for a refused connect.
+curl_socket_t OpenSocket(void* user, curlsocktype purpose,
+                         curl_sockaddr* address) {
+  auto* transfer = static_cast<Transfer*>(user);
+  if (purpose == CURLSOCKTYPE_IPCXN) {
+    sockaddr_storage storage{};
+    std::memcpy(
+        &storage, &address->addr,
+        std::min(sizeof(storage), static_cast<size_t>(address->addrlen)));
+    char text[INET6_ADDRSTRLEN] = {};
+    if (address->family == AF_INET) {
+      sockaddr_in in4{};
+      std::memcpy(&in4, &storage, sizeof(in4));
+      if (inet_ntop(AF_INET, &in4.sin_addr, text, sizeof(text)) != nullptr) {
+        transfer->dialled_address = text;
+        transfer->dialled_port = ntohs(in4.sin_port);
+      }
+    } else if (address->family == AF_INET6) {
+      sockaddr_in6 in6{};
+      std::memcpy(&in6, &storage, sizeof(in6));
+      if (inet_ntop(AF_INET6, &in6.sin6_addr, text, sizeof(text)) != nullptr) {
+        transfer->dialled_address = text;
+        transfer->dialled_port = ntohs(in6.sin6_port);
+      }
+    }
+  }
+  // Close-on-exec, which libcurl's own socket() call does not ask for.
+  const int fd = socket(address->family, address->socktype | SOCK_CLOEXEC,
+                        address->protocol);
+  return fd < 0 ? CURL_SOCKET_BAD : fd;
+}
+
+// Where an SSL_CTX keeps its Transfer*, for KeepVerifying.
+int TransferIndex() {
+  static const int index =
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// OpenSSL verify callback that records each chain error and lets
+// verification go on, as Node.js does. OpenSSL then reports the LAST error of
+// the chain, which is what Butler SOS sees: a leaf from an unknown CA gives
+// UNABLE_TO_VERIFY_LEAF_SIGNATURE (21), where stopping at the first error, as
+// libcurl does by default, gives UNABLE_TO_GET_ISSUER_CERT_LOCALLY (20).
+// The handshake then completes, but libcurl 7.88 still fails the transfer
+// with CURLE_PEER_FAILED_VERIFICATION before sending anything, because it
+// checks SSL_get_verify_result() after the handshake when VERIFYPEER is on
+// (the transport tests pin that every bad chain still fails).
+int KeepVerifying(int preverify_ok, X509_STORE_CTX* store) {
+  if (preverify_ok == 0) {
+    auto* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(
+        store, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    if (ssl != nullptr) {
+      auto* transfer = static_cast<Transfer*>(
+          SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), TransferIndex()));
+      if (transfer != nullptr) {
+        transfer->chain_error = X509_STORE_CTX_get_error(store);
+      }
+    }
+  }
+  return 1;
+}
+
+// CURLOPT_SSL_CTX_FUNCTION: libcurl 7.88 makes one SSL_CTX per connection
+// and calls this after its own setup (VERIFYPEER already applied).
+CURLcode PrepareSslContext(CURL* /*easy*/, void* ssl_ctx, void* user) {
+  auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  if (SSL_CTX_set_ex_data(ctx, TransferIndex(), user) != 1) {
+    return CURLE_SSL_CONNECT_ERROR;
+  }
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, KeepVerifying);
+  return CURLE_OK;
+}
+
+// Sets every option of one request; returns the first failure.
+CURLcode Configure(Transfer& t) {
+  CURL* easy = t.easy;
+  CURLcode first_error = CURLE_OK;
+  auto check = [&first_error](CURLcode rc) {
+    if (first_error == CURLE_OK) first_error = rc;
+  };
+  for (const std::string& header : t.request.headers) {
+    curl_slist* appended = curl_slist_append(t.header_list, header.c_str());
+    if (appended == nullptr) return CURLE_OUT_OF_MEMORY;
+    t.header_list = appended;
+  }
+
+  check(curl_easy_setopt(easy, CURLOPT_PRIVATE, &t));
+  check(curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, t.error_buffer));
+  check(curl_easy_setopt(easy, CURLOPT_URL, t.request.url.c_str()));
+  check(curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "https"));
+  check(curl_easy_setopt(easy, CURLOPT_HTTPGET, 1L));
+  check(curl_easy_setopt(easy, CURLOPT_HTTP_VERSION,
+                         static_cast<long>(CURL_HTTP_VERSION_1_1)));  // NOLINT
+  check(curl_easy_setopt(easy, CURLOPT_HTTPHEADER, t.header_list));
+  check(curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS,
+                         TimeoutMillis(t.request.timeout)));
+  // Timeouts without SIGALRM: the poller is multi-threaded.
+  check(curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L));
+  check(curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L));
+  check(
+      curl_easy_setopt(easy, CURLOPT_MAXREDIRS,
+                       static_cast<long>(t.request.max_redirects)));  // NOLINT
+  check(curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https"));
+
+  // Each poll is a real attempt: a new connection, a full TLS handshake (a
+  // resumed session would skip verifying the certificate) and a fresh name
+  // lookup (the multi handle otherwise shares a 60 s DNS cache), like
+  // Butler SOS's requests.
+  check(curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L));
+  check(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
+  check(curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L));
+  check(curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT, 0L));
+  // A CA file replaced on disk counts from the next poll, not a day later.
+  check(curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L));
+
+  check(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, WriteBody));
+  check(curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t));
+  check(curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, OpenSocket));
+  check(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &t));
+
+  const TlsSettings* tls = t.request.tls;
+  if (tls != nullptr) {
+    if (!tls->client_cert_file.empty()) {
+      check(curl_easy_setopt(easy, CURLOPT_SSLCERT,
+                             tls->client_cert_file.c_str()));
+      check(curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM"));
+    }
+    if (!tls->client_key_file.empty()) {
+      check(
+          curl_easy_setopt(easy, CURLOPT_SSLKEY, tls->client_key_file.c_str()));
+      check(curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM"));
+    }
+    if (!tls->key_passphrase.empty()) {
+      check(curl_easy_setopt(easy, CURLOPT_KEYPASSWD,
+                             tls->key_passphrase.c_str()));
+    }
+    if (!tls->ca_file.empty()) {
+      check(curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_file.c_str()));
+    }
+  }
+  const bool verify = tls == nullptr || tls->verify_server;
+  t.verifies_server = verify;
+  check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L));
+  check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L));
+  if (verify) {
+    // Node.js trusts only complete chains up to a root in the CA file, and
+    // reports verification errors as described at KeepVerifying.
+    check(curl_easy_setopt(
+        easy, CURLOPT_SSL_OPTIONS,
+        static_cast<long>(CURLSSLOPT_NO_PARTIALCHAIN)));  // NOLINT
+    check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, PrepareSslContext));
+    check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &t));
+  }
+  return first_error;
+}
+
+// Ends `t` without libcurl having run it (setup failure or cancellation).
+void EndWithoutTransfer(Transfer& t, CURLcode code, const std::string& why) {
+  t.outcome = RequestOutcome{};
+  t.outcome.curl_code = static_cast<int>(code);
+  t.outcome.error_text = why;
+  if (t.started != SteadyClock::time_point{}) {
+    t.outcome.elapsed = absl::FromChrono(SteadyClock::now() - t.started);
+  }
+}
+
+void EndCancelled(Transfer& t) {
+  EndWithoutTransfer(t, CURLE_ABORTED_BY_CALLBACK,
+                     "cancelled: the transport was shut down");
+}
+
+// Reads what libcurl learned about a finished transfer into its outcome.
+void FillOutcome(Transfer& t, CURLcode result) {
+  RequestOutcome& out = t.outcome;
+  out.curl_code = static_cast<int>(result);
+  if (result != CURLE_OK) {
+    out.error_text = t.error_buffer[0] != '\0' ? std::string(t.error_buffer)
+                                               : curl_easy_strerror(result);
+  }
+  long value = 0;  // NOLINT(runtime/int): libcurl's type
+  if (curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &value) == CURLE_OK) {
+    out.os_errno = static_cast<int>(value);
+  }
+  value = 0;
+  if (curl_easy_getinfo(t.easy, CURLINFO_SSL_VERIFYRESULT, &value) ==
+      CURLE_OK) {
+    out.tls_verify_result = value;
+  }
+  if (result == CURLE_PEER_FAILED_VERIFICATION && t.verifies_server) {
+    // libcurl checks the host name before the chain's result and, when the
+    // name fails, leaves its "not verified" placeholder (1) here. What
+    // KeepVerifying saw is the truth: 0 when only the name was wrong, and
+    // the chain's error first when both were, as Node.js reports them.
+    out.tls_verify_result = t.chain_error;
+  }
+  value = 0;
+  if (curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &value) == CURLE_OK) {
+    out.http_status = static_cast<int>(value);
+  }
+  // The connected peer when there is one, else the address last dialled.
+  char* primary_ip = nullptr;
+  if (curl_easy_getinfo(t.easy, CURLINFO_PRIMARY_IP, &primary_ip) == CURLE_OK &&
+      primary_ip != nullptr && primary_ip[0] != '\0') {
+    out.remote_address = primary_ip;
+    value = 0;
+    curl_easy_getinfo(t.easy, CURLINFO_PRIMARY_PORT, &value);
+    out.remote_port = static_cast<int>(value);
+  } else {
+    out.remote_address = t.dialled_address;
+    out.remote_port = t.dialled_port;
+  }
+  out.elapsed = absl::FromChrono(SteadyClock::now() - t.started);
+}
+
+}  // namespace
+
+CurlTransport::CurlTransport(size_t max_concurrent)
+    : max_concurrent_(max_concurrent == 0 ? 1 : max_concurrent),
+      multi_(nullptr) {
+  const int init = EnsureCurlGlobalInit();
+  if (init != CURLE_OK) {
+    spdlog::error("curl_global_init failed: {}",
+                  curl_easy_strerror(static_cast<CURLcode>(init)));
+  }
+  multi_ = curl_multi_init();
+  if (multi_ == nullptr) {
+    // Requests then end with CURLE_FAILED_INIT; see Activate.
+    spdlog::error("curl_multi_init failed");
+  }
+}
+
+CurlTransport::~CurlTransport() {
+  destroying_ = true;
+  std::vector<TransferPtr> ending = std::move(finished_);
+  finished_.clear();
+  for (auto& [easy, transfer] : active_) {
+    curl_multi_remove_handle(AsMulti(multi_), easy);
+    EndCancelled(*transfer);
+    ending.push_back(std::move(transfer));
+  }
+  active_.clear();
+  for (TransferPtr& transfer : queued_) {
+    EndCancelled(*transfer);
+    ending.push_back(std::move(transfer));
+  }
+  queued_.clear();
+  if (multi_ != nullptr) curl_multi_cleanup(AsMulti(multi_));
+  multi_ = nullptr;
+  // Callbacks last, with libcurl already gone: a Start() from one of them
+  // ends at once as cancelled (see Start).
+  for (TransferPtr& transfer : ending) {
+    DoneCallback done = std::move(transfer->done);
+    RequestOutcome outcome = std::move(transfer->outcome);
+    transfer.reset();
+    if (done) done(std::move(outcome));
+  }
+}
+
+void CurlTransport::Start(const HttpRequest& request, DoneCallback done) {
+  auto transfer = std::make_unique<Transfer>();
+  transfer->request = request;
+  transfer->done = std::move(done);
+  if (destroying_) {
+    // Only reachable from a callback run by the destructor; the contract
+    // still wants exactly one callback, and there is no later Run().
+    EndCancelled(*transfer);
+    if (transfer->done) transfer->done(std::move(transfer->outcome));
+    return;
+  }
+  if (active_.size() < max_concurrent_) {
+    Activate(std::move(transfer));
+  } else {
+    queued_.push_back(std::move(transfer));
+  }
+}
+
+void CurlTransport::Activate(TransferPtr transfer) {
+  transfer->started = SteadyClock::now();
+  if (multi_ == nullptr) {
+    EndWithoutTransfer(*transfer, CURLE_FAILED_INIT, "curl_multi_init failed");
+    finished_.push_back(std::move(transfer));
+    return;
+  }
+  transfer->easy = curl_easy_init();
+  if (transfer->easy == nullptr) {
+    EndWithoutTransfer(*transfer, CURLE_FAILED_INIT, "curl_easy_init failed");
+    finished_.push_back(std::move(transfer));
+    return;
+  }
+  const CURLcode configured = Configure(*transfer);
+  if (configured != CURLE_OK) {
+    EndWithoutTransfer(*transfer, configured,
+                       std::string("setting up the request: ") +
+                           curl_easy_strerror(configured));
+    finished_.push_back(std::move(transfer));
+    return;
+  }
+  const CURLMcode added =
+      curl_multi_add_handle(AsMulti(multi_), transfer->easy);
+  if (added != CURLM_OK) {
+    EndWithoutTransfer(
+        *transfer, CURLE_FAILED_INIT,
+        std::string("curl_multi_add_handle: ") + curl_multi_strerror(added));
+    finished_.push_back(std::move(transfer));
+    return;
+  }
+  void* key = transfer->easy;
+  active_.emplace(key, std::move(transfer));
+}
+
+void CurlTransport::ActivateQueued() {
+  while (!queued_.empty() && active_.size() < max_concurrent_) {
+    TransferPtr next = std::move(queued_.front());
+    queued_.pop_front();
+    Activate(std::move(next));
+  }
+}
+
+void CurlTransport::CollectFinished() {
+  if (multi_ == nullptr) return;
+  int left = 0;
+  while (CURLMsg* message = curl_multi_info_read(AsMulti(multi_), &left)) {
+    if (message->msg != CURLMSG_DONE) continue;
+    // The message belongs to the easy handle: read it before removing that.
+    CURL* easy = message->easy_handle;
+    const CURLcode result = message->data.result;
+    auto it = active_.find(static_cast<void*>(easy));
+    if (it == active_.end()) continue;  // not ours; cannot happen
+    TransferPtr transfer = std::move(it->second);
+    active_.erase(it);
+    FillOutcome(*transfer, result);
+    curl_multi_remove_handle(AsMulti(multi_), easy);
+    curl_easy_cleanup(easy);
+    transfer->easy = nullptr;
+    finished_.push_back(std::move(transfer));
+  }
+}
+
+size_t CurlTransport::DeliverFinished() {
+  // Swapped out first: a callback may Start() a request whose setup fails,
+  // which appends to finished_ for the next Run().
+  std::vector<TransferPtr> ready;
+  ready.swap(finished_);
+  for (TransferPtr& transfer : ready) {
+    DoneCallback done = std::move(transfer->done);
+    RequestOutcome outcome = std::move(transfer->outcome);
+    transfer.reset();
+    if (done) done(std::move(outcome));
+  }
+  return ready.size();
+}
+
+void CurlTransport::Run(absl::Duration max_wait) {
+  const SteadyClock::time_point begin = SteadyClock::now();
+  for (;;) {
+    if (multi_ != nullptr) {
+      int running = 0;
+      const CURLMcode performed = curl_multi_perform(AsMulti(multi_), &running);
+      if (performed != CURLM_OK) {
+        spdlog::error("curl_multi_perform: {}", curl_multi_strerror(performed));
+      }
+    }
+    CollectFinished();
+    ActivateQueued();
+    if (DeliverFinished() > 0) return;
+    if (woken_.exchange(false)) return;
+    const absl::Duration waited = absl::FromChrono(SteadyClock::now() - begin);
+    if (waited >= max_wait || multi_ == nullptr) return;
+    // curl_multi_poll also returns when one of libcurl's own timers (such as
+    // a request's timeout) is due, and when Wakeup() is called.
+    const CURLMcode polled = curl_multi_poll(
+        AsMulti(multi_), nullptr, 0, PollMillis(max_wait - waited), nullptr);
+    if (polled != CURLM_OK) {
+      spdlog::error("curl_multi_poll: {}", curl_multi_strerror(polled));
+      return;  // rather than spin; the caller's loop calls Run() again
+    }
+  }
+}
+
+void CurlTransport::Wakeup() {
+  woken_.store(true);
+  // Documented as callable from any thread, unlike the rest of libcurl.
+  if (multi_ != nullptr) curl_multi_wakeup(AsMulti(multi_));
+}
+
+size_t CurlTransport::in_flight() const {
+  return active_.size() + queued_.size() + finished_.size();
+}
+
+}  // namespace qfp

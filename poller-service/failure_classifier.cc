@@ -1,1 +1,652 @@
-// placeholder
+// The mapping follows what Butler SOS (Node.js + axios) would report for the
+// same failure, because existing dashboards and alerts key on its words:
+// categories and codes from §4 of the compatibility reference, Node's errno
+// names (ECONNREFUSED), axios's codes (ECONNABORTED for its own timeout,
+// ERR_BAD_REQUEST / ERR_BAD_RESPONSE for 4xx / 5xx, ERR_CANCELED), and Node's
+// TLS codes (the OpenSSL verify error's name, ERR_TLS_CERT_ALTNAME_INVALID).
+//
+// Decisions where the reference is silent (Butler SOS's own rules: a code of
+// ETIMEDOUT means timeout, ECONNRESET means connection_reset, a status of 500
+// and above http_5xx, 400 and above http_4xx, a message about TLS or
+// certificates certificate_error, everything else unknown):
+// - A final 1xx or 3xx answer (a redirect without Location, or the last of
+//   too many redirects) is unknown with its status; axios gives no code for
+//   it (its code table covers 4xx and 5xx only), so neither do we, except
+//   for too many redirects: ERR_FR_TOO_MANY_REDIRECTS (follow-redirects).
+//   A status of 600 and above is http_5xx without a code, as in Butler SOS.
+// - A connect that fails other than by refusal: ETIMEDOUT (the kernel gave
+//   up) is timeout; EHOSTUNREACH, ENETUNREACH and the rest are unknown. All
+//   carry the errno's name, syscall "connect" and the address dialled, as
+//   Node's connect errors do.
+// - The server closing without answering (CURLE_GOT_NOTHING, Node's "socket
+//   hang up") or during the TLS handshake (Node's "Client network socket
+//   disconnected before secure TLS connection was established") is
+//   connection_reset, ECONNRESET, with no syscall: Node's errors have none.
+//   A reset seen by a system call (errno ECONNRESET) has syscall "read" or
+//   "write". A broken pipe on send is unknown, EPIPE, syscall "write".
+// - Any other failure of the TLS handshake (the peer speaks no TLS, sends a
+//   TLS alert such as a rejected client certificate) is certificate_error,
+//   EPROTO, syscall "write": Node reports handshake errors from the socket
+//   write that drives the handshake ("write EPROTO ..."). A TLS alert after
+//   the handshake (TLS 1.3 sends "certificate required" then) is
+//   certificate_error with Node's code for an OpenSSL error,
+//   ERR_SSL_<REASON> (ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED).
+// - Our own client certificate, key or CA file being unusable
+//   (CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE) is certificate_error
+//   with the libcurl code's name: a certificate problem an operator must fix.
+// - A 2xx answer whose body is cut (over the size cap, or shorter than its
+//   Content-Length) or is not the expected JSON is invalid_response,
+//   ERR_INVALID_RESPONSE (our category; Butler SOS counts it as a success).
+// - Cancellation (the transport shutting down) is unknown, ERR_CANCELED
+//   (axios's code for a cancelled request).
+// - Anything else is unknown with libcurl's code name (CURLE_SEND_ERROR, or
+//   CURLE_<n> for codes not named here).
+#include "poller-service/failure_classifier.h"
+
+#include <curl/curl.h>
+#include <openssl/x509_vfy.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace qfp {
+
+namespace {
+
+using failedpolls::v1::ErrorCategory;
+namespace v1 = failedpolls::v1;
+
+Classification Make(ErrorCategory category, std::string code,
+                    std::string message) {
+  Classification c;
+  c.category = category;
+  c.error_code = std::move(code);
+  c.message = std::move(message);
+  return c;
+}
+
+// Node's name for an errno value ("ECONNREFUSED").
+std::string ErrnoName(int value) {
+  const char* name = strerrorname_np(value);
+  return name != nullptr ? std::string(name) : absl::StrCat("ERRNO_", value);
+}
+
+// The enum name of the libcurl codes a poll can end with.
+std::string CurlCodeName(int code) {
+  switch (code) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return "CURLE_UNSUPPORTED_PROTOCOL";
+    case CURLE_FAILED_INIT:
+      return "CURLE_FAILED_INIT";
+    case CURLE_URL_MALFORMAT:
+      return "CURLE_URL_MALFORMAT";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return "CURLE_COULDNT_RESOLVE_PROXY";
+    case CURLE_COULDNT_CONNECT:
+      return "CURLE_COULDNT_CONNECT";
+    case CURLE_WEIRD_SERVER_REPLY:
+      return "CURLE_WEIRD_SERVER_REPLY";
+    case CURLE_HTTP2:
+      return "CURLE_HTTP2";
+    case CURLE_PARTIAL_FILE:
+      return "CURLE_PARTIAL_FILE";
+    case CURLE_WRITE_ERROR:
+      return "CURLE_WRITE_ERROR";
+    case CURLE_OUT_OF_MEMORY:
+      return "CURLE_OUT_OF_MEMORY";
+    case CURLE_RANGE_ERROR:
+      return "CURLE_RANGE_ERROR";
+    case CURLE_SSL_CONNECT_ERROR:
+      return "CURLE_SSL_CONNECT_ERROR";
+    case CURLE_BAD_DOWNLOAD_RESUME:
+      return "CURLE_BAD_DOWNLOAD_RESUME";
+    case CURLE_FUNCTION_NOT_FOUND:
+      return "CURLE_FUNCTION_NOT_FOUND";
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+      return "CURLE_BAD_FUNCTION_ARGUMENT";
+    case CURLE_INTERFACE_FAILED:
+      return "CURLE_INTERFACE_FAILED";
+    case CURLE_UNKNOWN_OPTION:
+      return "CURLE_UNKNOWN_OPTION";
+    case CURLE_SEND_ERROR:
+      return "CURLE_SEND_ERROR";
+    case CURLE_RECV_ERROR:
+      return "CURLE_RECV_ERROR";
+    case CURLE_SSL_ENGINE_NOTFOUND:
+      return "CURLE_SSL_ENGINE_NOTFOUND";
+    case CURLE_SSL_ENGINE_SETFAILED:
+      return "CURLE_SSL_ENGINE_SETFAILED";
+    case CURLE_SSL_CERTPROBLEM:
+      return "CURLE_SSL_CERTPROBLEM";
+    case CURLE_SSL_CIPHER:
+      return "CURLE_SSL_CIPHER";
+    case CURLE_BAD_CONTENT_ENCODING:
+      return "CURLE_BAD_CONTENT_ENCODING";
+    case CURLE_SSL_ENGINE_INITFAILED:
+      return "CURLE_SSL_ENGINE_INITFAILED";
+    case CURLE_SSL_CACERT_BADFILE:
+      return "CURLE_SSL_CACERT_BADFILE";
+    case CURLE_SSL_SHUTDOWN_FAILED:
+      return "CURLE_SSL_SHUTDOWN_FAILED";
+    case CURLE_AGAIN:
+      return "CURLE_AGAIN";
+    case CURLE_SSL_CRL_BADFILE:
+      return "CURLE_SSL_CRL_BADFILE";
+    case CURLE_SSL_ISSUER_ERROR:
+      return "CURLE_SSL_ISSUER_ERROR";
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return "CURLE_SSL_PINNEDPUBKEYNOTMATCH";
+    case CURLE_SSL_INVALIDCERTSTATUS:
+      return "CURLE_SSL_INVALIDCERTSTATUS";
+    case CURLE_HTTP2_STREAM:
+      return "CURLE_HTTP2_STREAM";
+    case CURLE_RECURSIVE_API_CALL:
+      return "CURLE_RECURSIVE_API_CALL";
+    case CURLE_SSL_CLIENTCERT:
+      return "CURLE_SSL_CLIENTCERT";
+    case CURLE_UNRECOVERABLE_POLL:
+      return "CURLE_UNRECOVERABLE_POLL";
+    default:
+      return absl::StrCat("CURLE_", code);
+  }
+}
+
+// "curl 7 (Couldn't connect to server): Failed to connect to ..." for logs.
+std::string CurlSays(const RequestOutcome& outcome) {
+  std::string text = absl::StrCat(
+      "curl ", outcome.curl_code, " (",
+      curl_easy_strerror(static_cast<CURLcode>(outcome.curl_code)), ")");
+  if (!outcome.error_text.empty()) {
+    absl::StrAppend(&text, ": ", outcome.error_text);
+  }
+  return text;
+}
+
+// Up to 40 bytes of a body for a log line, non-printable bytes as '?'.
+std::string BodyPreview(const std::string& body) {
+  constexpr size_t kMax = 40;
+  std::string preview;
+  for (size_t i = 0; i < body.size() && i < kMax; ++i) {
+    const unsigned char c = static_cast<unsigned char>(body[i]);
+    preview.push_back(c >= 0x20 && c < 0x7f ? static_cast<char>(c) : '?');
+  }
+  if (body.size() > kMax) preview += "...";
+  return preview;
+}
+
+// What a body holds at its top level; kInvalid when it is not JSON at all.
+enum class JsonShape { kInvalid, kObject, kArray, kScalar };
+
+// Validates JSON without building it: an answer may be up to the body cap
+// (megabytes) or nested thousands deep, and only its top-level shape matters.
+// nlohmann's SAX parser is iterative, so deep nesting costs no stack, and it
+// reports errors to parse_error() instead of throwing.
+class ShapeSax {
+ public:
+  using json = nlohmann::json;
+
+  JsonShape shape() const { return shape_; }
+
+  bool null() { return Scalar(); }
+  bool boolean(bool /*value*/) { return Scalar(); }
+  bool number_integer(json::number_integer_t /*value*/) { return Scalar(); }
+  bool number_unsigned(json::number_unsigned_t /*value*/) { return Scalar(); }
+  bool number_float(json::number_float_t /*value*/,
+                    const json::string_t& /*text*/) {
+    return Scalar();
+  }
+  bool string(json::string_t& /*value*/) { return Scalar(); }
+  bool binary(json::binary_t& /*value*/) { return Scalar(); }
+  bool start_object(std::size_t /*elements*/) {
+    return Open(JsonShape::kObject);
+  }
+  bool key(json::string_t& /*value*/) { return true; }
+  bool end_object() { return Close(); }
+  bool start_array(std::size_t /*elements*/) { return Open(JsonShape::kArray); }
+  bool end_array() { return Close(); }
+  bool parse_error(std::size_t /*position*/, const std::string& /*token*/,
+                   const nlohmann::detail::exception& /*error*/) {
+    return false;
+  }
+
+ private:
+  bool Scalar() {
+    if (depth_ == 0) shape_ = JsonShape::kScalar;
+    return true;
+  }
+  bool Open(JsonShape shape) {
+    if (depth_ == 0) shape_ = shape;
+    ++depth_;
+    return true;
+  }
+  bool Close() {
+    --depth_;
+    return true;
+  }
+
+  JsonShape shape_ = JsonShape::kInvalid;
+  size_t depth_ = 0;
+};
+
+JsonShape ParseShape(const std::string& body) {
+  // A raw NUL is never valid JSON, and nlohmann's lexer would take it for the
+  // end of the input ("{}\0<html>" would pass).
+  if (body.find('\0') != std::string::npos) return JsonShape::kInvalid;
+  ShapeSax sax;
+  const bool valid = nlohmann::json::sax_parse(
+      body, &sax, nlohmann::json::input_format_t::json, /*strict=*/true,
+      /*ignore_comments=*/false);
+  return valid ? sax.shape() : JsonShape::kInvalid;
+}
+
+Classification InvalidResponse(const RequestOutcome& outcome,
+                               const std::string& why) {
+  Classification c =
+      Make(v1::ERROR_CATEGORY_INVALID_RESPONSE, "ERR_INVALID_RESPONSE",
+           absl::StrCat("HTTP ", outcome.http_status, " but ", why));
+  c.http_status = static_cast<uint32_t>(outcome.http_status);
+  return c;
+}
+
+// A response with a status line arrived and was read to its end (or cut by
+// `body_cut`); judged like axios's validateStatus plus our body check.
+std::optional<Classification> ClassifyResponse(const RequestOutcome& outcome,
+                                               ExpectedBody expected,
+                                               bool body_cut) {
+  const int status = outcome.http_status;
+  if (status >= 200 && status < 300) {
+    if (outcome.body_too_large) {
+      return InvalidResponse(outcome,
+                             absl::StrCat("the body is larger than the cap (",
+                                          outcome.body.size(), " bytes kept)"));
+    }
+    if (body_cut) {
+      return InvalidResponse(
+          outcome, absl::StrCat("the body was cut short: ", CurlSays(outcome)));
+    }
+    const JsonShape want = expected == ExpectedBody::kJsonObject
+                               ? JsonShape::kObject
+                               : JsonShape::kArray;
+    const char* want_name = expected == ExpectedBody::kJsonObject
+                                ? "a JSON object"
+                                : "a JSON array";
+    const JsonShape got = ParseShape(outcome.body);
+    if (got == want) return std::nullopt;
+    if (outcome.body.empty()) {
+      return InvalidResponse(outcome,
+                             absl::StrCat("an empty body, not ", want_name));
+    }
+    const char* got_name = got == JsonShape::kInvalid  ? "not JSON"
+                           : got == JsonShape::kObject ? "a JSON object"
+                           : got == JsonShape::kArray  ? "a JSON array"
+                                                       : "a JSON scalar";
+    return InvalidResponse(
+        outcome, absl::StrCat("the body is ", got_name, ", not ", want_name,
+                              " (", outcome.body.size(), " bytes: \"",
+                              BodyPreview(outcome.body), "\")"));
+  }
+
+  Classification c;
+  const std::string message =
+      absl::StrCat("Request failed with status code ", status,
+                   body_cut ? " (body cut short)" : "");
+  if (status == 401 || status == 403) {
+    c = Make(v1::ERROR_CATEGORY_AUTH_ERROR, "ERR_BAD_REQUEST", message);
+  } else if (status == 404) {
+    c = Make(v1::ERROR_CATEGORY_NOT_FOUND, "ERR_BAD_REQUEST", message);
+  } else if (status == 429) {
+    c = Make(v1::ERROR_CATEGORY_RATE_LIMITED, "ERR_BAD_REQUEST", message);
+  } else if (status >= 400 && status < 500) {
+    c = Make(v1::ERROR_CATEGORY_HTTP_4XX, "ERR_BAD_REQUEST", message);
+  } else if (status >= 500 && status < 600) {
+    c = Make(v1::ERROR_CATEGORY_HTTP_5XX, "ERR_BAD_RESPONSE", message);
+  } else if (status >= 600) {
+    c = Make(v1::ERROR_CATEGORY_HTTP_5XX, "", message);
+  } else {
+    // 1xx or 3xx as the final answer.
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, "", message);
+  }
+  c.http_status = static_cast<uint32_t>(status);
+  return c;
+}
+
+void SetDialled(const RequestOutcome& outcome, Classification& c) {
+  if (outcome.remote_address.empty()) return;
+  c.remote_address = outcome.remote_address;
+  if (outcome.remote_port > 0) {
+    c.remote_port = static_cast<uint32_t>(outcome.remote_port);
+  }
+}
+
+Classification ConnectFailure(const RequestOutcome& outcome) {
+  const int err = outcome.os_errno;
+  Classification c;
+  if (err == ECONNREFUSED) {
+    c = Make(v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
+             CurlSays(outcome));
+  } else if (err == ETIMEDOUT) {
+    c = Make(v1::ERROR_CATEGORY_TIMEOUT, "ETIMEDOUT", CurlSays(outcome));
+  } else if (err != 0) {
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err), CurlSays(outcome));
+  } else {
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, "CURLE_COULDNT_CONNECT",
+             CurlSays(outcome));
+  }
+  c.syscall = "connect";
+  SetDialled(outcome, c);
+  return c;
+}
+
+// Send or receive failed after the connection was up.
+Classification IoFailure(const RequestOutcome& outcome, const char* syscall) {
+  const int err = outcome.os_errno;
+  Classification c;
+  if (err == ECONNRESET) {
+    c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+             CurlSays(outcome));
+  } else if (err != 0) {
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err), CurlSays(outcome));
+  } else {
+    return Make(v1::ERROR_CATEGORY_UNKNOWN, CurlCodeName(outcome.curl_code),
+                CurlSays(outcome));
+  }
+  c.syscall = syscall;
+  return c;
+}
+
+// The reason of an OpenSSL error in libcurl's text, as Node spells it in an
+// error code: "...:SSL routines::tlsv13 alert certificate required, errno 0"
+// gives "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED"; "" when there is none.
+std::string NodeSslCode(absl::string_view text) {
+  constexpr absl::string_view kLibrary = "SSL routines:";
+  const size_t at = text.find(kLibrary);
+  if (at == absl::string_view::npos) return "";
+  absl::string_view reason = text.substr(at + kLibrary.size());
+  // OpenSSL 3 leaves the function name empty ("SSL routines::reason").
+  const size_t colon = reason.rfind(':');
+  if (colon != absl::string_view::npos) reason = reason.substr(colon + 1);
+  const size_t comma = reason.find(',');
+  if (comma != absl::string_view::npos) reason = reason.substr(0, comma);
+  reason = absl::StripAsciiWhitespace(reason);
+  if (reason.empty()) return "";
+  std::string code = "ERR_SSL_";
+  for (const char ch : reason) {
+    const unsigned char u = static_cast<unsigned char>(ch);
+    code.push_back(std::isalnum(u) ? static_cast<char>(std::toupper(u)) : '_');
+  }
+  return code;
+}
+
+// CURLE_SSL_CONNECT_ERROR: the TLS handshake did not complete.
+Classification HandshakeFailure(const RequestOutcome& outcome) {
+  if (outcome.os_errno == ECONNRESET) {
+    Classification c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+                            CurlSays(outcome));
+    c.syscall = "read";
+    return c;
+  }
+  // libcurl 7.88's words for the peer closing mid-handshake (OpenSSL 3 says
+  // SSL_ERROR_SYSCALL with no errno, or "unexpected eof while reading").
+  if (absl::StrContains(outcome.error_text, "SSL_ERROR_SYSCALL") ||
+      absl::StrContains(outcome.error_text, "unexpected eof")) {
+    return Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+                absl::StrCat("Client network socket disconnected before "
+                             "secure TLS connection was established: ",
+                             CurlSays(outcome)));
+  }
+  Classification c =
+      Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, "EPROTO", CurlSays(outcome));
+  c.syscall = "write";
+  return c;
+}
+
+// CURLE_PEER_FAILED_VERIFICATION: the chain or the host name did not check.
+Classification VerificationFailure(const RequestOutcome& outcome) {
+  const long result = outcome.tls_verify_result;  // NOLINT(runtime/int)
+  // libcurl 7.88 checks the host name itself, after the handshake; when that
+  // fails the verify result is 0 or its "not verified" placeholder 1
+  // (!X509_V_OK). OpenSSL's own host checks give 62 and 64.
+  if (result == X509_V_OK || result == X509_V_ERR_UNSPECIFIED ||
+      result == X509_V_ERR_HOSTNAME_MISMATCH ||
+      result == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+    return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
+                "ERR_TLS_CERT_ALTNAME_INVALID", CurlSays(outcome));
+  }
+  return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, VerifyErrorName(result),
+              CurlSays(outcome));
+}
+
+Classification TransportFailure(const RequestOutcome& outcome) {
+  switch (outcome.curl_code) {
+    case CURLE_OPERATION_TIMEDOUT:
+      return Make(v1::ERROR_CATEGORY_TIMEOUT, "ECONNABORTED",
+                  CurlSays(outcome));
+    case CURLE_COULDNT_RESOLVE_HOST: {
+      Classification c = Make(v1::ERROR_CATEGORY_HOST_NOT_FOUND, "ENOTFOUND",
+                              CurlSays(outcome));
+      c.syscall = "getaddrinfo";
+      return c;
+    }
+    case CURLE_COULDNT_CONNECT:
+      return ConnectFailure(outcome);
+    case CURLE_RECV_ERROR: {
+      // A TLS alert after the handshake (TLS 1.3's "certificate required")
+      // arrives as a failed read with no errno.
+      const std::string ssl_code = NodeSslCode(outcome.error_text);
+      if (outcome.os_errno == 0 && !ssl_code.empty()) {
+        return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, ssl_code,
+                    CurlSays(outcome));
+      }
+      return IoFailure(outcome, "read");
+    }
+    case CURLE_SEND_ERROR:
+      return IoFailure(outcome, "write");
+    case CURLE_GOT_NOTHING:
+      return Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+                  absl::StrCat("socket hang up: ", CurlSays(outcome)));
+    case CURLE_SSL_CONNECT_ERROR:
+      return HandshakeFailure(outcome);
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return VerificationFailure(outcome);
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+      return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
+                  CurlCodeName(outcome.curl_code), CurlSays(outcome));
+    case CURLE_ABORTED_BY_CALLBACK:
+      return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_CANCELED",
+                  absl::StrCat("canceled: ", CurlSays(outcome)));
+    case CURLE_URL_MALFORMAT:
+      return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_INVALID_URL",
+                  CurlSays(outcome));
+    case CURLE_TOO_MANY_REDIRECTS: {
+      Classification c =
+          Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
+               absl::StrCat("Maximum number of redirects exceeded: ",
+                            CurlSays(outcome)));
+      if (outcome.http_status > 0) {
+        c.http_status = static_cast<uint32_t>(outcome.http_status);
+      }
+      return c;
+    }
+    default: {
+      Classification c =
+          Make(v1::ERROR_CATEGORY_UNKNOWN, CurlCodeName(outcome.curl_code),
+               CurlSays(outcome));
+      // A redirect to a scheme other than https ends here with the 3xx.
+      if (outcome.http_status > 0) {
+        c.http_status = static_cast<uint32_t>(outcome.http_status);
+      }
+      return c;
+    }
+  }
+}
+
+}  // namespace
+
+std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome,
+                                              ExpectedBody expected) {
+  // A body cut by our cap (libcurl then says CURLE_WRITE_ERROR) or by the
+  // server closing early still came with a status, which decides first: a
+  // 500 with a huge page is http_5xx.
+  const bool body_cut =
+      (outcome.body_too_large && outcome.curl_code == CURLE_WRITE_ERROR) ||
+      outcome.curl_code == CURLE_PARTIAL_FILE;
+  if (outcome.http_status > 0 && (outcome.curl_code == CURLE_OK || body_cut)) {
+    return ClassifyResponse(outcome, expected, body_cut);
+  }
+  if (outcome.curl_code == CURLE_OK) {
+    // Cannot happen over HTTP; kept so that every input is classified.
+    return Make(v1::ERROR_CATEGORY_UNKNOWN, "",
+                "the transfer completed without an HTTP status");
+  }
+  return TransportFailure(outcome);
+}
+
+std::string VerifyErrorName(long verify_result) {  // NOLINT(runtime/int)
+  struct Entry {
+    long code;  // NOLINT(runtime/int)
+    const char* name;
+  };
+  // OpenSSL 3.0's X509_V_ERR_* codes, without the prefix.
+  static constexpr Entry kNames[] = {
+      {X509_V_OK, "OK"},
+      {X509_V_ERR_UNSPECIFIED, "UNSPECIFIED"},
+      {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT, "UNABLE_TO_GET_ISSUER_CERT"},
+      {X509_V_ERR_UNABLE_TO_GET_CRL, "UNABLE_TO_GET_CRL"},
+      {X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE,
+       "UNABLE_TO_DECRYPT_CERT_SIGNATURE"},
+      {X509_V_ERR_UNABLE_TO_DECRYPT_CRL_SIGNATURE,
+       "UNABLE_TO_DECRYPT_CRL_SIGNATURE"},
+      {X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY,
+       "UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY"},
+      {X509_V_ERR_CERT_SIGNATURE_FAILURE, "CERT_SIGNATURE_FAILURE"},
+      {X509_V_ERR_CRL_SIGNATURE_FAILURE, "CRL_SIGNATURE_FAILURE"},
+      {X509_V_ERR_CERT_NOT_YET_VALID, "CERT_NOT_YET_VALID"},
+      {X509_V_ERR_CERT_HAS_EXPIRED, "CERT_HAS_EXPIRED"},
+      {X509_V_ERR_CRL_NOT_YET_VALID, "CRL_NOT_YET_VALID"},
+      {X509_V_ERR_CRL_HAS_EXPIRED, "CRL_HAS_EXPIRED"},
+      {X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD,
+       "ERROR_IN_CERT_NOT_BEFORE_FIELD"},
+      {X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD,
+       "ERROR_IN_CERT_NOT_AFTER_FIELD"},
+      {X509_V_ERR_ERROR_IN_CRL_LAST_UPDATE_FIELD,
+       "ERROR_IN_CRL_LAST_UPDATE_FIELD"},
+      {X509_V_ERR_ERROR_IN_CRL_NEXT_UPDATE_FIELD,
+       "ERROR_IN_CRL_NEXT_UPDATE_FIELD"},
+      {X509_V_ERR_OUT_OF_MEM, "OUT_OF_MEM"},
+      {X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT, "DEPTH_ZERO_SELF_SIGNED_CERT"},
+      {X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN, "SELF_SIGNED_CERT_IN_CHAIN"},
+      {X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+       "UNABLE_TO_GET_ISSUER_CERT_LOCALLY"},
+      {X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE,
+       "UNABLE_TO_VERIFY_LEAF_SIGNATURE"},
+      {X509_V_ERR_CERT_CHAIN_TOO_LONG, "CERT_CHAIN_TOO_LONG"},
+      {X509_V_ERR_CERT_REVOKED, "CERT_REVOKED"},
+      {X509_V_ERR_NO_ISSUER_PUBLIC_KEY, "NO_ISSUER_PUBLIC_KEY"},
+      {X509_V_ERR_PATH_LENGTH_EXCEEDED, "PATH_LENGTH_EXCEEDED"},
+      {X509_V_ERR_INVALID_PURPOSE, "INVALID_PURPOSE"},
+      {X509_V_ERR_CERT_UNTRUSTED, "CERT_UNTRUSTED"},
+      {X509_V_ERR_CERT_REJECTED, "CERT_REJECTED"},
+      {X509_V_ERR_SUBJECT_ISSUER_MISMATCH, "SUBJECT_ISSUER_MISMATCH"},
+      {X509_V_ERR_AKID_SKID_MISMATCH, "AKID_SKID_MISMATCH"},
+      {X509_V_ERR_AKID_ISSUER_SERIAL_MISMATCH, "AKID_ISSUER_SERIAL_MISMATCH"},
+      {X509_V_ERR_KEYUSAGE_NO_CERTSIGN, "KEYUSAGE_NO_CERTSIGN"},
+      {X509_V_ERR_UNABLE_TO_GET_CRL_ISSUER, "UNABLE_TO_GET_CRL_ISSUER"},
+      {X509_V_ERR_UNHANDLED_CRITICAL_EXTENSION, "UNHANDLED_CRITICAL_EXTENSION"},
+      {X509_V_ERR_KEYUSAGE_NO_CRL_SIGN, "KEYUSAGE_NO_CRL_SIGN"},
+      {X509_V_ERR_UNHANDLED_CRITICAL_CRL_EXTENSION,
+       "UNHANDLED_CRITICAL_CRL_EXTENSION"},
+      {X509_V_ERR_INVALID_NON_CA, "INVALID_NON_CA"},
+      {X509_V_ERR_PROXY_PATH_LENGTH_EXCEEDED, "PROXY_PATH_LENGTH_EXCEEDED"},
+      {X509_V_ERR_KEYUSAGE_NO_DIGITAL_SIGNATURE,
+       "KEYUSAGE_NO_DIGITAL_SIGNATURE"},
+      {X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED,
+       "PROXY_CERTIFICATES_NOT_ALLOWED"},
+      {X509_V_ERR_INVALID_EXTENSION, "INVALID_EXTENSION"},
+      {X509_V_ERR_INVALID_POLICY_EXTENSION, "INVALID_POLICY_EXTENSION"},
+      {X509_V_ERR_NO_EXPLICIT_POLICY, "NO_EXPLICIT_POLICY"},
+      {X509_V_ERR_DIFFERENT_CRL_SCOPE, "DIFFERENT_CRL_SCOPE"},
+      {X509_V_ERR_UNSUPPORTED_EXTENSION_FEATURE,
+       "UNSUPPORTED_EXTENSION_FEATURE"},
+      {X509_V_ERR_UNNESTED_RESOURCE, "UNNESTED_RESOURCE"},
+      {X509_V_ERR_PERMITTED_VIOLATION, "PERMITTED_VIOLATION"},
+      {X509_V_ERR_EXCLUDED_VIOLATION, "EXCLUDED_VIOLATION"},
+      {X509_V_ERR_SUBTREE_MINMAX, "SUBTREE_MINMAX"},
+      {X509_V_ERR_APPLICATION_VERIFICATION, "APPLICATION_VERIFICATION"},
+      {X509_V_ERR_UNSUPPORTED_CONSTRAINT_TYPE, "UNSUPPORTED_CONSTRAINT_TYPE"},
+      {X509_V_ERR_UNSUPPORTED_CONSTRAINT_SYNTAX,
+       "UNSUPPORTED_CONSTRAINT_SYNTAX"},
+      {X509_V_ERR_UNSUPPORTED_NAME_SYNTAX, "UNSUPPORTED_NAME_SYNTAX"},
+      {X509_V_ERR_CRL_PATH_VALIDATION_ERROR, "CRL_PATH_VALIDATION_ERROR"},
+      {X509_V_ERR_PATH_LOOP, "PATH_LOOP"},
+      {X509_V_ERR_SUITE_B_INVALID_VERSION, "SUITE_B_INVALID_VERSION"},
+      {X509_V_ERR_SUITE_B_INVALID_ALGORITHM, "SUITE_B_INVALID_ALGORITHM"},
+      {X509_V_ERR_SUITE_B_INVALID_CURVE, "SUITE_B_INVALID_CURVE"},
+      {X509_V_ERR_SUITE_B_INVALID_SIGNATURE_ALGORITHM,
+       "SUITE_B_INVALID_SIGNATURE_ALGORITHM"},
+      {X509_V_ERR_SUITE_B_LOS_NOT_ALLOWED, "SUITE_B_LOS_NOT_ALLOWED"},
+      {X509_V_ERR_SUITE_B_CANNOT_SIGN_P_384_WITH_P_256,
+       "SUITE_B_CANNOT_SIGN_P_384_WITH_P_256"},
+      {X509_V_ERR_HOSTNAME_MISMATCH, "HOSTNAME_MISMATCH"},
+      {X509_V_ERR_EMAIL_MISMATCH, "EMAIL_MISMATCH"},
+      {X509_V_ERR_IP_ADDRESS_MISMATCH, "IP_ADDRESS_MISMATCH"},
+      {X509_V_ERR_DANE_NO_MATCH, "DANE_NO_MATCH"},
+      {X509_V_ERR_EE_KEY_TOO_SMALL, "EE_KEY_TOO_SMALL"},
+      {X509_V_ERR_CA_KEY_TOO_SMALL, "CA_KEY_TOO_SMALL"},
+      {X509_V_ERR_CA_MD_TOO_WEAK, "CA_MD_TOO_WEAK"},
+      {X509_V_ERR_INVALID_CALL, "INVALID_CALL"},
+      {X509_V_ERR_STORE_LOOKUP, "STORE_LOOKUP"},
+      {X509_V_ERR_NO_VALID_SCTS, "NO_VALID_SCTS"},
+      {X509_V_ERR_PROXY_SUBJECT_NAME_VIOLATION, "PROXY_SUBJECT_NAME_VIOLATION"},
+      {X509_V_ERR_OCSP_VERIFY_NEEDED, "OCSP_VERIFY_NEEDED"},
+      {X509_V_ERR_OCSP_VERIFY_FAILED, "OCSP_VERIFY_FAILED"},
+      {X509_V_ERR_OCSP_CERT_UNKNOWN, "OCSP_CERT_UNKNOWN"},
+      {X509_V_ERR_UNSUPPORTED_SIGNATURE_ALGORITHM,
+       "UNSUPPORTED_SIGNATURE_ALGORITHM"},
+      {X509_V_ERR_SIGNATURE_ALGORITHM_MISMATCH, "SIGNATURE_ALGORITHM_MISMATCH"},
+      {X509_V_ERR_SIGNATURE_ALGORITHM_INCONSISTENCY,
+       "SIGNATURE_ALGORITHM_INCONSISTENCY"},
+      {X509_V_ERR_INVALID_CA, "INVALID_CA"},
+      {X509_V_ERR_PATHLEN_INVALID_FOR_NON_CA, "PATHLEN_INVALID_FOR_NON_CA"},
+      {X509_V_ERR_PATHLEN_WITHOUT_KU_KEY_CERT_SIGN,
+       "PATHLEN_WITHOUT_KU_KEY_CERT_SIGN"},
+      {X509_V_ERR_KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA,
+       "KU_KEY_CERT_SIGN_INVALID_FOR_NON_CA"},
+      {X509_V_ERR_ISSUER_NAME_EMPTY, "ISSUER_NAME_EMPTY"},
+      {X509_V_ERR_SUBJECT_NAME_EMPTY, "SUBJECT_NAME_EMPTY"},
+      {X509_V_ERR_MISSING_AUTHORITY_KEY_IDENTIFIER,
+       "MISSING_AUTHORITY_KEY_IDENTIFIER"},
+      {X509_V_ERR_MISSING_SUBJECT_KEY_IDENTIFIER,
+       "MISSING_SUBJECT_KEY_IDENTIFIER"},
+      {X509_V_ERR_EMPTY_SUBJECT_ALT_NAME, "EMPTY_SUBJECT_ALT_NAME"},
+      {X509_V_ERR_EMPTY_SUBJECT_SAN_NOT_CRITICAL,
+       "EMPTY_SUBJECT_SAN_NOT_CRITICAL"},
+      {X509_V_ERR_CA_BCONS_NOT_CRITICAL, "CA_BCONS_NOT_CRITICAL"},
+      {X509_V_ERR_AUTHORITY_KEY_IDENTIFIER_CRITICAL,
+       "AUTHORITY_KEY_IDENTIFIER_CRITICAL"},
+      {X509_V_ERR_SUBJECT_KEY_IDENTIFIER_CRITICAL,
+       "SUBJECT_KEY_IDENTIFIER_CRITICAL"},
+      {X509_V_ERR_CA_CERT_MISSING_KEY_USAGE, "CA_CERT_MISSING_KEY_USAGE"},
+      {X509_V_ERR_EXTENSIONS_REQUIRE_VERSION_3, "EXTENSIONS_REQUIRE_VERSION_3"},
+      {X509_V_ERR_EC_KEY_EXPLICIT_PARAMS, "EC_KEY_EXPLICIT_PARAMS"},
+  };
+  for (const Entry& entry : kNames) {
+    if (entry.code == verify_result) return entry.name;
+  }
+  return absl::StrCat("UNKNOWN_VERIFY_ERROR_", verify_result);
+}
+
+}  // namespace qfp

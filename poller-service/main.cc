@@ -7,10 +7,9 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
+#include "common/command_line.h"
 #include "common/logging.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
@@ -69,11 +68,11 @@ void PrintPlan(const PollerConfig& config, const std::vector<PollTarget>& plan) 
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
-  absl::SetProgramUsageMessage(
+  ParseCommandLine(
+      argc, argv,
       "Polls Qlik Sense servers (engine health check, proxy sessions, QRS "
       "app list) and streams every failed poll to qs-error-tracker.\n"
       "Usage: qs-poller --config butler-sos.yaml [--tracker HOST:PORT]");
-  absl::ParseCommandLine(argc, argv);
 
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {

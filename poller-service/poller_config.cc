@@ -115,10 +115,7 @@ MonitoredServer ParseServer(const ConfigNode& node,
     }
   }
 
-  // Headers keep file order; StringMap would sort them.
-  for (const auto& [name, value] : node["headers"].StringMap()) {
-    server.headers.emplace_back(name, value);
-  }
+  server.headers = node["headers"].StringPairs();
 
   ConfigNode sessions = node["userSessions"];
   server.sessions_enabled =

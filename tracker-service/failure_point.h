@@ -22,10 +22,16 @@ struct PointSchema {
   bool integer_numbers = false;
 };
 
-// Tags: error_type, server_name, host, virtual_proxy (PROXY_API), then the
-// schema's. Fields: error_count=1, error_category, error_code, http_status,
+// Tags: error_type, server_name, host, virtual_proxy (PROXY_API, when not
+// empty), then the schema's static tags and, when asked for, the failure's
+// server_tags. On a clash the failure's server tags beat static tags, and the
+// four tags above are never replaced by either. Empty values are left out.
+// Fields: error_count=1, error_category, error_code, http_status,
 // request_url, request_timeout_ms, remote_address, remote_port, syscall; each
-// optional one only when set. Timestamp: the failure's occurred_at.
+// optional one only when set (strings: when not empty). Numbers are floats,
+// or int64 when `schema.integer_numbers`.
+// Timestamp: the failure's occurred_at in ns. The caller guarantees it is set
+// (an unset one would give the epoch); values beyond int64 ns are clamped.
 Point FailureToPoint(const failedpolls::v1::PollFailure& failure,
                      const PointSchema& schema);
 

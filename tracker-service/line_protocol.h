@@ -25,14 +25,22 @@ struct Point {
 
 // Encodes `point` as one line without a trailing newline, for precision=ns.
 //  - Tags with an empty value are left out (InfluxDB rejects them); tags are
-//    written sorted by key, as InfluxDB recommends.
+//    written sorted by key (bytewise), as InfluxDB recommends. Fields are
+//    written in the order given.
 //  - Measurement: `,` and space escaped. Tag keys, tag values and field keys:
 //    `,`, `=` and space escaped. String field values: `"` and `\` escaped.
+//    Nothing else is escaped or changed: UTF-8 passes through as is.
 //  - A newline or carriage return can never be carried by line protocol: it
 //    is replaced by a space everywhere, so one point is always one line.
-//  - Floats use the shortest form that reads back exactly (`1`, `0.1`).
-// Errors: empty measurement, no fields, an empty tag or field key, a
-// non-finite float.
+//  - A backslash at the end of a measurement, tag key, tag value or field key
+//    cannot be written (it would escape the delimiter after it; InfluxDB
+//    rejects the line): trailing backslashes are dropped from those.
+//  - Floats use the shortest form that reads back exactly (`1`, `0.1`,
+//    `1e+21`); integers get the `i` suffix; bools are `true`/`false`.
+//  - The timestamp is always written, even 0.
+// Errors (InvalidArgument): empty measurement, a measurement starting with
+// `#` (InfluxDB would skip the line as a comment), no fields, an empty tag or
+// field key, a duplicate tag or field key, a non-finite float.
 absl::StatusOr<std::string> EncodeLine(const Point& point);
 
 }  // namespace qfp

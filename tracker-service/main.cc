@@ -7,10 +7,9 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
+#include "common/command_line.h"
 #include "common/logging.h"
 #include "common/termination_signal.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
@@ -43,12 +42,12 @@ constexpr int kExitRuntimeError = 1;
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
-  absl::SetProgramUsageMessage(
+  ParseCommandLine(
+      argc, argv,
       "Receives failed polls from qs-poller (or any FailedPollTracker "
       "client) over gRPC, counts them and writes one InfluxDB point per "
       "failure.\nUsage: qs-error-tracker --config butler-sos.yaml "
       "[--listen HOST:PORT]");
-  absl::ParseCommandLine(argc, argv);
 
   const std::string config_path = absl::GetFlag(FLAGS_config);
   if (config_path.empty()) {

@@ -90,10 +90,29 @@ bool WritePipeline::Pause(absl::Duration delay) {
   return !(stopping_ && absl::Now() >= stop_deadline_);
 }
 
-void WritePipeline::Loop() {
-  bool prepared = false;
-  absl::BitGen rng;
+bool WritePipeline::PrepareWithRetry(absl::BitGen& rng) {
   absl::Duration backoff = options_.min_backoff;
+  absl::Status status = writer_.Prepare();
+  while (!status.ok()) {
+    SetHealthy(false, std::string(status.message()));
+    if (!Pause(backoff * absl::Uniform(rng, 0.8, 1.2))) return false;
+    {
+      absl::MutexLock lock(&mu_);
+      // Shutting down with nothing to write: no reason to keep trying.
+      if (stopping_ && buffer_.empty()) return false;
+    }
+    backoff = std::min(backoff * 2, options_.max_backoff);
+    status = writer_.Prepare();
+  }
+  SetHealthy(true, "");
+  return true;
+}
+
+void WritePipeline::Loop() {
+  absl::BitGen rng;
+  // The database is made ready at start, as Butler SOS does, not at the
+  // first failure: dashboards can query it from the beginning.
+  if (!PrepareWithRetry(rng)) return;
   while (true) {
     std::vector<std::string> batch;
     {
@@ -117,22 +136,11 @@ void WritePipeline::Loop() {
       }
       oldest_enqueued_ = absl::Now();
     }
-    if (!prepared) {
-      absl::Status status = writer_.Prepare();
-      while (!status.ok()) {
-        SetHealthy(false, std::string(status.message()));
-        if (!Pause(backoff * absl::Uniform(rng, 0.8, 1.2))) break;
-        backoff = std::min(backoff * 2, options_.max_backoff);
-        status = writer_.Prepare();
-      }
-      prepared = status.ok();
-    }
-    if (!prepared || !WriteBatch(batch)) {
+    if (!WriteBatch(batch)) {
       absl::MutexLock lock(&mu_);
       unwritten_on_exit_ += batch.size();
       return;
     }
-    backoff = options_.min_backoff;
   }
 }
 

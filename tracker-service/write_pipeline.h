@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -66,6 +67,8 @@ class WritePipeline {
   enum class Step { kDone, kRetry };
 
   void Loop();
+  // Prepare() until it succeeds; false when Stop's deadline came first.
+  bool PrepareWithRetry(absl::BitGen& rng);
   // Writes lines [begin, end) of `batch`, splitting as answers require.
   // Returns false when the pipeline must stop before it finished.
   bool WriteBatch(std::vector<std::string>& batch);

@@ -1,2 +1,239 @@
+#include "poller-service/poller_config.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_replace.h"
+#include "common/config_node.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
-TEST(Placeholder, Empty) {}
+#include "tests/testing/temp_dir.h"
+#include "tests/testing/test_pki.h"
+
+namespace qfp {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+class PollerConfigTest : public ::testing::Test {
+ protected:
+  PollerConfigTest() : pki_(testing::WriteTestPki(dir_.path())) {}
+
+  absl::StatusOr<PollerConfig> Parse(const std::string& yaml) {
+    absl::StatusOr<YAML::Node> root = ConfigNode::Parse(
+        absl::StrReplaceAll(yaml, {{"__PKI__", dir_.path()}}));
+    if (!root.ok()) return root.status();
+    return ParsePollerConfig(*root, "test.yaml");
+  }
+
+  // A small valid file; `extra` lines are appended under Butler-SOS.
+  std::string Minimal(const std::string& server_extra = "") {
+    return "Butler-SOS:\n"
+           "  cert:\n"
+           "    clientCert: __PKI__/client.pem\n"
+           "    clientCertKey: __PKI__/client_key.pem\n"
+           "    clientCertCA: __PKI__/root.pem\n"
+           "  serversToMonitor:\n"
+           "    pollingInterval: 1000\n"
+           "    servers:\n"
+           "      - host: sense1:4747\n"
+           "        serverName: sense1\n" +
+           server_extra;
+  }
+
+  testing::TempDir dir_;
+  testing::TestPki pki_;
+};
+
+TEST_F(PollerConfigTest, FullButlerSosTemplateShapedFileLoads) {
+  absl::StatusOr<PollerConfig> config =
+      Parse(ReadFile(QFP_SOURCE_DIR "/tests/data/butler-sos-full.yaml"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->health_interval, absl::Milliseconds(30000));
+  EXPECT_TRUE(config->tls.verify_server);
+  ASSERT_EQ(config->servers.size(), 2u);
+  EXPECT_EQ(config->servers[0].host, "sense1.example.com:4747");
+  EXPECT_EQ(config->servers[0].server_name, "sense1");
+  EXPECT_EQ(config->servers[0].sessions_host, "sense1.example.com:4243");
+  EXPECT_THAT(config->servers[0].virtual_proxies,
+              ElementsAre("/", "/hdr", "/sales"));
+  EXPECT_THAT(config->servers[1].virtual_proxies, ElementsAre("/finance"));
+  EXPECT_TRUE(config->sessions_enabled);
+  EXPECT_EQ(config->sessions_interval, absl::Milliseconds(30000));
+  EXPECT_TRUE(config->app_names_enabled);
+  EXPECT_EQ(config->app_names_host, "qrs.example.com");
+  EXPECT_EQ(config->tracker_address, "127.0.0.1:50051");
+  EXPECT_FALSE(config->poller_id.empty());
+}
+
+TEST_F(PollerConfigTest, ReadsOwnSectionAndHeadersInFileOrder) {
+  absl::StatusOr<PollerConfig> config = Parse(
+      Minimal("        headers:\n"
+              "          X-Zeta: 1\n"
+              "          X-Alpha: two words\n") +
+      "  failedPolls:\n"
+      "    poller:\n"
+      "      trackerAddress: tracker.local:6000\n"
+      "      pollerId: poller-7\n"
+      "      requestTimeout: 2500\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tracker_address, "tracker.local:6000");
+  EXPECT_EQ(config->poller_id, "poller-7");
+  EXPECT_EQ(config->request_timeout, absl::Milliseconds(2500));
+  EXPECT_FALSE(config->sessions_enabled);
+  EXPECT_FALSE(config->app_names_enabled);
+  // yaml-cpp iterates maps in file order; headers go out in that order.
+  EXPECT_THAT(config->servers[0].headers,
+              ElementsAre(Pair("X-Zeta", "1"), Pair("X-Alpha", "two words")));
+}
+
+TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
+  std::string yaml = absl::StrReplaceAll(
+      Minimal(), {{"client_key.pem", "client_key_encrypted.pem"}});
+  yaml = absl::StrReplaceAll(
+      yaml, {{"    clientCertCA:", "    clientCertPassphrase: correct horse\n"
+                                   "    clientCertCA:"}});
+  absl::StatusOr<PollerConfig> config = Parse(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->tls.key_passphrase, "correct horse");
+}
+
+struct BrokenCase {
+  std::string name;
+  // Replacements applied to Minimal() (or a whole file when `from` is "*").
+  std::string from;
+  std::string to;
+  std::string expected;  // a substring of the error
+};
+
+class PollerConfigBrokenTest
+    : public PollerConfigTest,
+      public ::testing::WithParamInterface<BrokenCase> {};
+
+TEST_P(PollerConfigBrokenTest, ReportsKeyPathAndProblem) {
+  const BrokenCase& c = GetParam();
+  std::string yaml = c.from == "*" ? c.to
+                                   : absl::StrReplaceAll(
+                                         Minimal(), {{c.from, c.to}});
+  absl::StatusOr<PollerConfig> config = Parse(yaml);
+  ASSERT_FALSE(config.ok()) << "accepted:\n" << yaml;
+  EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr(c.expected));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, PollerConfigBrokenTest,
+    ::testing::Values(
+        BrokenCase{"NoRoot", "*", "Other: {}\n",
+                   "Butler-SOS: missing (the file's root key must be "
+                   "Butler-SOS)"},
+        BrokenCase{"MissingInterval", "    pollingInterval: 1000\n", "",
+                   "Butler-SOS.serversToMonitor.pollingInterval: missing "
+                   "(expected an integer from 100 to 604800000)"},
+        BrokenCase{"MistypedInterval", "pollingInterval: 1000",
+                   "pollingInterval: often",
+                   "Butler-SOS.serversToMonitor.pollingInterval: expected an "
+                   "integer from 100 to 604800000, got \"often\""},
+        BrokenCase{"MissingServerName", "        serverName: sense1\n", "",
+                   "Butler-SOS.serversToMonitor.servers[0].serverName: "
+                   "missing (expected a string)"},
+        BrokenCase{"ServersNotAList", "    servers:\n      - host",
+                   "    servers: none\n    x:\n      - host",
+                   "Butler-SOS.serversToMonitor.servers: expected a list, "
+                   "got \"none\""},
+        BrokenCase{"UnreadableCert", "__PKI__/client.pem", "/nonexistent/c.pem",
+                   "Butler-SOS.cert.clientCert: cannot read certificate file "
+                   "\"/nonexistent/c.pem\""},
+        BrokenCase{"CaIsNotACertificate", "__PKI__/root.pem",
+                   "__PKI__/client_key.pem",
+                   "Butler-SOS.cert.clientCertCA: \""},
+        BrokenCase{"EncryptedKeyWithoutPassphrase", "client_key.pem",
+                   "client_key_encrypted.pem",
+                   "Butler-SOS.cert.clientCertKey: cannot open the private "
+                   "key"},
+        BrokenCase{"RejectUnauthorizedNotBool", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n    rejectUnauthorized: "
+                   "maybe\n",
+                   "Butler-SOS.serversToMonitor.rejectUnauthorized: expected "
+                   "true or false, got \"maybe\""},
+        BrokenCase{"VirtualProxyWithoutSlash", "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        userSessions:\n"
+                   "          enable: true\n"
+                   "          host: sense1:4243\n"
+                   "          virtualProxies:\n"
+                   "            - virtualProxy: sales\n"
+                   "  userSessions:\n"
+                   "    enableSessionExtract: true\n"
+                   "    pollingInterval: 1000\n",
+                   "Butler-SOS.serversToMonitor.servers[0].userSessions."
+                   "virtualProxies[0].virtualProxy: expected a virtual proxy "
+                   "starting with \"/\", got \"sales\""},
+        BrokenCase{"ServerTagNotDefined", "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        serverTags:\n"
+                   "          site: east\n",
+                   "Butler-SOS.serversToMonitor.servers[0].serverTags: tag "
+                   "\"site\" is not listed in serversToMonitor."
+                   "serverTagsDefinition"},
+        BrokenCase{"ServerTagMissing", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: [site]\n",
+                   "Butler-SOS.serversToMonitor.servers[0].serverTags: "
+                   "missing tag \"site\""},
+        BrokenCase{"AppNamesWithoutHost", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  appNames:\n"
+                   "    enableAppNameExtract: true\n"
+                   "    extractInterval: 60000\n",
+                   "Butler-SOS.appNames.hostIP: missing (expected a string)"},
+        BrokenCase{"TrackerAddressNotString", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      trackerAddress: [a, b]\n",
+                   "Butler-SOS.failedPolls.poller.trackerAddress: expected a "
+                   "string, got a list"}),
+    [](const ::testing::TestParamInfo<BrokenCase>& info) {
+      return info.param.name;
+    });
+
+TEST_F(PollerConfigTest, ReportsEveryProblemAtOnce) {
+  absl::StatusOr<PollerConfig> config = Parse(
+      "Butler-SOS:\n"
+      "  cert: {}\n"
+      "  serversToMonitor:\n"
+      "    pollingInterval: x\n"
+      "    servers:\n"
+      "      - {}\n");
+  ASSERT_FALSE(config.ok());
+  const std::string message(config.status().message());
+  EXPECT_THAT(message, HasSubstr("Butler-SOS.cert.clientCert: missing"));
+  EXPECT_THAT(message, HasSubstr("Butler-SOS.cert.clientCertKey: missing"));
+  EXPECT_THAT(message, HasSubstr("Butler-SOS.cert.clientCertCA: missing"));
+  EXPECT_THAT(message,
+              HasSubstr("Butler-SOS.serversToMonitor.pollingInterval: "));
+  EXPECT_THAT(message,
+              HasSubstr("Butler-SOS.serversToMonitor.servers[0].host: "));
+  EXPECT_THAT(message, HasSubstr("(6 problems)"));
+}
+
+TEST_F(PollerConfigTest, MissingFileNamesIt) {
+  absl::StatusOr<PollerConfig> config =
+      LoadPollerConfig(dir_.File("absent.yaml"));
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("absent.yaml"));
+}
+
+}  // namespace
+}  // namespace qfp

@@ -1,0 +1,147 @@
+"""The system under test, assembled from real parts for integration tests.
+
+``butler_config()`` builds a Butler SOS config (a dict; written as JSON,
+which YAML parsers read as YAML) pointing at a fake Qlik Sense site, a
+private influxd and a tracker port. ``start_tracker()``/``start_poller()``
+run the real binaries from ``$QFP_BIN_DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from support import procs
+
+DB = "senseops"
+MEASUREMENT = "butler_sos_errors"
+
+
+def server_entry(name: str, port: int, *, host: str = "127.0.0.1",
+                 sessions_port: int | None = None,
+                 virtual_proxies: list[str] | None = None,
+                 headers: dict | None = None, tags: dict | None = None) -> dict:
+    """One ``serversToMonitor.servers`` entry."""
+    entry = {
+        "host": f"{host}:{port}",
+        "serverName": name,
+        "serverDescription": f"fake {name}",
+        "serverTags": tags or None,
+        "headers": headers or None,
+        "userSessions": {"enable": False},
+    }
+    if sessions_port is not None:
+        entry["userSessions"] = {
+            "enable": True,
+            "host": f"{host}:{sessions_port}",
+            "virtualProxies": [{"virtualProxy": vp}
+                               for vp in (virtual_proxies or ["/"])],
+        }
+    return entry
+
+
+def butler_config(pki, servers: list[dict], *, influx_port: int,
+                  tracker_port: int, health_interval_ms: int = 1000,
+                  request_timeout_ms: int = 5000,
+                  sessions_interval_ms: int | None = None,
+                  app_names_host: str | None = None,
+                  app_names_interval_ms: int = 1000,
+                  error_tracking: bool = True, influx_points: bool = True,
+                  tracker_extra: dict | None = None,
+                  poller_extra: dict | None = None) -> dict:
+    """A Butler SOS config with the keys both services read."""
+    tracker = {"listen": f"127.0.0.1:{tracker_port}", "flushIntervalMs": 200}
+    tracker.update(tracker_extra or {})
+    poller = {"trackerAddress": f"127.0.0.1:{tracker_port}",
+              "pollerId": "test-poller",
+              "requestTimeout": request_timeout_ms}
+    poller.update(poller_extra or {})
+    return {"Butler-SOS": {
+        "logLevel": "info",
+        "errorTracking": {
+            "enable": error_tracking,
+            "logSummary": {"enable": True},
+            "influxdb": {"enable": influx_points,
+                         "measurementName": MEASUREMENT},
+        },
+        "cert": {
+            "clientCert": pki.client_cert,
+            "clientCertKey": pki.client_key,
+            "clientCertCA": pki.root_ca,
+            "clientCertPassphrase": "",
+        },
+        "influxdbConfig": {
+            "enable": True, "host": "127.0.0.1", "port": influx_port,
+            "version": 1, "maxBatchSize": 1000,
+            "v1Config": {
+                "auth": {"enable": False},
+                "dbName": DB,
+                "retentionPolicy": {"name": "10d", "duration": "10d"},
+            },
+        },
+        "appNames": {
+            "enableAppNameExtract": app_names_host is not None,
+            "extractInterval": app_names_interval_ms,
+            "hostIP": app_names_host or "",
+        },
+        "userSessions": {
+            "enableSessionExtract": sessions_interval_ms is not None,
+            "pollingInterval": sessions_interval_ms or 30000,
+        },
+        "serversToMonitor": {
+            "pollingInterval": health_interval_ms,
+            "rejectUnauthorized": True,
+            "serverTagsDefinition": [],
+            "servers": servers,
+        },
+        "failedPolls": {"poller": poller, "tracker": tracker},
+    }}
+
+
+def write_config(path: str, config: dict) -> str:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config, f, indent=2)
+    return path
+
+
+def start_tracker(config_path: str, log_dir: str, *, name="tracker",
+                  extra_args=()) -> procs.Proc:
+    proc = procs.Proc([procs.bin_path("qs-error-tracker"), "--config",
+                       config_path, *extra_args], name=name, log_dir=log_dir)
+    proc.start()
+    proc.wait_for_log("listening on", timeout=20)
+    return proc
+
+
+def start_poller(config_path: str, log_dir: str, *, name="poller",
+                 extra_args=(), wrapper=()) -> procs.Proc:
+    args = [*wrapper, procs.bin_path("qs-poller"), "--config", config_path,
+            *extra_args]
+    proc = procs.Proc(args, name=name, log_dir=log_dir)
+    proc.start()
+    proc.wait_for_log("qs-poller started", timeout=20)
+    return proc
+
+
+def failure_lines(log_text: str) -> list[str]:
+    """The poller's (or tracker's) log lines of failed polls."""
+    return [line for line in log_text.splitlines() if "failed poll: " in line]
+
+
+def failures_logged_for(log_text: str, server_name: str,
+                        source: str = "HEALTH_API") -> int:
+    """How many failed polls of ``server_name`` a log reports."""
+    needle = f"{source} server={server_name} "
+    return sum(1 for line in failure_lines(log_text) if needle in line)
+
+
+def stored_points(influx, *, epoch: str | None = None) -> list[dict]:
+    """The failed-poll points in influxd; [] while the tracker has not yet
+    created the database."""
+    from support.influxd import InfluxError
+    try:
+        return influx.points(MEASUREMENT, DB, epoch=epoch)
+    except InfluxError as error:
+        if "database not found" in str(error):
+            return []
+        raise

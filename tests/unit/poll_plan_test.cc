@@ -1,0 +1,135 @@
+#include "poller-service/poll_plan.h"
+
+#include <set>
+
+#include "absl/strings/match.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace qfp {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::MatchesRegex;
+
+PollerConfig TwoServers() {
+  PollerConfig config;
+  config.health_interval = absl::Seconds(30);
+  config.sessions_enabled = true;
+  config.sessions_interval = absl::Seconds(15);
+  config.app_names_enabled = true;
+  config.app_names_interval = absl::Seconds(60);
+  config.app_names_host = "qrs.example.com";
+  MonitoredServer a;
+  a.host = "sense1.example.com:4747";
+  a.server_name = "sense1";
+  a.headers = {{"X-Custom", "one"}, {"X-Other", "two"}};
+  a.sessions_enabled = true;
+  a.sessions_host = "sense1.example.com:4243";
+  a.virtual_proxies = {"/", "/sales"};
+  MonitoredServer b;
+  b.host = "10.0.0.6:4747";
+  b.server_name = "sense2";
+  b.sessions_enabled = false;
+  config.servers = {a, b};
+  return config;
+}
+
+std::vector<std::string> Keys(const std::vector<PollTarget>& plan) {
+  std::vector<std::string> keys;
+  for (const auto& t : plan) keys.push_back(t.Key());
+  return keys;
+}
+
+TEST(PollPlanTest, OneTargetPerSourceServerAndVirtualProxy) {
+  std::vector<PollTarget> plan = BuildPollPlan(TwoServers());
+  EXPECT_THAT(Keys(plan),
+              ElementsAre("HEALTH_API sense1", "HEALTH_API sense2",
+                          "PROXY_API sense1 /", "PROXY_API sense1 /sales",
+                          "APP_NAMES_EXTRACT qrs.example.com"));
+  EXPECT_EQ(plan[0].url, "https://sense1.example.com:4747/engine/healthcheck");
+  EXPECT_EQ(plan[2].url, "https://sense1.example.com:4243/qps/session");
+  EXPECT_EQ(plan[3].url, "https://sense1.example.com:4243/qps/sales/session");
+  EXPECT_EQ(plan[4].url, "https://qrs.example.com:4242/qrs/app");
+  EXPECT_EQ(plan[3].host, "sense1.example.com:4243");
+  EXPECT_EQ(plan[3].virtual_proxy, "/sales");
+  EXPECT_EQ(plan[4].server_name, "qrs.example.com");
+  EXPECT_EQ(plan[0].interval, absl::Seconds(30));
+  EXPECT_EQ(plan[2].interval, absl::Seconds(15));
+  EXPECT_EQ(plan[4].interval, absl::Seconds(60));
+}
+
+TEST(PollPlanTest, SwitchesRemoveSources) {
+  PollerConfig config = TwoServers();
+  config.sessions_enabled = false;
+  config.app_names_enabled = false;
+  EXPECT_THAT(Keys(BuildPollPlan(config)),
+              ElementsAre("HEALTH_API sense1", "HEALTH_API sense2"));
+}
+
+TEST(PollPlanTest, HealthCheckRequestCarriesServerHeadersAndNoQuery) {
+  PollerConfig config = TwoServers();
+  absl::BitGen rng;
+  HttpRequest request = MakeRequest(BuildPollPlan(config)[0], config, rng);
+  EXPECT_EQ(request.url, "https://sense1.example.com:4747/engine/healthcheck");
+  EXPECT_THAT(request.headers,
+              ElementsAre("Accept: application/json, text/plain, */*",
+                          "Content-Type: application/json",
+                          "Cache-Control: no-cache", "X-Custom: one",
+                          "X-Other: two"));
+  EXPECT_EQ(request.timeout, absl::Milliseconds(5000));
+  EXPECT_EQ(request.tls, &config.tls);
+}
+
+TEST(PollPlanTest, SessionRequestHasMatchingFreshXrfkeyAndNoServerHeaders) {
+  PollerConfig config = TwoServers();
+  absl::BitGen rng;
+  const PollTarget sales = BuildPollPlan(config)[3];
+  std::set<std::string> keys;
+  for (int i = 0; i < 50; ++i) {
+    HttpRequest request = MakeRequest(sales, config, rng);
+    ASSERT_THAT(request.url,
+                MatchesRegex("https://sense1.example.com:4243/qps/sales/"
+                             "session\\?Xrfkey=[0-9a-zA-Z]{16}"));
+    const std::string key = request.url.substr(request.url.size() - 16);
+    EXPECT_THAT(request.headers,
+                ElementsAre("Accept: application/json, text/plain, */*",
+                            "Content-Type: application/json",
+                            "Cache-Control: no-cache",
+                            "XVirtualProxy: /sales", "X-Qlik-Xrfkey: " + key));
+    keys.insert(key);
+  }
+  EXPECT_EQ(keys.size(), 50u) << "every request needs its own Xrfkey";
+}
+
+TEST(PollPlanTest, QrsRequestActsAsRepositoryServiceAccount) {
+  PollerConfig config = TwoServers();
+  absl::BitGen rng;
+  HttpRequest request = MakeRequest(BuildPollPlan(config)[4], config, rng);
+  ASSERT_THAT(request.url,
+              MatchesRegex("https://qrs.example.com:4242/qrs/app\\?xrfkey="
+                           "[0-9a-zA-Z]{16}"));
+  EXPECT_THAT(request.headers,
+              ::testing::Contains(
+                  "X-Qlik-User: UserDirectory=Internal; UserId=sa_repository"));
+}
+
+TEST(PollPlanTest, MaskedUrlHidesTheKey) {
+  std::vector<PollTarget> plan = BuildPollPlan(TwoServers());
+  EXPECT_EQ(MaskedUrl(plan[2]),
+            "https://sense1.example.com:4243/qps/session?Xrfkey="
+            "****************");
+  EXPECT_EQ(MaskedUrl(plan[0]), plan[0].url);
+}
+
+TEST(PollPlanTest, XrfkeyUsesTheWholeAlphabet) {
+  absl::BitGen rng;
+  std::set<char> seen;
+  for (int i = 0; i < 500; ++i) {
+    for (char c : NewXrfkey(rng)) seen.insert(c);
+  }
+  EXPECT_EQ(seen.size(), 62u);
+}
+
+}  // namespace
+}  // namespace qfp
