@@ -1,5 +1,7 @@
 #include "poller-service/poll_plan.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "common/failure_names.h"
 
@@ -13,6 +15,15 @@ using failedpolls::v1::PROXY_API;
 constexpr char kQrsPort[] = "4242";
 constexpr char kQrsUser[] =
     "X-Qlik-User: UserDirectory=Internal; UserId=sa_repository";
+
+// True when `host` already names a port ("qrs:4242", "[::1]:4242"). A bare
+// IPv6 address ("::1") has colons but no port.
+bool HasPort(const std::string& host) {
+  if (!host.empty() && host[0] == '[') {
+    return host.find("]:") != std::string::npos;
+  }
+  return std::count(host.begin(), host.end(), ':') == 1;
+}
 
 // The headers every Qlik Sense poll sends (Butler SOS's axios defaults).
 std::vector<std::string> CommonHeaders() {
@@ -73,8 +84,12 @@ std::vector<PollTarget> BuildPollPlan(const PollerConfig& config) {
     apps.source = APP_NAMES_EXTRACT;
     apps.server_name = config.app_names_host;
     apps.host = config.app_names_host;
-    apps.url =
-        absl::StrCat("https://", config.app_names_host, ":", kQrsPort, "/qrs/app");
+    // Butler SOS always adds the QRS port; a hostIP that names its own port
+    // (a proxy, a test site) is used as written.
+    apps.url = HasPort(config.app_names_host)
+                   ? absl::StrCat("https://", config.app_names_host, "/qrs/app")
+                   : absl::StrCat("https://", config.app_names_host, ":",
+                                  kQrsPort, "/qrs/app");
     apps.xrfkey_param = "xrfkey";
     apps.headers = CommonHeaders();
     apps.headers.push_back(kQrsUser);

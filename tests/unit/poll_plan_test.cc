@@ -114,6 +114,17 @@ TEST(PollPlanTest, QrsRequestActsAsRepositoryServiceAccount) {
                   "X-Qlik-User: UserDirectory=Internal; UserId=sa_repository"));
 }
 
+TEST(PollPlanTest, QrsHostWithItsOwnPortIsUsedAsWritten) {
+  PollerConfig config = TwoServers();
+  config.app_names_host = "127.0.0.1:14242";
+  EXPECT_EQ(BuildPollPlan(config).back().url,
+            "https://127.0.0.1:14242/qrs/app");
+  config.app_names_host = "[::1]:14242";
+  EXPECT_EQ(BuildPollPlan(config).back().url, "https://[::1]:14242/qrs/app");
+  config.app_names_host = "[::1]";
+  EXPECT_EQ(BuildPollPlan(config).back().url, "https://[::1]:4242/qrs/app");
+}
+
 TEST(PollPlanTest, MaskedUrlHidesTheKey) {
   std::vector<PollTarget> plan = BuildPollPlan(TwoServers());
   EXPECT_EQ(MaskedUrl(plan[2]),
