@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <thread>
 
@@ -111,8 +112,9 @@ int Main(int argc, char** argv) {
   TrackerClient client(client_options);
   client.Start();
 
-  CurlTransport transport(config.max_concurrent_polls);
-  PollScheduler scheduler(config, plan, transport, client,
+  auto transport = std::make_unique<CurlTransport>(
+      static_cast<size_t>(config.max_concurrent_polls));
+  PollScheduler scheduler(config, plan, *transport, client,
                           SystemClock::Get());
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
@@ -125,10 +127,13 @@ int Main(int argc, char** argv) {
     const int signal_number = WaitForTerminationSignal();
     spdlog::info("signal {} received: stopping polls", signal_number);
     stop.store(true);
-    transport.Wakeup();
+    transport->Wakeup();
   });
   scheduler.Run(stop);
   signal_waiter.join();
+  // Polls still running past their timeout are cancelled while the
+  // scheduler (their callbacks' target) is still alive.
+  transport.reset();
 
   const size_t left = client.Shutdown(
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));

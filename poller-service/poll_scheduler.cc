@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "curl/curl.h"
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/failure_names.h"
@@ -70,6 +72,11 @@ void PollScheduler::StartPoll(TargetState& state, absl::Time /*now*/) {
 
 void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   state.in_flight = false;
+  if (outcome.curl_code == CURLE_ABORTED_BY_CALLBACK) {
+    // Cancelled by our own shutdown: says nothing about the server.
+    spdlog::info("{}: poll cancelled at shutdown", state.target.Key());
+    return;
+  }
   std::optional<Classification> failed =
       ClassifyOutcome(outcome, state.target.expected_body);
   if (!failed.has_value()) {

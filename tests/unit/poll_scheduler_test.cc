@@ -163,6 +163,17 @@ TEST_F(PollSchedulerTest, NoBurstOfCatchUpRoundsAfterAStall) {
   EXPECT_EQ(scheduler.stats().polls_started, 2u);
 }
 
+TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_);
+  scheduler.Step(absl::ZeroDuration());
+  RequestOutcome cancelled;
+  cancelled.curl_code = 42;  // CURLE_ABORTED_BY_CALLBACK
+  transport_.Complete(cancelled);
+  EXPECT_TRUE(sink_.failures.empty());
+  EXPECT_EQ(scheduler.stats().polls_failed, 0u);
+}
+
 TEST_F(PollSchedulerTest, TwoInstancesHaveDifferentInstanceIds) {
   PollScheduler a(config_, BuildPollPlan(config_), transport_, sink_, clock_);
   PollScheduler b(config_, BuildPollPlan(config_), transport_, sink_, clock_);
