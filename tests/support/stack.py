@@ -145,3 +145,65 @@ def stored_points(influx, *, epoch: str | None = None) -> list[dict]:
         if "database not found" in str(error):
             return []
         raise
+
+
+# --------------------------------------------------------------------------
+# Added for the issue-3 integration tests (poll taxonomy, requests,
+# concurrency).
+# --------------------------------------------------------------------------
+
+def start_poller_env(config_path: str, log_dir: str, *, env: dict,
+                     name="poller", extra_args=(),
+                     wait_started: bool = True) -> procs.Proc:
+    """``start_poller`` with ``env`` added to this process's environment
+    (e.g. ``QFP_CERT_PASSPHRASE``)."""
+    full_env = dict(os.environ)
+    full_env.update(env)
+    proc = procs.Proc([procs.bin_path("qs-poller"), "--config", config_path,
+                       *extra_args], name=name, log_dir=log_dir,
+                      env=full_env)
+    proc.start()
+    if wait_started:
+        proc.wait_for_log("qs-poller started", timeout=20)
+    return proc
+
+
+def run_poller_once(config_path: str, *args, env: dict | None = None,
+                    timeout: float = 30):
+    """Run ``qs-poller --config F ARGS`` to completion (``--check-config``,
+    a config that must be rejected); returns the CompletedProcess."""
+    import subprocess
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([procs.bin_path("qs-poller"), "--config",
+                           config_path, *args], capture_output=True,
+                          text=True, timeout=timeout, env=full_env)
+
+
+def stop_all(processes, timeout: float = 20.0) -> dict:
+    """SIGTERM every running process at once, then wait for each (SIGKILL
+    after ``timeout`` s); returns ``{name: exit status}``."""
+    import signal as _signal
+    for proc in processes:
+        proc.signal(_signal.SIGTERM)
+    return {proc.name: proc.stop(timeout=timeout) for proc in processes}
+
+
+def point_fields(point: dict) -> dict:
+    """A point from ``stored_points`` without ``time`` and without the
+    columns it does not set (SELECT * gives None for those)."""
+    return {k: v for k, v in point.items()
+            if k != "time" and v is not None}
+
+
+def point_key(point: dict) -> tuple:
+    """(error_type, server_name, virtual_proxy or None) of a point."""
+    return (point.get("error_type"), point.get("server_name"),
+            point.get("virtual_proxy"))
+
+
+def poll_starts_logged_for(log_text: str, key: str) -> int:
+    """How many polls of the target ``key`` ("HEALTH_API sense1",
+    "PROXY_API sense1 /sales") a poller logging at debug level started."""
+    needle = f" {key}: GET "
+    return sum(1 for line in log_text.splitlines() if needle in line)
