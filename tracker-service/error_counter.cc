@@ -84,3 +84,10 @@ std::vector<ErrorCounter::TypeCount> ErrorCounter::Snapshot() const {
 }
 
 }  // namespace qfp
+
+namespace qfp {
+absl::CivilDay ErrorCounter::day() const {
+  absl::MutexLock lock(&mu_);
+  return day_;
+}
+}  // namespace qfp

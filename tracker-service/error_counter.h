@@ -46,6 +46,8 @@ class ErrorCounter {
 
   uint64_t total() const;
   std::vector<TypeCount> Snapshot() const;
+  // The UTC day being counted.
+  absl::CivilDay day() const;
 
  private:
   std::optional<std::string> RollOverLocked()

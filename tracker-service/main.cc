@@ -17,7 +17,7 @@
 #include "grpcpp/health_check_service_interface.h"
 #include "spdlog/spdlog.h"
 #include "tracker-service/error_counter.h"
-#include "tracker-service/influx_v1_writer.h"
+#include "tracker-service/influx_writers.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
 #include "tracker-service/write_pipeline.h"
@@ -75,7 +75,13 @@ int Main(int argc, char** argv) {
   std::unique_ptr<InfluxWriter> writer;
   std::unique_ptr<WritePipeline> pipeline;
   if (config.writes_points()) {
-    writer = MakeInfluxV1Writer(config.v1);
+    absl::StatusOr<std::unique_ptr<InfluxWriter>> made =
+        MakeInfluxWriter(config);
+    if (!made.ok()) {
+      std::cerr << "qs-error-tracker: " << made.status().message() << "\n";
+      return kExitConfigError;
+    }
+    writer = *std::move(made);
     config.schema.integer_numbers = writer->integer_numbers();
     WritePipelineOptions options;
     options.max_batch = static_cast<size_t>(config.max_batch_size);
@@ -116,18 +122,26 @@ int Main(int argc, char** argv) {
   spdlog::info("qs-error-tracker listening on {} (port {})", config.listen,
                bound_port);
 
-  // Rolls the daily counters over at midnight UTC even when no failure
-  // arrives to trigger it.
+  // Every second: roll the daily counters over at midnight UTC even when no
+  // failure arrives to trigger it, and tell health checkers whether the
+  // destination is usable.
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   absl::Notification stop_housekeeping;
   std::thread housekeeping([&] {
-    while (!stop_housekeeping.WaitForNotificationWithTimeout(
-        absl::Seconds(5))) {
+    bool last_serving = true;
+    do {
       if (counter) {
         if (std::optional<std::string> ended = counter->RollOver()) {
           spdlog::info("{}", *ended);
         }
       }
-    }
+      const bool serving = pipeline == nullptr || pipeline->healthy();
+      if (health != nullptr && serving != last_serving) {
+        health->SetServingStatus(serving);
+        last_serving = serving;
+      }
+    } while (!stop_housekeeping.WaitForNotificationWithTimeout(
+        absl::Seconds(1)));
   });
 
   const int signal_number = WaitForTerminationSignal();

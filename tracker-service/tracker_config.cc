@@ -4,11 +4,103 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_node.h"
+#include "tracker-service/influx_writers.h"
 
 namespace qfp {
 namespace {
 // Replaces influxdbConfig.v1Config.auth.password when set.
 constexpr char kV1PasswordEnv[] = "QFP_INFLUXDB_PASSWORD";
+// Replaces influxdbConfig.v2Config.token and v3Config.token when set, so a
+// secret need not sit in the file (a Kubernetes secret as environment).
+constexpr char kTokenEnv[] = "QFP_INFLUXDB_TOKEN";
+
+// InfluxDB 2.x refuses shorter retention periods (influx bucket create).
+constexpr absl::Duration kMinV2Retention = absl::Hours(1);
+
+// A string that must be set and not empty.
+std::string NonEmptyString(const ConfigNode& node) {
+  std::string value = node.String();
+  if (value.empty() && node.present()) node.Error("must not be empty");
+  return value;
+}
+
+// The token from the environment when set, else from `node`.
+std::string Token(const ConfigNode& node) {
+  if (const char* env = std::getenv(kTokenEnv); env != nullptr) return env;
+  return node.String();
+}
+
+// retentionDuration: empty, "0" (forever) or a duration of at least
+// `minimum`.
+std::string RetentionDuration(const ConfigNode& node,
+                              absl::Duration minimum) {
+  std::string value = node.String("");
+  absl::StatusOr<absl::Duration> parsed = ParseRetentionDuration(value);
+  if (!parsed.ok()) {
+    node.Error(parsed.status().message());
+  } else if (*parsed > absl::ZeroDuration() && *parsed < minimum) {
+    node.Error(absl::StrCat("\"", value, "\" is shorter than the minimum of ",
+                            absl::FormatDuration(minimum),
+                            " (0 keeps data forever)"));
+  }
+  return value;
+}
+
+void ReadV1(const ConfigNode& v1, const std::string& host, int port,
+            InfluxV1Settings* settings) {
+  settings->host = host;
+  settings->port = port;
+  settings->database = v1["dbName"].String();
+  if (settings->database.empty() && v1["dbName"].present()) {
+    v1["dbName"].Error("must not be empty");
+  }
+  settings->auth_enable = v1["auth"]["enable"].Bool(false);
+  if (settings->auth_enable) {
+    settings->username = v1["auth"]["username"].String();
+    if (const char* env = std::getenv(kV1PasswordEnv); env != nullptr) {
+      settings->password = env;
+    } else {
+      settings->password = v1["auth"]["password"].String();
+    }
+  }
+  settings->retention_policy_name = v1["retentionPolicy"]["name"].String("");
+  if (!settings->retention_policy_name.empty()) {
+    settings->retention_policy_duration =
+        v1["retentionPolicy"]["duration"].String();
+  }
+}
+
+void ReadV2(const ConfigNode& v2, const std::string& host, int port,
+            InfluxV2Settings* settings) {
+  settings->host = host;
+  settings->port = port;
+  settings->org = NonEmptyString(v2["org"]);
+  settings->bucket = NonEmptyString(v2["bucket"]);
+  settings->token = Token(v2["token"]);
+  // 2.x authenticates every request.
+  if (settings->token.empty() && v2["token"].present()) {
+    v2["token"].Error(
+        absl::StrCat("must not be empty (or set ", kTokenEnv, ")"));
+  }
+  settings->description = v2["description"].String("");
+  settings->retention_duration =
+      RetentionDuration(v2["retentionDuration"], kMinV2Retention);
+}
+
+void ReadV3(const ConfigNode& v3, const std::string& host, int port,
+            InfluxV3Settings* settings) {
+  settings->host = host;
+  settings->port = port;
+  settings->database = NonEmptyString(v3["database"]);
+  // May be empty: a 3.x server started without authentication.
+  settings->token = Token(v3["token"]);
+  settings->description = v3["description"].String("");
+  settings->retention_duration =
+      RetentionDuration(v3["retentionDuration"], absl::Nanoseconds(1));
+  settings->write_timeout = absl::Milliseconds(v3["writeTimeout"].Int(
+      absl::ToInt64Milliseconds(settings->write_timeout), 1, 3600000));
+}
+
 }  // namespace
 
 absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
@@ -39,33 +131,20 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
     config.influxdb_version = static_cast<int>(influx["version"].Int(1, 3));
     config.max_batch_size =
         static_cast<int>(influx["maxBatchSize"].Int(1000, 1, 10000));
-    config.v1.host = influx["host"].String();
-    config.v1.port = static_cast<int>(influx["port"].Int(1, 65535));
-    if (config.influxdb_version == 1) {
-      ConfigNode v1 = influx["v1Config"];
-      config.v1.database = v1["dbName"].String();
-      if (config.v1.database.empty() && v1["dbName"].present()) {
-        v1["dbName"].Error("must not be empty");
-      }
-      config.v1.auth_enable = v1["auth"]["enable"].Bool(false);
-      if (config.v1.auth_enable) {
-        config.v1.username = v1["auth"]["username"].String();
-        if (const char* env = std::getenv(kV1PasswordEnv); env != nullptr) {
-          config.v1.password = env;
-        } else {
-          config.v1.password = v1["auth"]["password"].String();
-        }
-      }
-      config.v1.retention_policy_name =
-          v1["retentionPolicy"]["name"].String("");
-      if (!config.v1.retention_policy_name.empty()) {
-        config.v1.retention_policy_duration =
-            v1["retentionPolicy"]["duration"].String();
-      }
-    } else if (config.influxdb_version != 0) {
-      influx["version"].Error(absl::StrCat(
-          "InfluxDB ", config.influxdb_version,
-          ".x is not supported by this build yet (supported: 1)"));
+    const std::string host = influx["host"].String();
+    const int port = static_cast<int>(influx["port"].Int(1, 65535));
+    switch (config.influxdb_version) {
+      case 1:
+        ReadV1(influx["v1Config"], host, port, &config.v1);
+        break;
+      case 2:
+        ReadV2(influx["v2Config"], host, port, &config.v2);
+        break;
+      case 3:
+        ReadV3(influx["v3Config"], host, port, &config.v3);
+        break;
+      default:
+        break;  // out of range: influx["version"] already reported it
     }
   }
 

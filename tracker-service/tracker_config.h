@@ -11,6 +11,8 @@
 #include "absl/time/time.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
+#include "tracker-service/influx_v2_writer.h"
+#include "tracker-service/influx_v3_writer.h"
 #include "yaml-cpp/yaml.h"
 
 namespace qfp {
@@ -23,7 +25,11 @@ struct TrackerConfig {
   bool influxdb_enabled = false;       // influxdbConfig.enable
   int influxdb_version = 1;            // influxdbConfig.version
   int max_batch_size = 1000;           // influxdbConfig.maxBatchSize
-  InfluxV1Settings v1;                 // influxdbConfig.host/port/v1Config
+  // influxdbConfig.host/port and the block of `influxdb_version`
+  // (v1Config, v2Config or v3Config); only that version's settings are read.
+  InfluxV1Settings v1;
+  InfluxV2Settings v2;
+  InfluxV3Settings v3;
 
   // measurementName; Butler-SOS.failedPolls.tracker.tags and
   // .includeServerTags.

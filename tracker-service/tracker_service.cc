@@ -136,6 +136,32 @@ void TrackerService::Handle(const PollFailure& failure,
   *response.add_accepted() = failure.id();
 }
 
+grpc::Status TrackerService::GetErrorStats(
+    grpc::ServerContext* /*context*/,
+    const failedpolls::v1::GetErrorStatsRequest* /*request*/,
+    failedpolls::v1::GetErrorStatsResponse* response) {
+  if (counter_ == nullptr) return grpc::Status::OK;  // tracking is off
+  // Roll over first so a quiet tracker never reports yesterday as today.
+  if (std::optional<std::string> ended = counter_->RollOver()) {
+    spdlog::info("{}", *ended);
+  }
+  response->set_day(absl::FormatCivilTime(counter_->day()));
+  uint64_t total = 0;
+  for (const ErrorCounter::TypeCount& type : counter_->Snapshot()) {
+    auto* out = response->add_types();
+    out->set_error_type(type.error_type);
+    out->set_total(type.total);
+    total += type.total;
+    for (const auto& [server, count] : type.servers) {
+      auto* server_count = out->add_servers();
+      server_count->set_server_name(server);
+      server_count->set_count(count);
+    }
+  }
+  response->set_total(total);
+  return grpc::Status::OK;
+}
+
 TrackerServiceStats TrackerService::stats() const {
   absl::MutexLock lock(&mu_);
   return stats_;

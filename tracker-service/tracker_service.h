@@ -41,6 +41,11 @@ class TrackerService final
                                failedpolls::v1::ReportFailuresRequest>* stream)
       override;
 
+  grpc::Status GetErrorStats(
+      grpc::ServerContext* context,
+      const failedpolls::v1::GetErrorStatsRequest* request,
+      failedpolls::v1::GetErrorStatsResponse* response) override;
+
   TrackerServiceStats stats() const;
 
  private:

@@ -190,9 +190,26 @@ class InfluxD:
         except FileNotFoundError:
             return ""
 
+    def restart(self, timeout: float = 20.0) -> "InfluxD":
+        """Start a stopped influxd again on the same ports and data (an
+        outage ending), waiting for /ping -> 204."""
+        if self.running:
+            raise RuntimeError("influxd is running")
+        self._keep_ports = True
+        try:
+            self._launch()
+        finally:
+            self._keep_ports = False
+        if not self._wait_for_ping(time.monotonic() + timeout):
+            raise RuntimeError(f"influxd did not restart on port "
+                               f"{self.http_port}:\n{self.log_text()[-2000:]}")
+        return self
+
     def _write_config(self) -> None:
         for sub in ("meta", "data", "wal"):
             (self.directory / sub).mkdir(parents=True, exist_ok=True)
+        if getattr(self, "_keep_ports", False):
+            return
         self.http_port, self.rpc_port = free_port(), free_port()
         self.config_path.write_text(CONFIG_TEMPLATE.format(
             loopback=LOOPBACK, root=self.directory, rpc_port=self.rpc_port,

@@ -152,13 +152,23 @@ def stored_points(influx, *, epoch: str | None = None) -> list[dict]:
 # concurrency).
 # --------------------------------------------------------------------------
 
+def _merged_env(env: dict) -> dict:
+    """This process's environment with ``env`` applied (None: removed)."""
+    full_env = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            full_env.pop(name, None)
+        else:
+            full_env[name] = value
+    return full_env
+
+
 def start_poller_env(config_path: str, log_dir: str, *, env: dict,
                      name="poller", extra_args=(),
                      wait_started: bool = True) -> procs.Proc:
     """``start_poller`` with ``env`` added to this process's environment
-    (e.g. ``QFP_CERT_PASSPHRASE``)."""
-    full_env = dict(os.environ)
-    full_env.update(env)
+    (e.g. ``QFP_CERT_PASSPHRASE``; a value None removes the variable)."""
+    full_env = _merged_env(env)
     proc = procs.Proc([procs.bin_path("qs-poller"), "--config", config_path,
                        *extra_args], name=name, log_dir=log_dir,
                       env=full_env)
@@ -171,10 +181,10 @@ def start_poller_env(config_path: str, log_dir: str, *, env: dict,
 def run_poller_once(config_path: str, *args, env: dict | None = None,
                     timeout: float = 30):
     """Run ``qs-poller --config F ARGS`` to completion (``--check-config``,
-    a config that must be rejected); returns the CompletedProcess."""
+    a config that must be rejected); returns the CompletedProcess.
+    ``env`` as for ``start_poller_env``."""
     import subprocess
-    full_env = dict(os.environ)
-    full_env.update(env or {})
+    full_env = _merged_env(env or {})
     return subprocess.run([procs.bin_path("qs-poller"), "--config",
                            config_path, *args], capture_output=True,
                           text=True, timeout=timeout, env=full_env)

@@ -1,0 +1,228 @@
+#include "tracker-service/influx_v2_writer.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "tracker-service/influx_http.h"
+#include "tracker-service/influx_writers.h"
+
+namespace qfp {
+namespace {
+
+using nlohmann::json;
+
+// Whether `list[*].name` holds `name` in the JSON answer `body` (the shape
+// of both GET /api/v2/buckets and GET /api/v2/orgs), and that entry's id.
+struct Lookup {
+  bool found = false;
+  std::string id;
+};
+
+Lookup FindByName(const std::string& body, absl::string_view list,
+                  absl::string_view name) {
+  const json answer = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  Lookup lookup;
+  if (!answer.is_object()) return lookup;
+  auto items = answer.find(std::string(list));
+  if (items == answer.end() || !items->is_array()) return lookup;
+  for (const json& item : *items) {
+    if (!item.is_object()) continue;
+    auto item_name = item.find("name");
+    if (item_name == item.end() || !item_name->is_string() ||
+        item_name->get_ref<const std::string&>() != name) {
+      continue;
+    }
+    lookup.found = true;
+    auto id = item.find("id");
+    if (id != item.end() && id->is_string()) lookup.id = id->get<std::string>();
+    return lookup;
+  }
+  return lookup;
+}
+
+// 2.x answers a second bucket of the same name with 422 `conflict` (a
+// proxy or a later release may say 409).
+bool IsAlreadyExists(const HttpResponse& response) {
+  if (response.status != 409 && response.status != 422) return false;
+  const json answer =
+      json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (answer.is_object()) {
+    auto code = answer.find("code");
+    if (code != answer.end() && code->is_string() &&
+        code->get_ref<const std::string&>() == "conflict") {
+      return true;
+    }
+  }
+  return absl::StrContains(InfluxErrorText(response), "already exists");
+}
+
+class InfluxV2Writer final : public InfluxWriter {
+ public:
+  explicit InfluxV2Writer(InfluxV2Settings settings)
+      : settings_(std::move(settings)),
+        base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
+        write_url_(absl::StrCat(base_url_, "/api/v2/write?org=",
+                                UrlEncode(settings_.org),
+                                "&bucket=", UrlEncode(settings_.bucket),
+                                "&precision=ns")) {}
+
+  absl::Status Prepare() override {
+    if (settings_.org.empty() || settings_.bucket.empty()) {
+      return absl::InvalidArgumentError(
+          "InfluxDB v2: v2Config.org and v2Config.bucket must be set");
+    }
+    absl::StatusOr<absl::Duration> retention =
+        ParseRetentionDuration(settings_.retention_duration);
+    if (!retention.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("InfluxDB v2: v2Config.retentionDuration: ",
+                       retention.status().message()));
+    }
+
+    absl::StatusOr<HttpResponse> buckets =
+        Call("GET", absl::StrCat("/api/v2/buckets?name=",
+                                 UrlEncode(settings_.bucket),
+                                 "&org=", UrlEncode(settings_.org)));
+    if (!buckets.ok()) return buckets.status();
+    // Some 2.x releases answer a name filter that matches nothing with 404
+    // rather than an empty list.
+    if (buckets->status == 200) {
+      if (FindByName(buckets->body, "buckets", settings_.bucket).found) {
+        return absl::OkStatus();  // left as its owner set it up
+      }
+    } else if (buckets->status != 404) {
+      return Refused("GET", "/api/v2/buckets", *buckets);
+    }
+
+    absl::StatusOr<std::string> org_id = OrgId();
+    if (!org_id.ok()) return org_id.status();
+    return CreateBucket(*org_id, *retention);
+  }
+
+  WriteResult Write(absl::string_view lines) override {
+    if (lines.empty()) return WriteResult{};
+    HttpRequest request = NewRequest("POST", write_url_);
+    request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    request.body = std::string(lines);
+    request.gzip_body = settings_.gzip;
+    return ClassifyWriteAnswer(HttpCall(request));
+  }
+
+  bool integer_numbers() const override { return true; }
+
+  std::string Describe() const override {
+    return absl::StrCat("influxdb v2 ", base_url_, " org=", settings_.org,
+                        " bucket=", settings_.bucket);
+  }
+
+ private:
+  HttpRequest NewRequest(std::string method, std::string url) const {
+    HttpRequest request;
+    request.method = std::move(method);
+    request.url = std::move(url);
+    request.timeout = settings_.timeout;
+    request.headers.emplace_back("Authorization",
+                                 absl::StrCat("Token ", settings_.token));
+    request.headers.emplace_back("Accept", "application/json");
+    return request;
+  }
+
+  // One management request; a transport failure comes back as its status
+  // with the request named.
+  absl::StatusOr<HttpResponse> Call(const std::string& method,
+                                    const std::string& path_and_query,
+                                    const std::string& json_body = "") const {
+    HttpRequest request =
+        NewRequest(method, absl::StrCat(base_url_, path_and_query));
+    if (!json_body.empty()) {
+      request.headers.emplace_back("Content-Type", "application/json");
+      request.body = json_body;
+    }
+    absl::StatusOr<HttpResponse> answer = HttpCall(request);
+    if (!answer.ok()) {
+      return absl::Status(answer.status().code(),
+                          absl::StrCat("InfluxDB v2: ", answer.status().message()));
+    }
+    return answer;
+  }
+
+  absl::Status Refused(absl::string_view method, absl::string_view path,
+                       const HttpResponse& answer) const {
+    std::string message =
+        absl::StrCat("InfluxDB v2 ", method, " ", base_url_, path, ": HTTP ",
+                     answer.status, ": ", InfluxErrorText(answer));
+    if (answer.status == 401 || answer.status == 403) {
+      absl::StrAppend(&message, " (the token must be allowed to read buckets",
+                      " and organizations and to create buckets, or the",
+                      " bucket must exist and be readable with it)");
+    }
+    return HttpAnswerStatus(answer.status, std::move(message));
+  }
+
+  absl::StatusOr<std::string> OrgId() const {
+    absl::StatusOr<HttpResponse> orgs =
+        Call("GET", absl::StrCat("/api/v2/orgs?org=", UrlEncode(settings_.org)));
+    if (!orgs.ok()) return orgs.status();
+    if (orgs->status != 200 && orgs->status != 404) {
+      return Refused("GET", "/api/v2/orgs", *orgs);
+    }
+    Lookup org;
+    if (orgs->status == 200) org = FindByName(orgs->body, "orgs", settings_.org);
+    if (!org.found || org.id.empty()) {
+      return absl::NotFoundError(absl::StrCat(
+          "InfluxDB v2 at ", base_url_, ": organization \"", settings_.org,
+          "\" not found (or not visible to this token); v2Config.org must "
+          "name an existing organization"));
+    }
+    return org.id;
+  }
+
+  absl::Status CreateBucket(const std::string& org_id,
+                            absl::Duration retention) const {
+    // ordered_json keeps the documented field order in the request.
+    nlohmann::ordered_json body;
+    body["orgID"] = org_id;
+    body["name"] = settings_.bucket;
+    if (!settings_.description.empty()) {
+      body["description"] = settings_.description;
+    }
+    // No rule at all means "never expire"; an expire rule needs >= 1 s.
+    body["retentionRules"] = nlohmann::ordered_json::array();
+    const int64_t seconds = absl::ToInt64Seconds(retention);
+    if (seconds > 0) {
+      body["retentionRules"].push_back(
+          {{"type", "expire"}, {"everySeconds", seconds}});
+    }
+    absl::StatusOr<HttpResponse> created =
+        Call("POST", "/api/v2/buckets", body.dump());
+    if (!created.ok()) return created.status();
+    if (created->status >= 200 && created->status < 300) {
+      spdlog::info("InfluxDB v2: created bucket {} in {} (retention {})",
+                   settings_.bucket, settings_.org,
+                   seconds > 0 ? settings_.retention_duration
+                               : std::string("infinite"));
+      return absl::OkStatus();
+    }
+    if (IsAlreadyExists(*created)) return absl::OkStatus();
+    return Refused("POST", "/api/v2/buckets", *created);
+  }
+
+  const InfluxV2Settings settings_;
+  const std::string base_url_;
+  const std::string write_url_;
+};
+
+}  // namespace
+
+std::unique_ptr<InfluxWriter> MakeInfluxV2Writer(InfluxV2Settings settings) {
+  return std::make_unique<InfluxV2Writer>(std::move(settings));
+}
+
+}  // namespace qfp

@@ -1,0 +1,219 @@
+#include "tracker-service/influx_v3_writer.h"
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
+#include "spdlog/spdlog.h"
+#include "tracker-service/influx_http.h"
+#include "tracker-service/influx_writers.h"
+
+namespace qfp {
+namespace {
+
+using nlohmann::json;
+
+// Rejected lines named in a bad-points message; the rest are counted.
+constexpr size_t kMaxListedLines = 5;
+
+// Whether the database list holds `name`. InfluxData documents three shapes
+// for this answer (the API reference, the HTTP guide and the CLI's JSON
+// output differ), so each is accepted:
+//   {"databases": ["a", "b"]}
+//   [{"db": "a", "retention_period": "30d"}, ...]
+//   [{"iox::database": "a"}, ...]
+// nullopt when the answer is none of them.
+std::optional<bool> ListsDatabase(const std::string& body,
+                                  absl::string_view name) {
+  const json answer = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto is_name = [&name](const json& value) {
+    return value.is_string() && value.get_ref<const std::string&>() == name;
+  };
+  if (answer.is_object()) {
+    auto list = answer.find("databases");
+    if (list == answer.end() || !list->is_array()) return std::nullopt;
+    for (const json& item : *list) {
+      if (is_name(item)) return true;
+    }
+    return false;
+  }
+  if (!answer.is_array()) return std::nullopt;
+  for (const json& item : answer) {
+    if (!item.is_object()) return std::nullopt;
+    for (const char* key : {"iox::database", "db"}) {
+      auto value = item.find(key);
+      if (value != item.end() && is_name(*value)) return true;
+    }
+  }
+  return false;
+}
+
+// The `data[]` of a 3.x write error, as "line N: error" items, so the log
+// says which lines were refused and why.
+std::string RejectedLines(const std::string& body) {
+  const json answer = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!answer.is_object()) return "";
+  auto data = answer.find("data");
+  if (data == answer.end() || !data->is_array() || data->empty()) return "";
+  std::string text;
+  size_t listed = 0;
+  for (const json& item : *data) {
+    if (listed == kMaxListedLines) {
+      absl::StrAppend(&text, "; ", data->size() - listed, " more");
+      break;
+    }
+    if (!item.is_object()) continue;
+    absl::StrAppend(&text, listed == 0 ? "" : "; ", "line ");
+    auto line = item.find("line_number");
+    absl::StrAppend(&text, line != item.end() && line->is_number_integer()
+                               ? std::to_string(line->get<int64_t>())
+                               : std::string("?"));
+    auto error = item.find("error_message");
+    if (error != item.end() && error->is_string()) {
+      absl::StrAppend(&text, ": ", error->get<std::string>());
+    }
+    ++listed;
+  }
+  return text;
+}
+
+class InfluxV3Writer final : public InfluxWriter {
+ public:
+  explicit InfluxV3Writer(InfluxV3Settings settings)
+      : settings_(std::move(settings)),
+        base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
+        write_url_(absl::StrCat(base_url_, "/api/v3/write_lp?db=",
+                                UrlEncode(settings_.database),
+                                "&precision=nanosecond")) {}
+
+  absl::Status Prepare() override {
+    if (settings_.database.empty()) {
+      return absl::InvalidArgumentError(
+          "InfluxDB v3: v3Config.database is empty");
+    }
+    const std::string retention(
+        absl::StripAsciiWhitespace(settings_.retention_duration));
+    absl::StatusOr<absl::Duration> parsed = ParseRetentionDuration(retention);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("InfluxDB v3: v3Config.retentionDuration: ",
+                       parsed.status().message()));
+    }
+
+    absl::StatusOr<HttpResponse> list =
+        Call("GET", "/api/v3/configure/database?format=json");
+    if (!list.ok()) return list.status();
+    if (list->status == 200) {
+      std::optional<bool> listed = ListsDatabase(list->body, settings_.database);
+      if (listed.value_or(false)) return absl::OkStatus();
+      if (!listed.has_value()) {
+        spdlog::debug("InfluxDB v3: database list in an unknown shape: {}",
+                      InfluxErrorText(*list));
+      }
+    } else if (list->status != 404) {
+      // 404 is documented for a server without any database yet.
+      return Refused("GET", "/api/v3/configure/database", *list);
+    }
+
+    json body = {{"db", settings_.database}};
+    if (*parsed > absl::ZeroDuration()) body["retention_period"] = retention;
+    absl::StatusOr<HttpResponse> created =
+        Call("POST", "/api/v3/configure/database", body.dump());
+    if (!created.ok()) return created.status();
+    if (created->status >= 200 && created->status < 300) {
+      spdlog::info("InfluxDB v3: created database {} (retention {})",
+                   settings_.database,
+                   retention.empty() || *parsed == absl::ZeroDuration()
+                       ? std::string("none")
+                       : retention);
+      return absl::OkStatus();
+    }
+    if (created->status == 409) return absl::OkStatus();  // already exists
+    return Refused("POST", "/api/v3/configure/database", *created);
+  }
+
+  WriteResult Write(absl::string_view lines) override {
+    if (lines.empty()) return WriteResult{};
+    HttpRequest request = NewRequest("POST", write_url_);
+    request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
+    request.body = std::string(lines);
+    request.gzip_body = settings_.gzip;
+    absl::StatusOr<HttpResponse> answer = HttpCall(request);
+    WriteResult result = ClassifyWriteAnswer(answer);
+    if (result.kind == WriteResult::Kind::kBadPoints && answer.ok()) {
+      if (std::string rejected = RejectedLines(answer->body);
+          !rejected.empty()) {
+        absl::StrAppend(&result.message, ": ", rejected);
+      }
+    }
+    return result;
+  }
+
+  bool integer_numbers() const override { return true; }
+
+  std::string Describe() const override {
+    return absl::StrCat("influxdb v3 ", base_url_, " db=", settings_.database);
+  }
+
+ private:
+  HttpRequest NewRequest(std::string method, std::string url) const {
+    HttpRequest request;
+    request.method = std::move(method);
+    request.url = std::move(url);
+    request.timeout = settings_.write_timeout;
+    if (!settings_.token.empty()) {
+      request.headers.emplace_back("Authorization",
+                                   absl::StrCat("Bearer ", settings_.token));
+    }
+    request.headers.emplace_back("Accept", "application/json");
+    return request;
+  }
+
+  absl::StatusOr<HttpResponse> Call(const std::string& method,
+                                    const std::string& path_and_query,
+                                    const std::string& json_body = "") const {
+    HttpRequest request =
+        NewRequest(method, absl::StrCat(base_url_, path_and_query));
+    if (!json_body.empty()) {
+      request.headers.emplace_back("Content-Type", "application/json");
+      request.body = json_body;
+    }
+    absl::StatusOr<HttpResponse> answer = HttpCall(request);
+    if (!answer.ok()) {
+      return absl::Status(answer.status().code(),
+                          absl::StrCat("InfluxDB v3: ", answer.status().message()));
+    }
+    return answer;
+  }
+
+  absl::Status Refused(absl::string_view method, absl::string_view path,
+                       const HttpResponse& answer) const {
+    std::string message =
+        absl::StrCat("InfluxDB v3 ", method, " ", base_url_, path, ": HTTP ",
+                     answer.status, ": ", InfluxErrorText(answer));
+    if (answer.status == 401 || answer.status == 403) {
+      absl::StrAppend(&message,
+                      " (the token must be allowed to list and create "
+                      "databases, e.g. an admin token)");
+    }
+    return HttpAnswerStatus(answer.status, std::move(message));
+  }
+
+  const InfluxV3Settings settings_;
+  const std::string base_url_;
+  const std::string write_url_;
+};
+
+}  // namespace
+
+std::unique_ptr<InfluxWriter> MakeInfluxV3Writer(InfluxV3Settings settings) {
+  return std::make_unique<InfluxV3Writer>(std::move(settings));
+}
+
+}  // namespace qfp
