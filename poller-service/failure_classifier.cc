@@ -347,7 +347,13 @@ Classification ConnectFailure(const RequestOutcome& outcome) {
 
 // Send or receive failed after the connection was up.
 Classification IoFailure(const RequestOutcome& outcome, const char* syscall) {
-  const int err = outcome.os_errno;
+  int err = outcome.os_errno;
+  // libcurl's saved errno can be overwritten while it tears the TLS session
+  // down after a reset (EPIPE from the close_notify write); its error text
+  // still carries the recv/send failure it saw first.
+  if (absl::StrContains(outcome.error_text, "Connection reset by peer")) {
+    err = ECONNRESET;
+  }
   Classification c;
   if (err == ECONNRESET) {
     c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",

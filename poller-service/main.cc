@@ -8,12 +8,14 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/logging.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
+#include "poller-service/failure_spool.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poll_scheduler.h"
 #include "poller-service/poller_config.h"
@@ -59,7 +61,7 @@ void PrintPlan(const PollerConfig& config, const std::vector<PollTarget>& plan) 
                 static_cast<long long>(  // NOLINT(runtime/int)
                     absl::ToInt64Milliseconds(config.request_timeout)));
     for (const std::string& header : target.headers) {
-      std::printf("  %s\n", header.c_str());
+      std::printf("  %s\n", MaskedHeader(header).c_str());
     }
     if (!target.xrfkey_param.empty()) {
       std::printf("  X-Qlik-Xrfkey: ****************\n");
@@ -106,10 +108,37 @@ int Main(int argc, char** argv) {
     spdlog::warn("the config enables no polls: nothing to do until restarted");
   }
 
+  SpoolLimits limits;
+  limits.max_failures = config.max_pending_failures;
+  limits.max_bytes = config.max_spool_bytes;
+  std::unique_ptr<FailureSpool> spool;
+  if (config.spool_directory.empty()) {
+    spool = std::make_unique<MemorySpool>(limits);
+  } else {
+    spool = std::make_unique<DiskSpool>(config.spool_directory, limits);
+  }
+  if (absl::Status status = spool->Open(); !status.ok()) {
+    std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
+              << status.message() << "\n";
+    return kExitConfigError;
+  }
+  if (spool->durable()) {
+    spdlog::info(
+        "failure spool in {}: {} unacknowledged failures ({} bytes) reloaded "
+        "from earlier runs, resending them with their original ids",
+        config.spool_directory, spool->reloaded(), spool->bytes());
+  } else {
+    spdlog::info(
+        "failure spool in memory only (set "
+        "Butler-SOS.failedPolls.poller.spoolDirectory to keep unacknowledged "
+        "failures across restarts)");
+  }
+  const std::string spool_description = spool->Describe();
+  const bool spool_durable = spool->durable();
+
   TrackerClientOptions client_options;
   client_options.address = config.tracker_address;
-  client_options.max_pending = config.max_pending_failures;
-  TrackerClient client(client_options);
+  TrackerClient client(client_options, std::move(spool));
   client.Start();
 
   auto transport = std::make_unique<CurlTransport>(
@@ -139,16 +168,31 @@ int Main(int argc, char** argv) {
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
   const TrackerClientStats stats = client.stats();
   const SchedulerStats& polls = scheduler.stats();
+  const std::string overflow =
+      stats.dropped_overflow == 0
+          ? std::string()
+          : absl::StrCat("; ", stats.dropped_overflow,
+                         " dropped earlier because the spool was full");
   if (left == 0) {
     spdlog::info(
         "qs-poller stopped: {} polls, {} failed, all {} failures acknowledged "
-        "by the tracker",
-        polls.polls_started, polls.polls_failed, stats.acknowledged);
+        "by the tracker, 0 failures left in spool {}{}",
+        polls.polls_started, polls.polls_failed, stats.acknowledged,
+        spool_description, overflow);
+  } else if (spool_durable) {
+    spdlog::warn(
+        "qs-poller stopped: {} polls, {} failed; {} failures not yet "
+        "acknowledged by tracker {} left in spool {}, resent at next "
+        "start{}",
+        polls.polls_started, polls.polls_failed, left, config.tracker_address,
+        config.spool_directory, overflow);
   } else {
     spdlog::warn(
-        "qs-poller stopped: {} polls, {} failed; {} failures were not "
-        "acknowledged by tracker {} and are lost (logged above)",
-        polls.polls_started, polls.polls_failed, left, config.tracker_address);
+        "qs-poller stopped: {} polls, {} failed; {} failures not "
+        "acknowledged by tracker {} were in the memory spool and are lost "
+        "(logged above){}",
+        polls.polls_started, polls.polls_failed, left, config.tracker_address,
+        overflow);
   }
   return 0;
 }

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/failure_names.h"
 
@@ -129,6 +131,23 @@ std::string MaskedUrl(const PollTarget& target) {
   if (target.xrfkey_param.empty()) return target.url;
   return absl::StrCat(target.url, "?", target.xrfkey_param,
                       "=****************");
+}
+
+}  // namespace qfp
+
+namespace qfp {
+
+std::string MaskedHeader(absl::string_view header) {
+  const size_t colon = header.find(':');
+  if (colon == absl::string_view::npos) return std::string(header);
+  const std::string name = absl::AsciiStrToLower(header.substr(0, colon));
+  for (absl::string_view secret : {"authorization", "cookie", "token",
+                                   "secret", "key", "password", "session"}) {
+    if (absl::StrContains(name, secret)) {
+      return absl::StrCat(header.substr(0, colon), ": ********");
+    }
+  }
+  return std::string(header);
 }
 
 }  // namespace qfp

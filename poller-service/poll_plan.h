@@ -52,6 +52,12 @@ std::string NewXrfkey(absl::BitGen& rng);
 HttpRequest MakeRequest(const PollTarget& target, const PollerConfig& config,
                         absl::BitGen& rng);
 
+// "Authorization: Bearer x" -> "Authorization: ********": a header whose
+// name suggests a credential (authorization, cookie, token, secret, key,
+// password, session) keeps only its name; others are returned unchanged.
+// For logs and --check-config.
+std::string MaskedHeader(absl::string_view header);
+
 // "https://h:1/p?xrfkey=abcd..." -> "https://h:1/p?xrfkey=****************":
 // for logs and --check-config, which must not show a usable key.
 std::string MaskedUrl(const PollTarget& target);

@@ -3,11 +3,13 @@
 One run of the whole system: a fake Qlik Sense site with one endpoint per
 scenario, a private influxd, one qs-error-tracker and one qs-poller per
 scenario. Each poller polls its scenario's endpoint as all three sources:
-the engine health check, the proxy sessions of the virtual proxies "/" and
-"/sales" (``userSessions.host`` is the same endpoint) and the QRS app list
-(``appNames.hostIP`` names the endpoint with its port). A poller has a single
-``appNames.hostIP``, hence one poller per scenario; they all report to the
-same tracker, which writes into the same influxd.
+the engine health check of server "tax-S", the proxy sessions of the virtual
+proxies "/" and "/sales" of server "tax-S-sessions" (whose own health check
+goes to a healthy endpoint, so that the PROXY_API point's host tag must come
+from ``userSessions.host``) and the QRS app list (``appNames.hostIP`` names
+the endpoint with its port). A poller has a single ``appNames.hostIP``,
+hence one poller per scenario; they all report to the same tracker, which
+writes into the same influxd.
 
 Every (source, server, virtual proxy) must have produced points, all equal
 (time aside) to the golden point of its scenario: the exact tags and fields
@@ -124,6 +126,10 @@ def server_name(scenario: str) -> str:
     return f"tax-{scenario}"
 
 
+def sessions_server_name(scenario: str) -> str:
+    return f"{server_name(scenario)}-sessions"
+
+
 def lax_endpoint(scenario: str) -> str:
     return f"lax-{scenario}"
 
@@ -144,8 +150,9 @@ def golden_point(scenario: str, source: str, port: int,
     point = {
         "error_type": source,
         # APP_NAMES_EXTRACT: server_name is appNames.hostIP as written.
-        "server_name": host if source == "APP_NAMES_EXTRACT"
-        else server_name(scenario),
+        "server_name": {"HEALTH_API": server_name(scenario),
+                        "PROXY_API": sessions_server_name(scenario),
+                        "APP_NAMES_EXTRACT": host}[source],
         "host": host,
         "error_count": 1,
         "request_timeout_ms": REQUEST_TIMEOUT_MS,
@@ -158,13 +165,18 @@ def golden_point(scenario: str, source: str, port: int,
     return point
 
 
-def poller_config(pki, scenario_name: str, port: int, *, influx_port: int,
-                  tracker_port: int, reject_unauthorized: bool = True,
+def poller_config(pki, scenario_name: str, port: int, *, control_port: int,
+                  influx_port: int, tracker_port: int,
+                  reject_unauthorized: bool = True,
                   name: str | None = None) -> dict:
-    """All three sources of one server against one fake endpoint."""
+    """All three sources against one fake endpoint: server NAME's health
+    check, the sessions of server NAME-sessions (health-checked on the
+    healthy control endpoint) and the QRS."""
     name = name or server_name(scenario_name)
     config = stack.butler_config(
-        pki, [stack.server_entry(name, port, sessions_port=port,
+        pki, [stack.server_entry(name, port),
+              stack.server_entry(f"{name}-sessions", control_port,
+                                 sessions_port=port,
                                  virtual_proxies=list(VIRTUAL_PROXIES))],
         influx_port=influx_port, tracker_port=tracker_port,
         health_interval_ms=INTERVAL_MS, request_timeout_ms=REQUEST_TIMEOUT_MS,
@@ -209,7 +221,8 @@ class PollTaxonomyTest(unittest.TestCase):
             return stack.write_config(os.path.join(cls.tmp, filename), config)
 
         common = {"influx_port": cls.influx.http_port,
-                  "tracker_port": tracker_port}
+                  "tracker_port": tracker_port,
+                  "control_port": cls.ports[CONTROL]}
         configs = {scenario: config_file(
             f"{scenario}.yaml",
             poller_config(cls.pki, scenario, cls.ports[scenario], **common))
@@ -416,11 +429,12 @@ class PollTaxonomyTest(unittest.TestCase):
                 for request in requests:
                     self.assertEqual(request["client_cert_subject"],
                                      certs.CLIENT_COMMON_NAME)
+                host = f"127.0.0.1:{self.ports[lax_endpoint(scenario)]}"
+                names = (lax_endpoint(scenario),
+                         f"{lax_endpoint(scenario)}-sessions", host)
                 self.assertEqual(
-                    [p for p in self.points
-                     if lax_endpoint(scenario) in p["host"] + p["server_name"]
-                     or p["host"].endswith(
-                         f":{self.ports[lax_endpoint(scenario)]}")], [])
+                    [p for p in self.points if p["host"] == host
+                     or p["server_name"] in names], [])
 
 
 if __name__ == "__main__":

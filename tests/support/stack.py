@@ -217,3 +217,16 @@ def poll_starts_logged_for(log_text: str, key: str) -> int:
     "PROXY_API sense1 /sales") a poller logging at debug level started."""
     needle = f" {key}: GET "
     return sum(1 for line in log_text.splitlines() if needle in line)
+
+
+def polls_cancelled_for(log_text: str, key: str) -> int:
+    """How many polls of the target ``key`` the poller cancelled at
+    shutdown (still running past their timeout): these give no point."""
+    needle = f" {key}: poll cancelled at shutdown"
+    return sum(1 for line in log_text.splitlines() if needle in line)
+
+
+def polls_completed_for(log_text: str, key: str) -> int:
+    """Polls of ``key`` started and not cancelled (debug-level log)."""
+    return (poll_starts_logged_for(log_text, key)
+            - polls_cancelled_for(log_text, key))

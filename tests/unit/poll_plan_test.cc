@@ -133,6 +133,18 @@ TEST(PollPlanTest, MaskedUrlHidesTheKey) {
   EXPECT_EQ(MaskedUrl(plan[0]), plan[0].url);
 }
 
+TEST(PollPlanTest, MaskedHeaderHidesCredentialsOnly) {
+  EXPECT_EQ(MaskedHeader("Authorization: Bearer abc"),
+            "Authorization: ********");
+  EXPECT_EQ(MaskedHeader("X-Api-Key: k"), "X-Api-Key: ********");
+  EXPECT_EQ(MaskedHeader("Cookie: a=b"), "Cookie: ********");
+  EXPECT_EQ(MaskedHeader("X-Qlik-Xrfkey: 0123456789abcdef"),
+            "X-Qlik-Xrfkey: ********");
+  EXPECT_EQ(MaskedHeader("Accept: application/json"),
+            "Accept: application/json");
+  EXPECT_EQ(MaskedHeader("no colon"), "no colon");
+}
+
 TEST(PollPlanTest, XrfkeyUsesTheWholeAlphabet) {
   absl::BitGen rng;
   std::set<char> seen;
