@@ -15,10 +15,12 @@ using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
 TrackerService::TrackerService(const TrackerConfig& config,
-                               ErrorCounter* counter, WritePipeline* pipeline)
+                               ErrorCounter* counter, WritePipeline* pipeline,
+                               WriteAheadLog* wal)
     : config_(config),
       counter_(counter),
       pipeline_(pipeline),
+      wal_(pipeline != nullptr ? wal : nullptr),
       schema_(config.schema) {}
 
 grpc::Status TrackerService::ReportFailures(
@@ -29,9 +31,7 @@ grpc::Status TrackerService::ReportFailures(
   ReportFailuresRequest request;
   while (stream->Read(&request)) {
     ReportFailuresResponse response;
-    for (const PollFailure& failure : request.failures()) {
-      Handle(failure, response);
-    }
+    Handle(request, response);
     // One answer per request: acknowledgements travel in batches.
     if (!stream->Write(response)) break;
   }
@@ -67,73 +67,127 @@ bool TrackerService::SeenBefore(const std::string& key) {
   return false;
 }
 
-void TrackerService::Handle(const PollFailure& failure,
+void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
+                            std::string reason,
                             ReportFailuresResponse& response) {
-  {
-    absl::MutexLock lock(&mu_);
-    ++stats_.received;
-  }
-  if (std::string why = Invalid(failure); !why.empty()) {
-    spdlog::warn("refused a malformed failure from {}: {}",
-                 failure.id().poller_id(), why);
-    absl::MutexLock lock(&mu_);
-    ++stats_.invalid;
-    auto* refusal = response.add_refused();
-    *refusal->mutable_id() = failure.id();
-    refusal->set_reason(std::move(why));
-    return;
-  }
-  const std::string key =
-      absl::StrCat(failure.id().poller_id(), "/", failure.id().instance_id(),
-                   "/", failure.id().sequence());
-  {
-    absl::MutexLock lock(&mu_);
-    if (recent_.contains(key)) {
+  auto* refusal = response.add_refused();
+  *refusal->mutable_id() = id;
+  refusal->set_reason(std::move(reason));
+}
+
+void TrackerService::Handle(const ReportFailuresRequest& request,
+                            ReportFailuresResponse& response) {
+  struct Accepted {
+    const PollFailure* failure;
+    std::string key;
+    std::string line;
+  };
+  std::vector<Accepted> batch;
+  batch.reserve(static_cast<size_t>(request.failures_size()));
+  for (const PollFailure& failure : request.failures()) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++stats_.received;
+    }
+    if (std::string why = Invalid(failure); !why.empty()) {
+      spdlog::warn("refused a malformed failure from {}: {}",
+                   failure.id().poller_id(), why);
+      {
+        absl::MutexLock lock(&mu_);
+        ++stats_.invalid;
+      }
+      Refuse(failure.id(), std::move(why), response);
+      continue;
+    }
+    std::string key =
+        absl::StrCat(failure.id().poller_id(), "/", failure.id().instance_id(),
+                     "/", failure.id().sequence());
+    bool duplicate = false;
+    {
+      absl::MutexLock lock(&mu_);
+      duplicate = recent_.contains(key);
+    }
+    for (const Accepted& earlier : batch) duplicate |= earlier.key == key;
+    if (duplicate) {
+      // Accepted before: acknowledge again, write nothing twice.
+      absl::MutexLock lock(&mu_);
       ++stats_.duplicates;
       *response.add_accepted() = failure.id();
+      continue;
+    }
+    // Every failure is logged, whatever the switches.
+    spdlog::warn("failed poll: {}", DescribeFailure(failure));
+    std::string line;
+    if (pipeline_ != nullptr) {
+      absl::StatusOr<std::string> encoded =
+          EncodeLine(FailureToPoint(failure, schema_));
+      if (!encoded.ok()) {
+        // Unencodable (a producer bug); refused so the producer sees it.
+        const std::string why(encoded.status().message());
+        spdlog::warn("cannot encode failure {}: {}", key, why);
+        {
+          absl::MutexLock lock(&mu_);
+          ++stats_.invalid;
+        }
+        Refuse(failure.id(), why, response);
+        continue;
+      }
+      line = *std::move(encoded);
+    }
+    batch.push_back(Accepted{&failure, std::move(key), std::move(line)});
+  }
+  if (batch.empty()) return;
+
+  std::vector<PendingPoint> points(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) points[i].line = batch[i].line;
+  auto refuse_all = [&](const std::string& why, uint64_t TrackerServiceStats::*
+                                                    counter) {
+    absl::MutexLock lock(&mu_);
+    stats_.*counter += batch.size();
+    for (const Accepted& a : batch) Refuse(a.failure->id(), why, response);
+  };
+  if (wal_ != nullptr) {
+    // Durable before acknowledged: one append (and one shared fsync) for
+    // the whole request.
+    std::vector<std::string> payloads;
+    payloads.reserve(batch.size());
+    for (const Accepted& a : batch) {
+      payloads.push_back(a.failure->SerializeAsString());
+    }
+    absl::StatusOr<std::vector<uint64_t>> lsns = wal_->Append(payloads);
+    if (!lsns.ok()) {
+      const std::string why(lsns.status().message());
+      spdlog::warn("refusing {} failures: {}", batch.size(), why);
+      refuse_all(why, &TrackerServiceStats::refused_wal);
       return;
     }
+    for (size_t i = 0; i < batch.size(); ++i) points[i].lsn = (*lsns)[i];
   }
-
-  // Every failure is logged, whatever the switches.
-  spdlog::warn("failed poll: {}", DescribeFailure(failure));
-
   if (pipeline_ != nullptr) {
-    absl::StatusOr<std::string> line =
-        EncodeLine(FailureToPoint(failure, schema_));
-    if (!line.ok()) {
-      // Unencodable (a producer bug); logged above, refused so it is seen.
-      spdlog::warn("cannot encode failure {}: {}", key, std::string(line.status().message()));
-      absl::MutexLock lock(&mu_);
-      ++stats_.invalid;
-      auto* refusal = response.add_refused();
-      *refusal->mutable_id() = failure.id();
-      refusal->set_reason(std::string(line.status().message()));
-      return;
-    }
-    std::vector<std::string> lines;
-    lines.push_back(*std::move(line));
-    if (absl::Status status = pipeline_->Enqueue(std::move(lines));
+    std::vector<uint64_t> lsns;
+    for (const PendingPoint& point : points) lsns.push_back(point.lsn);
+    if (absl::Status status = pipeline_->Enqueue(std::move(points));
         !status.ok()) {
-      absl::MutexLock lock(&mu_);
-      ++stats_.refused_full;
-      auto* refusal = response.add_refused();
-      *refusal->mutable_id() = failure.id();
-      refusal->set_reason(std::string(status.message()));
+      // Refused: the producer keeps them and sends them again.
+      if (wal_ != nullptr) wal_->Release(lsns);
+      refuse_all(std::string(status.message()),
+                 &TrackerServiceStats::refused_full);
       return;
     }
   }
-  if (counter_ != nullptr) {
-    if (std::optional<std::string> ended = counter_->Count(
-            SourceName(failure.source()), failure.server_name())) {
-      spdlog::info("{}", *ended);
+  for (const Accepted& a : batch) {
+    if (counter_ != nullptr) {
+      if (std::optional<std::string> ended = counter_->Count(
+              SourceName(a.failure->source()), a.failure->server_name())) {
+        spdlog::info("{}", *ended);
+      }
+      if (config_.log_summary) spdlog::info("{}", counter_->Summary());
     }
-    if (config_.log_summary) spdlog::info("{}", counter_->Summary());
+    absl::MutexLock lock(&mu_);
+    SeenBefore(a.key);
+    ++stats_.accepted;
+    *response.add_accepted() = a.failure->id();
   }
-  absl::MutexLock lock(&mu_);
-  SeenBefore(key);
-  ++stats_.accepted;
-  *response.add_accepted() = failure.id();
 }
 
 grpc::Status TrackerService::GetErrorStats(

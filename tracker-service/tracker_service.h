@@ -15,6 +15,7 @@
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/tracker_config.h"
+#include "tracker-service/write_ahead_log.h"
 #include "tracker-service/write_pipeline.h"
 
 namespace qfp {
@@ -25,15 +26,18 @@ struct TrackerServiceStats {
   uint64_t duplicates = 0;  // acknowledged again without a second point
   uint64_t invalid = 0;     // refused: malformed
   uint64_t refused_full = 0;  // refused: write buffer full or shutting down
+  uint64_t refused_wal = 0;   // refused: could not be made durable
 };
 
 class TrackerService final
     : public failedpolls::v1::FailedPollTracker::Service {
  public:
   // `pipeline` is null when the config writes no points; `counter` is null
-  // when error tracking is off. Both must outlive the service.
+  // when error tracking is off; `wal` is null when no walDirectory is set
+  // (then a failure is acknowledged once it is queued in memory). All must
+  // outlive the service.
   TrackerService(const TrackerConfig& config, ErrorCounter* counter,
-                 WritePipeline* pipeline);
+                 WritePipeline* pipeline, WriteAheadLog* wal = nullptr);
 
   grpc::Status ReportFailures(
       grpc::ServerContext* context,
@@ -49,8 +53,12 @@ class TrackerService final
   TrackerServiceStats stats() const;
 
  private:
-  // Handles one failure; fills `response` with its acceptance or refusal.
-  void Handle(const failedpolls::v1::PollFailure& failure,
+  // Handles one request: every failure in it is accepted or refused in
+  // `response`. Accepted ones were logged, made durable (one WAL append for
+  // the whole request), queued for InfluxDB and counted.
+  void Handle(const failedpolls::v1::ReportFailuresRequest& request,
+              failedpolls::v1::ReportFailuresResponse& response);
+  void Refuse(const failedpolls::v1::FailureId& id, std::string reason,
               failedpolls::v1::ReportFailuresResponse& response);
   // Why `failure` cannot be written, or "" when it is well-formed.
   static std::string Invalid(const failedpolls::v1::PollFailure& failure);
@@ -60,6 +68,7 @@ class TrackerService final
   const TrackerConfig& config_;
   ErrorCounter* const counter_;
   WritePipeline* const pipeline_;
+  WriteAheadLog* const wal_;
   PointSchema schema_;
 
   mutable absl::Mutex mu_;

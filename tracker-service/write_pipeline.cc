@@ -4,7 +4,6 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp {
@@ -26,18 +25,43 @@ void WritePipeline::Start() {
 }
 
 absl::Status WritePipeline::Enqueue(std::vector<std::string> lines) {
+  std::vector<PendingPoint> points;
+  points.reserve(lines.size());
+  for (std::string& line : lines) {
+    points.push_back(PendingPoint{std::move(line), 0});
+  }
+  return Enqueue(std::move(points));
+}
+
+absl::Status WritePipeline::Enqueue(std::vector<PendingPoint> points) {
   absl::MutexLock lock(&mu_);
   if (stopping_) {
     return absl::UnavailableError("the tracker is shutting down");
   }
-  if (buffer_.size() + lines.size() > options_.max_buffered) {
+  if (buffer_.size() + points.size() > options_.max_buffered) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "write buffer full (", buffer_.size(), " of ", options_.max_buffered,
         " points waiting for ", writer_.Describe(), ")"));
   }
   if (buffer_.empty()) oldest_enqueued_ = absl::Now();
-  for (std::string& line : lines) buffer_.push_back(std::move(line));
+  for (PendingPoint& point : points) buffer_.push_back(std::move(point));
   return absl::OkStatus();
+}
+
+void WritePipeline::EnqueueReplay(std::vector<PendingPoint> points) {
+  absl::MutexLock lock(&mu_);
+  if (buffer_.empty()) oldest_enqueued_ = absl::Now();
+  for (PendingPoint& point : points) buffer_.push_back(std::move(point));
+}
+
+void WritePipeline::Settle(const std::vector<PendingPoint>& batch,
+                           size_t begin, size_t end) {
+  if (!options_.on_settled) return;
+  std::vector<uint64_t> lsns;
+  for (size_t i = begin; i < end; ++i) {
+    if (batch[i].lsn != 0) lsns.push_back(batch[i].lsn);
+  }
+  if (!lsns.empty()) options_.on_settled(lsns);
 }
 
 size_t WritePipeline::Stop(absl::Duration deadline) {
@@ -114,7 +138,7 @@ void WritePipeline::Loop() {
   // first failure: dashboards can query it from the beginning.
   if (!PrepareWithRetry(rng)) return;
   while (true) {
-    std::vector<std::string> batch;
+    std::vector<PendingPoint> batch;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -144,21 +168,25 @@ void WritePipeline::Loop() {
   }
 }
 
-bool WritePipeline::WriteBatch(std::vector<std::string>& batch) {
+bool WritePipeline::WriteBatch(std::vector<PendingPoint>& batch) {
   absl::BitGen rng;
   absl::Duration backoff = options_.min_backoff;
   // Ranges still to write, last one first; bad points split a range in two.
   std::vector<std::pair<size_t, size_t>> todo = {{0, batch.size()}};
   while (!todo.empty()) {
     const auto [begin, end] = todo.back();
-    const std::string body = absl::StrJoin(batch.begin() + begin,
-                                           batch.begin() + end, "\n");
+    std::string body;
+    for (size_t i = begin; i < end; ++i) {
+      if (i > begin) body.push_back('\n');
+      body.append(batch[i].line);
+    }
     const WriteResult result = writer_.Write(body);
     const size_t n = end - begin;
     absl::Duration delay;
     switch (result.kind) {
       case WriteResult::Kind::kOk: {
         todo.pop_back();
+        Settle(batch, begin, end);
         absl::MutexLock lock(&mu_);
         stats_.points_written += n;
         ++stats_.writes_ok;
@@ -179,11 +207,12 @@ bool WritePipeline::WriteBatch(std::vector<std::string>& batch) {
           todo.emplace_back(begin, mid);
           break;
         }
+        Settle(batch, begin, end);
         absl::MutexLock lock(&mu_);
         ++stats_.points_rejected;
         spdlog::warn("{} rejected a point (HTTP {}: {}); dropped: {}",
                      writer_.Describe(), result.http_status, result.message,
-                     batch[begin].substr(0, kLoggedLineChars));
+                     batch[begin].line.substr(0, kLoggedLineChars));
         break;
       }
       case WriteResult::Kind::kThrottled:

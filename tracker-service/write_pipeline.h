@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -21,6 +22,12 @@
 
 namespace qfp {
 
+// One encoded point and, when the write-ahead log holds it, its LSN.
+struct PendingPoint {
+  std::string line;
+  uint64_t lsn = 0;  // 0: not in the write-ahead log
+};
+
 struct WritePipelineOptions {
   size_t max_batch = 1000;  // influxdbConfig.maxBatchSize
   absl::Duration flush_interval = absl::Seconds(1);
@@ -31,6 +38,9 @@ struct WritePipelineOptions {
   absl::Duration max_backoff = absl::Seconds(30);
   // Wrong credentials will not fix themselves quickly: retry slowly.
   absl::Duration auth_retry = absl::Seconds(30);
+  // Called (on the pipeline's thread) with the LSNs of points that are
+  // settled: stored by InfluxDB, or rejected by it as bad and dropped.
+  std::function<void(const std::vector<uint64_t>&)> on_settled;
 };
 
 struct WritePipelineStats {
@@ -50,9 +60,13 @@ class WritePipeline {
 
   void Start();
 
-  // Queues encoded lines, all or none: ResourceExhausted when they would
+  // Queues encoded points, all or none: ResourceExhausted when they would
   // take the buffer over max_buffered (the caller keeps them).
+  absl::Status Enqueue(std::vector<PendingPoint> points);
   absl::Status Enqueue(std::vector<std::string> lines);
+  // Queues points replayed from the write-ahead log at start, whatever the
+  // cap: they are already durable and must not be refused.
+  void EnqueueReplay(std::vector<PendingPoint> points);
 
   // Stops taking points, keeps writing for up to `deadline`, then stops the
   // thread. Returns how many points were left unwritten.
@@ -71,7 +85,9 @@ class WritePipeline {
   bool PrepareWithRetry(absl::BitGen& rng);
   // Writes lines [begin, end) of `batch`, splitting as answers require.
   // Returns false when the pipeline must stop before it finished.
-  bool WriteBatch(std::vector<std::string>& batch);
+  bool WriteBatch(std::vector<PendingPoint>& batch);
+  void Settle(const std::vector<PendingPoint>& batch, size_t begin,
+              size_t end);
   // Sleeps `delay`, returning early (false) when the stop deadline passes.
   bool Pause(absl::Duration delay);
   void SetHealthy(bool healthy, const std::string& why);
@@ -80,7 +96,7 @@ class WritePipeline {
   const WritePipelineOptions options_;
 
   mutable absl::Mutex mu_;
-  std::deque<std::string> buffer_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingPoint> buffer_ ABSL_GUARDED_BY(mu_);
   absl::Time oldest_enqueued_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
