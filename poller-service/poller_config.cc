@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
+#include <system_error>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -73,6 +76,39 @@ void CheckKeyFile(const ConfigNode& node, const std::string& path,
   }
   EVP_PKEY_free(key);
   ERR_clear_error();
+}
+
+constexpr int64_t kMinSpoolBytes = int64_t{1} << 20;   // 1 MiB
+constexpr int64_t kMaxSpoolBytes = int64_t{1} << 40;   // 1 TiB
+
+// The spool directory is created now (as the poller will at start) so that a
+// path it could never use is reported with its key, not at the first failure.
+std::string CheckSpoolDirectory(const ConfigNode& node) {
+  if (!node.present()) return "";
+  std::string path = node.String();
+  if (path.empty()) {
+    node.Error("must not be empty (leave it out to keep failures in memory "
+               "only)");
+    return "";
+  }
+  std::error_code error;
+  std::filesystem::create_directories(path, error);
+  if (error) {
+    node.Error(absl::StrCat("cannot create directory \"", path,
+                            "\": ", error.message()));
+    return "";
+  }
+  if (!std::filesystem::is_directory(path, error)) {
+    node.Error(absl::StrCat("\"", path, "\" is not a directory"));
+    return "";
+  }
+  if (access(path.c_str(), W_OK | X_OK) != 0) {
+    node.Error(absl::StrCat("directory \"", path, "\" is not writable: ",
+                            std::error_code(errno, std::generic_category())
+                                .message()));
+    return "";
+  }
+  return path;
 }
 
 absl::Duration Interval(const ConfigNode& node) {
@@ -207,8 +243,14 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.request_timeout =
       Interval(poller["requestTimeout"],
                absl::ToInt64Milliseconds(config.request_timeout));
-  config.max_pending_failures = static_cast<size_t>(poller["maxPendingFailures"].Int(
-      static_cast<int64_t>(config.max_pending_failures), 100, 100000000));
+  config.max_pending_failures =
+      static_cast<size_t>(poller["maxPendingFailures"].Int(
+          static_cast<int64_t>(config.max_pending_failures), 100, 100000000));
+  config.max_spool_bytes = static_cast<uint64_t>(poller["maxSpoolBytes"].Int(
+      static_cast<int64_t>(config.max_spool_bytes), kMinSpoolBytes,
+      kMaxSpoolBytes));
+  config.spool_directory =
+      CheckSpoolDirectory(poller["spoolDirectory"]);
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

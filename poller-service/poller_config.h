@@ -3,6 +3,7 @@
 #ifndef QFP_POLLER_POLLER_CONFIG_H_
 #define QFP_POLLER_POLLER_CONFIG_H_
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <utility>
@@ -49,6 +50,12 @@ struct PollerConfig {
   absl::Duration request_timeout = absl::Milliseconds(5000);  // requestTimeout
   // Most failures kept waiting for the tracker's acknowledgement.
   size_t max_pending_failures = 100000;  // maxPendingFailures
+  // Most bytes of failures (serialized) kept waiting.
+  uint64_t max_spool_bytes = uint64_t{256} << 20;  // maxSpoolBytes
+  // spoolDirectory: where waiting failures are also kept on disk, so a
+  // restart resends them. Empty: memory only. When set, it has been created
+  // and found writable.
+  std::string spool_directory;
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 };

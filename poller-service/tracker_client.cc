@@ -1,7 +1,8 @@
 #include "poller-service/tracker_client.h"
 
 #include <algorithm>
-#include <atomic>
+#include <utility>
+#include <vector>
 
 #include "absl/random/random.h"
 #include "spdlog/spdlog.h"
@@ -14,23 +15,45 @@ using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
 namespace {
-// How long a refused failure waits before it is offered again.
-constexpr absl::Duration kRefusalDelay = absl::Seconds(1);
 // How long to wait for the tracker's last acknowledgements after WritesDone.
 constexpr absl::Duration kCloseGrace = absl::Seconds(2);
+
+std::shared_ptr<grpc::Channel> MakeChannel(
+    const TrackerClientOptions& options) {
+  grpc::ChannelArguments args;
+  // gRPC's own reconnect backoff grows to 120 s by default; held to ours, a
+  // tracker that comes back is reached within max_backoff, not minutes later.
+  const int min_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.min_backoff));
+  const int max_ms =
+      static_cast<int>(absl::ToInt64Milliseconds(options.max_backoff));
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+  return grpc::CreateCustomChannel(
+      options.address, grpc::InsecureChannelCredentials(), args);
+}
+
+// Appends a spooled failure to a request.
+void AddSerialized(ReportFailuresRequest& request,
+                   absl::string_view serialized) {
+  PollFailure* failure = request.add_failures();
+  if (!failure->ParseFromArray(serialized.data(),
+                               static_cast<int>(serialized.size()))) {
+    // The spool checked these bytes when it took or loaded them.
+    request.mutable_failures()->RemoveLast();
+  }
+}
 }  // namespace
 
-TrackerClient::TrackerClient(TrackerClientOptions options)
+TrackerClient::TrackerClient(TrackerClientOptions options,
+                             std::unique_ptr<FailureSpool> spool)
     : options_(std::move(options)),
-      channel_(grpc::CreateChannel(options_.address,
-                                   grpc::InsecureChannelCredentials())),
+      spool_(std::move(spool)),
+      channel_(MakeChannel(options_)),
       stub_(failedpolls::v1::FailedPollTracker::NewStub(channel_)) {}
 
 TrackerClient::~TrackerClient() { Shutdown(absl::ZeroDuration()); }
-
-TrackerClient::Key TrackerClient::KeyOf(const FailureId& id) {
-  return Key(id.poller_id(), id.instance_id(), id.sequence());
-}
 
 void TrackerClient::Start() {
   absl::MutexLock lock(&mu_);
@@ -39,38 +62,24 @@ void TrackerClient::Start() {
 }
 
 void TrackerClient::Deliver(PollFailure failure) {
+  // The spool reports its own overflow and write errors; a duplicate id is
+  // the same failure twice, kept once.
+  spool_->Add(std::move(failure)).IgnoreError();
   absl::MutexLock lock(&mu_);
   ++stats_.delivered;
-  Key key = KeyOf(failure.id());
-  auto [it, inserted] = pending_.emplace(key, std::move(failure));
-  if (!inserted) return;  // the same failure twice: keep one
-  unsent_.push_back(std::move(key));
-  EnforceBoundLocked();
-}
-
-void TrackerClient::EnforceBoundLocked() {
-  size_t dropped = 0;
-  while (pending_.size() > options_.max_pending) {
-    pending_.erase(pending_.begin());
-    ++dropped;
-  }
-  if (dropped == 0) return;
-  stats_.dropped_overflow += dropped;
-  // A summary, not a line per failure: overflow happens in floods.
-  const uint64_t total = stats_.dropped_overflow;
-  if (total == dropped || total / 1000 != (total - dropped) / 1000) {
-    spdlog::warn(
-        "pending failures over the cap of {}: dropped the oldest ({} dropped "
-        "so far); is the tracker at {} reachable?",
-        options_.max_pending, total, options_.address);
-  }
+  ++changes_;  // wakes the sender
 }
 
 TrackerClientStats TrackerClient::stats() const {
   absl::MutexLock lock(&mu_);
   TrackerClientStats stats = stats_;
-  stats.pending = pending_.size();
+  stats.pending = spool_->size();
+  stats.dropped_overflow = spool_->dropped();
   return stats;
+}
+
+bool TrackerClient::FinishedLocked() const {
+  return stopping_ && (spool_->size() == 0 || absl::Now() >= stop_deadline_);
 }
 
 size_t TrackerClient::Shutdown(absl::Duration deadline) {
@@ -93,26 +102,30 @@ size_t TrackerClient::Shutdown(absl::Duration deadline) {
     }
   }
   if (thread_.joinable()) thread_.join();
-  absl::MutexLock lock(&mu_);
-  return pending_.size();
+  return spool_->size();
 }
 
 void TrackerClient::Loop() {
   absl::BitGen rng;
   absl::Duration backoff = options_.min_backoff;
-  auto finished = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return stopping_ && (pending_.empty() || absl::Now() >= stop_deadline_);
-  };
   while (true) {
     {
       absl::MutexLock lock(&mu_);
-      if (finished()) break;
+      if (FinishedLocked()) break;
     }
     if (RunStream()) backoff = options_.min_backoff;
     absl::MutexLock lock(&mu_);
-    if (finished()) break;
+    if (FinishedLocked()) break;
     const absl::Duration wait = backoff * absl::Uniform(rng, 0.8, 1.2);
-    mu_.AwaitWithTimeout(absl::Condition(&stopping_), wait);
+    // A shutdown request cuts the wait short once (one more try at once);
+    // after that the backoff holds until the deadline, so a tracker that is
+    // down is not hammered while the poller stops.
+    const bool was_stopping = stopping_;
+    auto wake = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stopping_ != was_stopping || FinishedLocked();
+    };
+    mu_.AwaitWithDeadline(absl::Condition(&wake),
+                          std::min(absl::Now() + wait, stop_deadline_));
     backoff = std::min(backoff * 2, options_.max_backoff);
   }
   absl::MutexLock lock(&mu_);
@@ -126,9 +139,7 @@ bool TrackerClient::RunStream() {
     active_context_ = &context;
     ++stats_.stream_starts;
     // A new stream knows nothing of the old one: offer everything again.
-    unsent_.clear();
     retry_.clear();
-    for (const auto& [key, entry] : pending_) unsent_.push_back(key);
   }
   std::unique_ptr<grpc::ClientReaderWriter<ReportFailuresRequest,
                                            ReportFailuresResponse>>
@@ -138,64 +149,72 @@ bool TrackerClient::RunStream() {
   bool got_ack = false;  // guarded by mu_
   std::thread reader([&] {
     ReportFailuresResponse response;
+    std::vector<FailureId> accepted;
     while (stream->Read(&response)) {
+      accepted.assign(response.accepted().begin(), response.accepted().end());
+      // Outside mu_: a DiskSpool records the acknowledgements in its file.
+      const size_t removed = spool_->Acknowledge(accepted);
       absl::MutexLock lock(&mu_);
-      for (const FailureId& id : response.accepted()) {
-        if (pending_.erase(KeyOf(id)) > 0) ++stats_.acknowledged;
-        got_ack = true;
-      }
+      stats_.acknowledged += removed;
+      if (!accepted.empty()) got_ack = true;
+      ++changes_;
       for (const auto& refusal : response.refused()) {
         ++stats_.refused;
         if (stats_.refused == 1 || stats_.refused % 1000 == 0) {
           spdlog::warn("tracker refused a failure ({} refusals so far): {}",
                        stats_.refused, refusal.reason());
         }
-        retry_.emplace_back(absl::Now() + kRefusalDelay,
-                            KeyOf(refusal.id()));
+        retry_.emplace_back(absl::Now() + options_.refusal_delay,
+                            refusal.id());
       }
     }
     absl::MutexLock lock(&mu_);
     broken = true;
   });
 
+  // Position of the next spooled failure this stream has not offered yet.
+  uint64_t cursor = 0;
   while (true) {
     ReportFailuresRequest request;
     {
       absl::MutexLock lock(&mu_);
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return broken || !unsent_.empty() ||
+        return broken || spool_->HasFrom(cursor) ||
                (!retry_.empty() && retry_.front().first <= absl::Now()) ||
-               (stopping_ &&
-                (pending_.empty() || absl::Now() >= stop_deadline_));
+               FinishedLocked();
       };
+      // The timeout makes due retries and the deadline noticed.
       mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
-      if (broken) break;
-      if (stopping_ && (pending_.empty() || absl::Now() >= stop_deadline_)) {
-        break;
-      }
-      while (!retry_.empty() && retry_.front().first <= absl::Now()) {
-        unsent_.push_back(std::move(retry_.front().second));
-        retry_.pop_front();
-      }
-      while (!unsent_.empty() &&
+      if (broken || FinishedLocked()) break;
+      auto add = [&request](uint64_t, absl::string_view serialized) {
+        AddSerialized(request, serialized);
+      };
+      while (!retry_.empty() && retry_.front().first <= absl::Now() &&
              static_cast<size_t>(request.failures_size()) <
                  options_.max_batch) {
-        auto it = pending_.find(unsent_.front());
-        unsent_.pop_front();
-        if (it != pending_.end()) *request.add_failures() = it->second;
+        // Acknowledged meanwhile (or dropped): nothing to resend.
+        spool_->Find(retry_.front().second, add);
+        retry_.pop_front();
       }
+      const size_t room =
+          options_.max_batch -
+          std::min(options_.max_batch,
+                   static_cast<size_t>(request.failures_size()));
+      if (room > 0) cursor = spool_->VisitFrom(cursor, room, add);
     }
     if (request.failures_size() == 0) continue;
     if (!stream->Write(request)) break;
   }
 
   stream->WritesDone();
+  bool ended = false;
   {
     // Let the tracker answer what it has read, then stop waiting.
     absl::MutexLock lock(&mu_);
-    mu_.AwaitWithTimeout(absl::Condition(&broken), kCloseGrace);
+    ended = mu_.AwaitWithTimeout(absl::Condition(&broken), kCloseGrace);
   }
-  context.TryCancel();
+  // Cancelling a call that already ended would hide its real status.
+  if (!ended) context.TryCancel();
   reader.join();
   grpc::Status status = stream->Finish();
 
@@ -206,7 +225,7 @@ bool TrackerClient::RunStream() {
         "stream to tracker {} ended: {} ({}); {} failures waiting for "
         "acknowledgement; reconnecting",
         options_.address, status.error_message(),
-        static_cast<int>(status.error_code()), pending_.size());
+        static_cast<int>(status.error_code()), spool_->size());
   }
   return got_ack;
 }

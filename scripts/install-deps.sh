@@ -8,9 +8,12 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev zlib1g-dev libyaml-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libspdlog-dev nlohmann-json3-dev libbenchmark-dev
+  libcpp-httplib-dev
   influxdb influxdb-client python3 python3-cryptography python3-grpcio
   python3-protobuf openssl curl
   util-linux procps
+  # the offline Helm chart test (tests/helm)
+  golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev yamllint
 )
 
 missing=()

@@ -68,10 +68,9 @@ class InfluxV2Writer final : public InfluxWriter {
   explicit InfluxV2Writer(InfluxV2Settings settings)
       : settings_(std::move(settings)),
         base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
-        write_url_(absl::StrCat(base_url_, "/api/v2/write?org=",
-                                UrlEncode(settings_.org),
-                                "&bucket=", UrlEncode(settings_.bucket),
-                                "&precision=ns")) {}
+        write_url_(absl::StrCat(
+            base_url_, "/api/v2/write?org=", UrlEncode(settings_.org),
+            "&bucket=", UrlEncode(settings_.bucket), "&precision=ns")) {}
 
   absl::Status Prepare() override {
     if (settings_.org.empty() || settings_.bucket.empty()) {
@@ -87,9 +86,9 @@ class InfluxV2Writer final : public InfluxWriter {
     }
 
     absl::StatusOr<HttpResponse> buckets =
-        Call("GET", absl::StrCat("/api/v2/buckets?name=",
-                                 UrlEncode(settings_.bucket),
-                                 "&org=", UrlEncode(settings_.org)));
+        Call("GET",
+             absl::StrCat("/api/v2/buckets?name=", UrlEncode(settings_.bucket),
+                          "&org=", UrlEncode(settings_.org)));
     if (!buckets.ok()) return buckets.status();
     // Some 2.x releases answer a name filter that matches nothing with 404
     // rather than an empty list.
@@ -147,8 +146,9 @@ class InfluxV2Writer final : public InfluxWriter {
     }
     absl::StatusOr<HttpResponse> answer = HttpCall(request);
     if (!answer.ok()) {
-      return absl::Status(answer.status().code(),
-                          absl::StrCat("InfluxDB v2: ", answer.status().message()));
+      return absl::Status(
+          answer.status().code(),
+          absl::StrCat("InfluxDB v2: ", answer.status().message()));
     }
     return answer;
   }
@@ -167,14 +167,16 @@ class InfluxV2Writer final : public InfluxWriter {
   }
 
   absl::StatusOr<std::string> OrgId() const {
-    absl::StatusOr<HttpResponse> orgs =
-        Call("GET", absl::StrCat("/api/v2/orgs?org=", UrlEncode(settings_.org)));
+    absl::StatusOr<HttpResponse> orgs = Call(
+        "GET", absl::StrCat("/api/v2/orgs?org=", UrlEncode(settings_.org)));
     if (!orgs.ok()) return orgs.status();
     if (orgs->status != 200 && orgs->status != 404) {
       return Refused("GET", "/api/v2/orgs", *orgs);
     }
     Lookup org;
-    if (orgs->status == 200) org = FindByName(orgs->body, "orgs", settings_.org);
+    if (orgs->status == 200) {
+      org = FindByName(orgs->body, "orgs", settings_.org);
+    }
     if (!org.found || org.id.empty()) {
       return absl::NotFoundError(absl::StrCat(
           "InfluxDB v2 at ", base_url_, ": organization \"", settings_.org,
@@ -204,10 +206,10 @@ class InfluxV2Writer final : public InfluxWriter {
         Call("POST", "/api/v2/buckets", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
-      spdlog::info("InfluxDB v2: created bucket {} in {} (retention {})",
-                   settings_.bucket, settings_.org,
-                   seconds > 0 ? settings_.retention_duration
-                               : std::string("infinite"));
+      spdlog::info(
+          "InfluxDB v2: created bucket {} in {} (retention {})",
+          settings_.bucket, settings_.org,
+          seconds > 0 ? settings_.retention_duration : std::string("infinite"));
       return absl::OkStatus();
     }
     if (IsAlreadyExists(*created)) return absl::OkStatus();

@@ -88,9 +88,9 @@ class InfluxV3Writer final : public InfluxWriter {
   explicit InfluxV3Writer(InfluxV3Settings settings)
       : settings_(std::move(settings)),
         base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
-        write_url_(absl::StrCat(base_url_, "/api/v3/write_lp?db=",
-                                UrlEncode(settings_.database),
-                                "&precision=nanosecond")) {}
+        write_url_(absl::StrCat(
+            base_url_, "/api/v3/write_lp?db=", UrlEncode(settings_.database),
+            "&precision=nanosecond")) {}
 
   absl::Status Prepare() override {
     if (settings_.database.empty()) {
@@ -110,7 +110,8 @@ class InfluxV3Writer final : public InfluxWriter {
         Call("GET", "/api/v3/configure/database?format=json");
     if (!list.ok()) return list.status();
     if (list->status == 200) {
-      std::optional<bool> listed = ListsDatabase(list->body, settings_.database);
+      std::optional<bool> listed =
+          ListsDatabase(list->body, settings_.database);
       if (listed.value_or(false)) return absl::OkStatus();
       if (!listed.has_value()) {
         spdlog::debug("InfluxDB v3: database list in an unknown shape: {}",
@@ -186,8 +187,9 @@ class InfluxV3Writer final : public InfluxWriter {
     }
     absl::StatusOr<HttpResponse> answer = HttpCall(request);
     if (!answer.ok()) {
-      return absl::Status(answer.status().code(),
-                          absl::StrCat("InfluxDB v3: ", answer.status().message()));
+      return absl::Status(
+          answer.status().code(),
+          absl::StrCat("InfluxDB v3: ", answer.status().message()));
     }
     return answer;
   }

@@ -42,8 +42,8 @@ absl::Status CheckV2(const InfluxV2Settings& v2) {
   }
   // 2.x authenticates every request: without a token nothing would work.
   if (v2.token.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        kKey, "token is empty (set it, or QFP_INFLUXDB_TOKEN)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(kKey, "token is empty (set it, or QFP_INFLUXDB_TOKEN)"));
   }
   return CheckRetention(absl::StrCat(kKey, "retentionDuration"),
                         v2.retention_duration, kMinV2Retention);
@@ -81,9 +81,9 @@ absl::StatusOr<std::unique_ptr<InfluxWriter>> MakeInfluxWriter(
       }
       return MakeInfluxV3Writer(config.v3);
     default:
-      return absl::InvalidArgumentError(
-          absl::StrCat("influxdbConfig.version: InfluxDB ",
-                       config.influxdb_version, " is not supported (1, 2 or 3)"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "influxdbConfig.version: InfluxDB ", config.influxdb_version,
+          " is not supported (1, 2 or 3)"));
   }
 }
 
@@ -109,11 +109,15 @@ absl::StatusOr<absl::Duration> ParseRetentionDuration(
     absl::Duration size;
   };
   const Unit kUnits[] = {
-      {"ns", absl::Nanoseconds(1)},     {"us", absl::Microseconds(1)},
+      {"ns", absl::Nanoseconds(1)},
+      {"us", absl::Microseconds(1)},
       {"\xC2\xB5s", absl::Microseconds(1)},  // µs
-      {"ms", absl::Milliseconds(1)},    {"s", absl::Seconds(1)},
-      {"m", absl::Minutes(1)},          {"h", absl::Hours(1)},
-      {"d", absl::Hours(24)},           {"w", absl::Hours(24 * 7)},
+      {"ms", absl::Milliseconds(1)},
+      {"s", absl::Seconds(1)},
+      {"m", absl::Minutes(1)},
+      {"h", absl::Hours(1)},
+      {"d", absl::Hours(24)},
+      {"w", absl::Hours(24 * 7)},
   };
   absl::Duration total;
   size_t i = 0;

@@ -5,8 +5,10 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "common/command_line.h"
@@ -16,10 +18,15 @@
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "spdlog/spdlog.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 #include "tracker-service/error_counter.h"
+#include "tracker-service/failure_point.h"
+#include "tracker-service/line_protocol.h"
 #include "tracker-service/influx_writers.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
+#include "tracker-service/write_ahead_log.h"
 #include "tracker-service/write_pipeline.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -39,6 +46,38 @@ namespace {
 
 constexpr int kExitConfigError = 2;
 constexpr int kExitRuntimeError = 1;
+
+// Queues what the write-ahead log held at start (failures acknowledged but
+// not confirmed by InfluxDB before the last stop or crash).
+void ReplayIntoPipeline(const std::vector<WalRecord>& replay,
+                        const PointSchema& schema, WriteAheadLog& wal,
+                        WritePipeline& pipeline) {
+  std::vector<PendingPoint> points;
+  std::vector<uint64_t> unusable;
+  points.reserve(replay.size());
+  for (const WalRecord& record : replay) {
+    failedpolls::v1::PollFailure failure;
+    absl::StatusOr<std::string> line =
+        failure.ParseFromString(record.payload)
+            ? EncodeLine(FailureToPoint(failure, schema))
+            : absl::StatusOr<std::string>(
+                  absl::DataLossError("unparseable record"));
+    if (!line.ok()) {
+      unusable.push_back(record.lsn);
+      continue;
+    }
+    points.push_back(PendingPoint{*std::move(line), record.lsn});
+  }
+  if (!unusable.empty()) {
+    spdlog::warn("write-ahead log: {} records could not be decoded; dropped",
+                 unusable.size());
+    wal.Release(unusable);
+  }
+  spdlog::info(
+      "write-ahead log: replaying {} failures not yet confirmed by InfluxDB",
+      points.size());
+  pipeline.EnqueueReplay(std::move(points));
+}
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
@@ -72,7 +111,9 @@ int Main(int argc, char** argv) {
     return kExitConfigError;
   }
 
+  MetricsRegistry metrics;
   std::unique_ptr<InfluxWriter> writer;
+  std::unique_ptr<WriteAheadLog> wal;
   std::unique_ptr<WritePipeline> pipeline;
   if (config.writes_points()) {
     absl::StatusOr<std::unique_ptr<InfluxWriter>> made =
@@ -87,10 +128,42 @@ int Main(int argc, char** argv) {
     options.max_batch = static_cast<size_t>(config.max_batch_size);
     options.flush_interval = config.flush_interval;
     options.max_buffered = config.max_buffered_points;
+    options.metrics = &metrics;
+    std::vector<WalRecord> replay;
+    if (!config.wal_directory.empty()) {
+      WriteAheadLogOptions wal_options;
+      wal_options.directory = config.wal_directory;
+      wal_options.max_bytes = config.wal_max_bytes;
+      absl::StatusOr<std::unique_ptr<WriteAheadLog>> opened =
+          WriteAheadLog::Open(wal_options, &replay);
+      if (!opened.ok()) {
+        // Without its log the tracker would acknowledge what it cannot keep;
+        // better not to start (producers keep their failures meanwhile).
+        spdlog::error("write-ahead log unusable: {}",
+                      std::string(opened.status().message()));
+        return kExitRuntimeError;
+      }
+      wal = *std::move(opened);
+      options.on_settled = [&wal](const std::vector<uint64_t>& lsns) {
+        wal->Release(lsns);
+      };
+      metrics.AddCallbackGauge(
+          "qfp_tracker_wal_bytes", "Bytes in the write-ahead log.",
+          [&wal] { return static_cast<double>(wal->stats().bytes); });
+      metrics.AddCallbackGauge(
+          "qfp_tracker_wal_records",
+          "Failures in the write-ahead log not yet confirmed by InfluxDB.",
+          [&wal] { return static_cast<double>(wal->stats().live_records); });
+    }
     pipeline = std::make_unique<WritePipeline>(*writer, options);
+    if (!replay.empty()) {
+      ReplayIntoPipeline(replay, config.schema, *wal, *pipeline);
+    }
     pipeline->Start();
-    spdlog::info("writing failed-poll points to {} as measurement {}",
-                 writer->Describe(), config.schema.measurement);
+    spdlog::info("writing failed-poll points to {} as measurement {}{}",
+                 writer->Describe(), config.schema.measurement,
+                 wal ? absl::StrCat("; write-ahead log in ", config.wal_directory)
+                     : std::string("; no write-ahead log (walDirectory unset)"));
   } else {
     spdlog::info(
         "InfluxDB points are off (errorTracking.enable={}, "
@@ -104,7 +177,19 @@ int Main(int argc, char** argv) {
     counter = std::make_unique<ErrorCounter>(SystemClock::Get());
   }
 
-  TrackerService service(config, counter.get(), pipeline.get());
+  MetricsServer metrics_server(metrics);
+  if (!config.metrics_listen.empty()) {
+    if (absl::Status status = metrics_server.Start(config.metrics_listen);
+        !status.ok()) {
+      spdlog::error("metrics: {}", std::string(status.message()));
+      if (pipeline) pipeline->Stop(absl::ZeroDuration());
+      return kExitRuntimeError;
+    }
+    spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
+  }
+
+  TrackerService service(config, counter.get(), pipeline.get(), wal.get(),
+                         &metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -157,10 +242,17 @@ int Main(int argc, char** argv) {
   const TrackerServiceStats stats = service.stats();
   size_t left = 0;
   if (pipeline) left = pipeline->Stop(deadline);
+  metrics_server.Stop();
   if (left == 0) {
     spdlog::info(
         "qs-error-tracker stopped: {} failures accepted, every point written",
         stats.accepted);
+  } else if (wal) {
+    spdlog::info(
+        "qs-error-tracker stopped: {} failures accepted; {} points not yet "
+        "written to {} stay in the write-ahead log {} and are written at the "
+        "next start",
+        stats.accepted, left, writer->Describe(), config.wal_directory);
   } else {
     spdlog::warn(
         "qs-error-tracker stopped: {} failures accepted; {} points could not "

@@ -158,6 +158,11 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
       static_cast<int64_t>(config.max_buffered_points), 1000, 100000000));
   config.dedupe_window = static_cast<size_t>(own["dedupeWindow"].Int(
       static_cast<int64_t>(config.dedupe_window), 0, 100000000));
+  config.wal_directory = own["walDirectory"].String("");
+  config.wal_max_bytes = static_cast<uint64_t>(own["walMaxBytes"].Int(
+      static_cast<int64_t>(config.wal_max_bytes), int64_t{1} << 20,
+      int64_t{1} << 40));
+  config.metrics_listen = own["metricsListen"].String("");
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

@@ -16,12 +16,29 @@ using failedpolls::v1::ReportFailuresResponse;
 
 TrackerService::TrackerService(const TrackerConfig& config,
                                ErrorCounter* counter, WritePipeline* pipeline,
-                               WriteAheadLog* wal)
+                               WriteAheadLog* wal, MetricsRegistry* metrics)
     : config_(config),
       counter_(counter),
       pipeline_(pipeline),
       wal_(pipeline != nullptr ? wal : nullptr),
-      schema_(config.schema) {}
+      schema_(config.schema) {
+  if (metrics != nullptr) {
+    received_ = &metrics->AddCounter(
+        "qfp_tracker_failures_received_total",
+        "Failed polls received from producers, by error_type.",
+        {"error_type"});
+    accepted_ = &metrics->AddCounter(
+        "qfp_tracker_failures_accepted_total",
+        "Failed polls accepted (acknowledged and queued for InfluxDB).");
+    duplicates_ = &metrics->AddCounter(
+        "qfp_tracker_failures_duplicate_total",
+        "Re-sent failed polls acknowledged again without a second point.");
+    refused_ = &metrics->AddCounter(
+        "qfp_tracker_failures_refused_total",
+        "Failed polls refused (the producer keeps them), by reason.",
+        {"reason"});
+  }
+}
 
 grpc::Status TrackerService::ReportFailures(
     grpc::ServerContext* context,
@@ -68,8 +85,9 @@ bool TrackerService::SeenBefore(const std::string& key) {
 }
 
 void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
-                            std::string reason,
+                            std::string reason, const char* kind,
                             ReportFailuresResponse& response) {
+  if (refused_ != nullptr) refused_->WithLabels({kind}).Increment();
   auto* refusal = response.add_refused();
   *refusal->mutable_id() = id;
   refusal->set_reason(std::move(reason));
@@ -89,6 +107,9 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       absl::MutexLock lock(&mu_);
       ++stats_.received;
     }
+    if (received_ != nullptr) {
+      received_->WithLabels({SourceName(failure.source())}).Increment();
+    }
     if (std::string why = Invalid(failure); !why.empty()) {
       spdlog::warn("refused a malformed failure from {}: {}",
                    failure.id().poller_id(), why);
@@ -96,7 +117,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
         absl::MutexLock lock(&mu_);
         ++stats_.invalid;
       }
-      Refuse(failure.id(), std::move(why), response);
+      Refuse(failure.id(), std::move(why), "invalid", response);
       continue;
     }
     std::string key =
@@ -110,6 +131,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     for (const Accepted& earlier : batch) duplicate |= earlier.key == key;
     if (duplicate) {
       // Accepted before: acknowledge again, write nothing twice.
+      if (duplicates_ != nullptr) duplicates_->Increment();
       absl::MutexLock lock(&mu_);
       ++stats_.duplicates;
       *response.add_accepted() = failure.id();
@@ -129,7 +151,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
           absl::MutexLock lock(&mu_);
           ++stats_.invalid;
         }
-        Refuse(failure.id(), why, response);
+        Refuse(failure.id(), why, "invalid", response);
         continue;
       }
       line = *std::move(encoded);
@@ -140,11 +162,14 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
 
   std::vector<PendingPoint> points(batch.size());
   for (size_t i = 0; i < batch.size(); ++i) points[i].line = batch[i].line;
-  auto refuse_all = [&](const std::string& why, uint64_t TrackerServiceStats::*
-                                                    counter) {
+  auto refuse_all = [&](const std::string& why,
+                        uint64_t TrackerServiceStats::*counter,
+                        const char* kind) {
     absl::MutexLock lock(&mu_);
     stats_.*counter += batch.size();
-    for (const Accepted& a : batch) Refuse(a.failure->id(), why, response);
+    for (const Accepted& a : batch) {
+      Refuse(a.failure->id(), why, kind, response);
+    }
   };
   if (wal_ != nullptr) {
     // Durable before acknowledged: one append (and one shared fsync) for
@@ -158,7 +183,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     if (!lsns.ok()) {
       const std::string why(lsns.status().message());
       spdlog::warn("refusing {} failures: {}", batch.size(), why);
-      refuse_all(why, &TrackerServiceStats::refused_wal);
+      refuse_all(why, &TrackerServiceStats::refused_wal, "wal");
       return;
     }
     for (size_t i = 0; i < batch.size(); ++i) points[i].lsn = (*lsns)[i];
@@ -171,7 +196,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       // Refused: the producer keeps them and sends them again.
       if (wal_ != nullptr) wal_->Release(lsns);
       refuse_all(std::string(status.message()),
-                 &TrackerServiceStats::refused_full);
+                 &TrackerServiceStats::refused_full, "buffer_full");
       return;
     }
   }
@@ -183,6 +208,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       }
       if (config_.log_summary) spdlog::info("{}", counter_->Summary());
     }
+    if (accepted_ != nullptr) accepted_->Increment();
     absl::MutexLock lock(&mu_);
     SeenBefore(a.key);
     ++stats_.accepted;

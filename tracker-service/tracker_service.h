@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "common/metrics.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/tracker_config.h"
@@ -36,8 +37,10 @@ class TrackerService final
   // when error tracking is off; `wal` is null when no walDirectory is set
   // (then a failure is acknowledged once it is queued in memory). All must
   // outlive the service.
+  // `metrics`, when set, gets the service's counters registered.
   TrackerService(const TrackerConfig& config, ErrorCounter* counter,
-                 WritePipeline* pipeline, WriteAheadLog* wal = nullptr);
+                 WritePipeline* pipeline, WriteAheadLog* wal = nullptr,
+                 MetricsRegistry* metrics = nullptr);
 
   grpc::Status ReportFailures(
       grpc::ServerContext* context,
@@ -58,7 +61,9 @@ class TrackerService final
   // the whole request), queued for InfluxDB and counted.
   void Handle(const failedpolls::v1::ReportFailuresRequest& request,
               failedpolls::v1::ReportFailuresResponse& response);
+  // `kind` labels the refusal in the metrics: invalid, buffer_full, wal.
   void Refuse(const failedpolls::v1::FailureId& id, std::string reason,
+              const char* kind,
               failedpolls::v1::ReportFailuresResponse& response);
   // Why `failure` cannot be written, or "" when it is well-formed.
   static std::string Invalid(const failedpolls::v1::PollFailure& failure);
@@ -70,6 +75,10 @@ class TrackerService final
   WritePipeline* const pipeline_;
   WriteAheadLog* const wal_;
   PointSchema schema_;
+  Counter* received_ = nullptr;  // label: error_type
+  Counter* accepted_ = nullptr;
+  Counter* duplicates_ = nullptr;
+  Counter* refused_ = nullptr;  // label: reason
 
   mutable absl::Mutex mu_;
   TrackerServiceStats stats_ ABSL_GUARDED_BY(mu_);

@@ -12,9 +12,59 @@ namespace {
 constexpr size_t kLoggedLineChars = 300;
 }  // namespace
 
+namespace {
+const char* OutcomeName(WriteResult::Kind kind) {
+  switch (kind) {
+    case WriteResult::Kind::kOk:
+      return "ok";
+    case WriteResult::Kind::kBadPoints:
+      return "bad_points";
+    case WriteResult::Kind::kTooLarge:
+      return "too_large";
+    case WriteResult::Kind::kThrottled:
+      return "throttled";
+    case WriteResult::Kind::kAuth:
+      return "auth";
+    case WriteResult::Kind::kNotFound:
+      return "not_found";
+    case WriteResult::Kind::kRetryable:
+      return "retryable";
+  }
+  return "unknown";
+}
+}  // namespace
+
 WritePipeline::WritePipeline(InfluxWriter& writer,
                              WritePipelineOptions options)
-    : writer_(writer), options_(std::move(options)) {}
+    : writer_(writer), options_(std::move(options)) {
+  if (MetricsRegistry* m = options_.metrics; m != nullptr) {
+    points_written_ = &m->AddCounter("qfp_tracker_points_written_total",
+                                     "Points InfluxDB confirmed.");
+    points_rejected_ = &m->AddCounter(
+        "qfp_tracker_points_rejected_total",
+        "Points dropped without being written, by reason.", {"reason"});
+    write_attempts_ = &m->AddCounter(
+        "qfp_tracker_write_attempts_total",
+        "HTTP writes to InfluxDB, by outcome.", {"outcome"});
+    write_seconds_ = &m->AddHistogram(
+        "qfp_tracker_write_duration_seconds",
+        "Time of one HTTP write to InfluxDB.", {}, DefaultLatencyBuckets());
+    m->AddCallbackGauge("qfp_tracker_buffered_points",
+                        "Points waiting to be written to InfluxDB.",
+                        [this] { return static_cast<double>(stats().buffered); });
+    m->AddCallbackGauge("qfp_tracker_destination_healthy",
+                        "1 while InfluxDB takes writes, 0 while it does not.",
+                        [this] { return healthy() ? 1.0 : 0.0; });
+  }
+}
+
+void WritePipeline::Observe(const WriteResult& result, absl::Duration took,
+                            size_t points) {
+  if (write_attempts_ == nullptr) return;
+  write_attempts_->WithLabels({OutcomeName(result.kind)}).Increment();
+  write_seconds_->Observe(took);
+  if (result.kind == WriteResult::Kind::kOk) points_written_->Increment(points);
+}
 
 WritePipeline::~WritePipeline() { Stop(absl::ZeroDuration()); }
 
@@ -180,8 +230,10 @@ bool WritePipeline::WriteBatch(std::vector<PendingPoint>& batch) {
       if (i > begin) body.push_back('\n');
       body.append(batch[i].line);
     }
+    const absl::Time sent = absl::Now();
     const WriteResult result = writer_.Write(body);
     const size_t n = end - begin;
+    Observe(result, absl::Now() - sent, n);
     absl::Duration delay;
     switch (result.kind) {
       case WriteResult::Kind::kOk: {
@@ -208,6 +260,13 @@ bool WritePipeline::WriteBatch(std::vector<PendingPoint>& batch) {
           break;
         }
         Settle(batch, begin, end);
+        if (points_rejected_ != nullptr) {
+          points_rejected_
+              ->WithLabels({result.kind == WriteResult::Kind::kTooLarge
+                                ? "too_large"
+                                : "bad_point"})
+              .Increment();
+        }
         absl::MutexLock lock(&mu_);
         ++stats_.points_rejected;
         spdlog::warn("{} rejected a point (HTTP {}: {}); dropped: {}",

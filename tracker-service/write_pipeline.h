@@ -18,6 +18,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/metrics.h"
 #include "tracker-service/influx_writer.h"
 
 namespace qfp {
@@ -41,6 +42,9 @@ struct WritePipelineOptions {
   // Called (on the pipeline's thread) with the LSNs of points that are
   // settled: stored by InfluxDB, or rejected by it as bad and dropped.
   std::function<void(const std::vector<uint64_t>&)> on_settled;
+  // Where to register the pipeline's metrics; none when null. Must outlive
+  // the pipeline.
+  MetricsRegistry* metrics = nullptr;
 };
 
 struct WritePipelineStats {
@@ -92,8 +96,16 @@ class WritePipeline {
   bool Pause(absl::Duration delay);
   void SetHealthy(bool healthy, const std::string& why);
 
+  // Counts one write attempt's outcome and latency in the metrics.
+  void Observe(const WriteResult& result, absl::Duration took, size_t points);
+
   InfluxWriter& writer_;
   const WritePipelineOptions options_;
+  // Registered in the constructor when options.metrics is set.
+  Counter* points_written_ = nullptr;
+  Counter* points_rejected_ = nullptr;  // label: reason
+  Counter* write_attempts_ = nullptr;   // label: outcome
+  Histogram* write_seconds_ = nullptr;
 
   mutable absl::Mutex mu_;
   std::deque<PendingPoint> buffer_ ABSL_GUARDED_BY(mu_);

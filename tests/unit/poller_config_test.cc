@@ -1,5 +1,6 @@
 #include "poller-service/poller_config.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -94,6 +95,29 @@ TEST_F(PollerConfigTest, ReadsOwnSectionAndHeadersInFileOrder) {
   // yaml-cpp iterates maps in file order; headers go out in that order.
   EXPECT_THAT(config->servers[0].headers,
               ElementsAre(Pair("X-Zeta", "1"), Pair("X-Alpha", "two words")));
+}
+
+TEST_F(PollerConfigTest, SpoolIsInMemoryByDefault) {
+  absl::StatusOr<PollerConfig> config = Parse(Minimal());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->spool_directory, "");
+  EXPECT_EQ(config->max_spool_bytes, uint64_t{256} << 20);
+  EXPECT_EQ(config->max_pending_failures, 100000u);
+}
+
+TEST_F(PollerConfigTest, ReadsSpoolKeysAndCreatesTheDirectory) {
+  absl::StatusOr<PollerConfig> config =
+      Parse(Minimal() +
+            "  failedPolls:\n"
+            "    poller:\n"
+            "      spoolDirectory: __PKI__/spool/poller-1\n"
+            "      maxSpoolBytes: 1048576\n"
+            "      maxPendingFailures: 5000\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->spool_directory, dir_.File("spool/poller-1"));
+  EXPECT_EQ(config->max_spool_bytes, 1048576u);
+  EXPECT_EQ(config->max_pending_failures, 5000u);
+  EXPECT_TRUE(std::filesystem::is_directory(dir_.File("spool/poller-1")));
 }
 
 TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
@@ -202,9 +226,36 @@ INSTANTIATE_TEST_SUITE_P(
                    "    poller:\n"
                    "      trackerAddress: [a, b]\n",
                    "Butler-SOS.failedPolls.poller.trackerAddress: expected a "
-                   "string, got a list"}),
-    [](const ::testing::TestParamInfo<BrokenCase>& info) {
-      return info.param.name;
+                   "string, got a list"},
+        BrokenCase{"SpoolDirectoryNotCreatable", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      spoolDirectory: __PKI__/root.pem/spool\n",
+                   "Butler-SOS.failedPolls.poller.spoolDirectory: cannot "
+                   "create directory \""},
+        BrokenCase{"SpoolDirectoryEmpty", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      spoolDirectory: \"\"\n",
+                   "Butler-SOS.failedPolls.poller.spoolDirectory: must not be "
+                   "empty"},
+        BrokenCase{"SpoolDirectoryIsAFile", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      spoolDirectory: __PKI__/root.pem\n",
+                   "Butler-SOS.failedPolls.poller.spoolDirectory: "},
+        BrokenCase{"MaxSpoolBytesTooSmall", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      maxSpoolBytes: 1000\n",
+                   "Butler-SOS.failedPolls.poller.maxSpoolBytes: expected an "
+                   "integer from 1048576 to 1099511627776, got 1000"}),
+    [](const ::testing::TestParamInfo<BrokenCase>& param_info) {
+      return param_info.param.name;
     });
 
 TEST_F(PollerConfigTest, ReportsEveryProblemAtOnce) {

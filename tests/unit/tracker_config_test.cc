@@ -1,8 +1,13 @@
 #include "tracker-service/tracker_config.h"
 
+#include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <string>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/config_node.h"
 #include "gmock/gmock.h"
@@ -61,8 +66,60 @@ TEST(TrackerConfigTest, ReadsV1Destination) {
   EXPECT_EQ(config->listen, "0.0.0.0:50051");
 }
 
+// Sets an environment variable for one test and restores it after.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    if (const char* old = std::getenv(name); old != nullptr) old_ = old;
+    setenv(name, value, /*overwrite=*/1);
+  }
+  ~ScopedEnv() {
+    if (old_.has_value()) {
+      setenv(name_, old_->c_str(), 1);
+    } else {
+      unsetenv(name_);
+    }
+  }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+  std::optional<std::string> old_;
+};
+
 TEST(TrackerConfigTest, FullTemplateShapedFileLoads) {
-  // The template targets InfluxDB 3; this build writes 1.x.
+  // Unmodified: the template targets InfluxDB 3.
+  absl::StatusOr<TrackerConfig> config = Parse(FullTemplate());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->writes_points());
+  EXPECT_EQ(config->influxdb_version, 3);
+  EXPECT_EQ(config->max_batch_size, 1000);
+  EXPECT_EQ(config->schema.measurement, "butler_sos_errors");
+  EXPECT_EQ(config->v3.host, "influxdb.mycompany.com");
+  EXPECT_EQ(config->v3.port, 8086);
+  EXPECT_EQ(config->v3.database, "mydatabase");
+  EXPECT_EQ(config->v3.token, "mytoken");
+  EXPECT_EQ(config->v3.description, "Butler SOS metrics");
+  EXPECT_EQ(config->v3.retention_duration, "10d");
+  EXPECT_EQ(config->v3.write_timeout, absl::Seconds(10));
+}
+
+TEST(TrackerConfigTest, FullTemplateShapedFileLoadsAsV2) {
+  absl::StatusOr<TrackerConfig> config = Parse(
+      absl::StrReplaceAll(FullTemplate(), {{"version: 3", "version: 2"}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->influxdb_version, 2);
+  EXPECT_EQ(config->v2.host, "influxdb.mycompany.com");
+  EXPECT_EQ(config->v2.port, 8086);
+  EXPECT_EQ(config->v2.org, "myorg");
+  EXPECT_EQ(config->v2.bucket, "mybucket");
+  EXPECT_EQ(config->v2.token, "mytoken");
+  EXPECT_EQ(config->v2.description, "Butler SOS metrics");
+  EXPECT_EQ(config->v2.retention_duration, "10d");
+}
+
+TEST(TrackerConfigTest, FullTemplateShapedFileLoadsAsV1) {
   absl::StatusOr<TrackerConfig> config = Parse(
       absl::StrReplaceAll(FullTemplate(), {{"version: 3", "version: 1"}}));
   ASSERT_TRUE(config.ok()) << config.status();
@@ -70,6 +127,108 @@ TEST(TrackerConfigTest, FullTemplateShapedFileLoads) {
   EXPECT_EQ(config->schema.measurement, "butler_sos_errors");
   EXPECT_EQ(config->v1.database, "senseops");
   EXPECT_EQ(config->v1.host, "influxdb.mycompany.com");
+}
+
+constexpr char kV2[] =
+    "Butler-SOS:\n"
+    "  errorTracking: {enable: true, influxdb: {enable: true}}\n"
+    "  influxdbConfig:\n"
+    "    enable: true\n"
+    "    host: influx2.example.com\n"
+    "    port: 8087\n"
+    "    version: 2\n"
+    "    v2Config:\n"
+    "      org: qlik-org\n"
+    "      bucket: senseops\n"
+    "      token: file-token\n"
+    "      description: Failed polls\n"
+    "      retentionDuration: 30d\n";
+
+constexpr char kV3[] =
+    "Butler-SOS:\n"
+    "  errorTracking: {enable: true, influxdb: {enable: true}}\n"
+    "  influxdbConfig:\n"
+    "    enable: true\n"
+    "    host: influx3.example.com\n"
+    "    port: 8181\n"
+    "    version: 3\n"
+    "    v3Config:\n"
+    "      database: senseops\n"
+    "      token: file-token\n"
+    "      retentionDuration: 1h30m\n"
+    "      writeTimeout: 2500\n";
+
+TEST(TrackerConfigTest, ReadsV2Destination) {
+  absl::StatusOr<TrackerConfig> config = Parse(kV2);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->influxdb_version, 2);
+  EXPECT_EQ(config->v2.host, "influx2.example.com");
+  EXPECT_EQ(config->v2.port, 8087);
+  EXPECT_EQ(config->v2.org, "qlik-org");
+  EXPECT_EQ(config->v2.bucket, "senseops");
+  EXPECT_EQ(config->v2.token, "file-token");
+  EXPECT_EQ(config->v2.description, "Failed polls");
+  EXPECT_EQ(config->v2.retention_duration, "30d");
+  // Only the chosen version's block is read.
+  EXPECT_EQ(config->v1.host, "");
+  EXPECT_EQ(config->v3.host, "");
+}
+
+TEST(TrackerConfigTest, ReadsV3Destination) {
+  absl::StatusOr<TrackerConfig> config = Parse(kV3);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->influxdb_version, 3);
+  EXPECT_EQ(config->v3.host, "influx3.example.com");
+  EXPECT_EQ(config->v3.port, 8181);
+  EXPECT_EQ(config->v3.database, "senseops");
+  EXPECT_EQ(config->v3.token, "file-token");
+  EXPECT_EQ(config->v3.description, "");
+  EXPECT_EQ(config->v3.retention_duration, "1h30m");
+  EXPECT_EQ(config->v3.write_timeout, absl::Milliseconds(2500));
+}
+
+TEST(TrackerConfigTest, V3DefaultsAndTokenlessServer) {
+  absl::StatusOr<TrackerConfig> config = Parse(absl::StrReplaceAll(
+      kV3, {{"      retentionDuration: 1h30m\n", ""},
+            {"      writeTimeout: 2500\n", ""},
+            {"token: file-token", "token: \"\""}}));
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->v3.retention_duration, "");
+  EXPECT_EQ(config->v3.write_timeout, absl::Seconds(10));
+  EXPECT_EQ(config->v3.token, "");
+}
+
+TEST(TrackerConfigTest, TokenFromEnvironmentWins) {
+  ScopedEnv token("QFP_INFLUXDB_TOKEN", "env-token");
+  absl::StatusOr<TrackerConfig> v2 = Parse(kV2);
+  ASSERT_TRUE(v2.ok()) << v2.status();
+  EXPECT_EQ(v2->v2.token, "env-token");
+  absl::StatusOr<TrackerConfig> v3 = Parse(kV3);
+  ASSERT_TRUE(v3.ok()) << v3.status();
+  EXPECT_EQ(v3->v3.token, "env-token");
+  // With the environment set the file needs no token at all.
+  absl::StatusOr<TrackerConfig> without =
+      Parse(absl::StrReplaceAll(kV2, {{"      token: file-token\n", ""}}));
+  ASSERT_TRUE(without.ok()) << without.status();
+  EXPECT_EQ(without->v2.token, "env-token");
+}
+
+TEST(TrackerConfigTest, MissingV2BlockReportsEveryKey) {
+  absl::StatusOr<TrackerConfig> config = Parse(absl::StrReplaceAll(
+      kV2, {{"    v2Config:\n", ""},
+            {"      org: qlik-org\n", ""},
+            {"      bucket: senseops\n", ""},
+            {"      token: file-token\n", ""},
+            {"      description: Failed polls\n", ""},
+            {"      retentionDuration: 30d\n", ""}}));
+  ASSERT_FALSE(config.ok());
+  const std::string message(config.status().message());
+  for (const char* key : {"org", "bucket", "token"}) {
+    EXPECT_THAT(message,
+                HasSubstr(absl::StrCat("Butler-SOS.influxdbConfig.v2Config.",
+                                       key, ": missing")))
+        << key;
+  }
 }
 
 TEST(TrackerConfigTest, DefaultsWriteNothing) {
@@ -116,8 +275,12 @@ class TrackerConfigBrokenTest : public ::testing::TestWithParam<BrokenCase> {};
 
 TEST_P(TrackerConfigBrokenTest, ReportsKeyPathAndProblem) {
   const BrokenCase& c = GetParam();
+  // Cases name the version they break by their prefix.
+  const char* base = kV1;
+  if (absl::StartsWith(c.name, "V2")) base = kV2;
+  if (absl::StartsWith(c.name, "V3")) base = kV3;
   absl::StatusOr<TrackerConfig> config =
-      Parse(absl::StrReplaceAll(kV1, {{c.from, c.to}}));
+      Parse(absl::StrReplaceAll(base, {{c.from, c.to}}));
   ASSERT_FALSE(config.ok());
   EXPECT_THAT(std::string(config.status().message()), HasSubstr(c.expected));
 }
@@ -146,9 +309,39 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"EnableNotBool", "    enable: true\n    logSummary",
                    "    enable: often\n    logSummary",
                    "Butler-SOS.errorTracking.enable: expected true or false, "
-                   "got \"often\""}),
-    [](const ::testing::TestParamInfo<BrokenCase>& info) {
-      return info.param.name;
+                   "got \"often\""},
+        BrokenCase{"V2OrgNotAString", "org: qlik-org", "org: [a, b]",
+                   "Butler-SOS.influxdbConfig.v2Config.org: expected a "
+                   "string, got a list"},
+        BrokenCase{"V2EmptyBucket", "bucket: senseops", "bucket: \"\"",
+                   "Butler-SOS.influxdbConfig.v2Config.bucket: must not be "
+                   "empty"},
+        BrokenCase{"V2EmptyToken", "token: file-token", "token: \"\"",
+                   "Butler-SOS.influxdbConfig.v2Config.token: must not be "
+                   "empty (or set QFP_INFLUXDB_TOKEN)"},
+        BrokenCase{"V2RetentionNotADuration", "retentionDuration: 30d",
+                   "retentionDuration: 30 days",
+                   "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
+                   "\"30 days\" is not a retention duration"},
+        BrokenCase{"V2RetentionBelowOneHour", "retentionDuration: 30d",
+                   "retentionDuration: 30m",
+                   "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
+                   "\"30m\" is shorter than the minimum of 1h"},
+        BrokenCase{"V3MissingDatabase", "      database: senseops\n", "",
+                   "Butler-SOS.influxdbConfig.v3Config.database: missing "
+                   "(expected a string)"},
+        BrokenCase{"V3MissingToken", "      token: file-token\n", "",
+                   "Butler-SOS.influxdbConfig.v3Config.token: missing"},
+        BrokenCase{"V3WriteTimeoutNotANumber", "writeTimeout: 2500",
+                   "writeTimeout: soon",
+                   "Butler-SOS.influxdbConfig.v3Config.writeTimeout: expected "
+                   "an integer from 1 to 3600000, got \"soon\""},
+        BrokenCase{"V3RetentionNotADuration", "retentionDuration: 1h30m",
+                   "retentionDuration: {days: 3}",
+                   "Butler-SOS.influxdbConfig.v3Config.retentionDuration: "
+                   "expected a string, got a map"}),
+    [](const ::testing::TestParamInfo<BrokenCase>& param_info) {
+      return param_info.param.name;
     });
 
 }  // namespace

@@ -1,0 +1,155 @@
+{{/* Chart name, release-qualified name (room left for the suffixes). */}}
+{{- define "qfp.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "qfp.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 40 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 40 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "qfp.trackerName" -}}
+{{ include "qfp.fullname" . }}-tracker
+{{- end }}
+
+{{/* The headless Service of all pollers (StatefulSet serviceName, scrapes). */}}
+{{- define "qfp.pollersName" -}}
+{{ include "qfp.fullname" . }}-poller
+{{- end }}
+
+{{/* A poller group's workload and ConfigMap; dict "root" $ "group" NAME.
+52 characters at most: a StatefulSet's pods carry a label made of its name
+and an 11-character suffix. */}}
+{{- define "qfp.pollerGroupName" -}}
+{{- printf "%s-poller-%s" (include "qfp.fullname" .root) .group | trunc 52 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "qfp.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "qfp.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "qfp.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "qfp.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "qfp.image" -}}
+{{ .image.repository }}:{{ .image.tag | default .root.Chart.AppVersion }}
+{{- end }}
+
+{{/* The tracker's gRPC address as the pollers dial it. */}}
+{{- define "qfp.trackerAddress" -}}
+{{ include "qfp.trackerName" . }}.{{ .Release.Namespace }}.svc.{{ .Values.clusterDomain }}:{{ int .Values.tracker.grpcPort }}
+{{- end }}
+
+{{/* The user's Butler SOS config (a map, or the file's text from --set-file),
+checked and printed as YAML; callers read it back with fromYaml. */}}
+{{- define "qfp.butlerSosConfig" -}}
+{{- $config := .Values.butlerSosConfig }}
+{{- if kindIs "string" $config }}
+{{- $config = fromYaml $config }}
+{{- if hasKey $config "Error" }}
+{{- fail (printf "butlerSosConfig is not valid YAML: %s" $config.Error) }}
+{{- end }}
+{{- end }}
+{{- if not (kindIs "map" (get (default dict $config) "Butler-SOS")) }}
+{{- fail "butlerSosConfig must be a Butler SOS config: a map with the root key Butler-SOS" }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* Gets (creating it when missing or null) the map under key in a map. */}}
+{{- define "qfp.child" -}}
+{{- if not (kindIs "map" (get .parent .key)) }}
+{{- $_ := set .parent .key dict }}
+{{- end }}
+{{- end }}
+
+{{/* The tracker's copy of the config. */}}
+{{- define "qfp.trackerConfig" -}}
+{{- $config := include "qfp.butlerSosConfig" . | fromYaml }}
+{{- $sos := get $config "Butler-SOS" }}
+{{- include "qfp.child" (dict "parent" $sos "key" "failedPolls") }}
+{{- include "qfp.child" (dict "parent" $sos.failedPolls "key" "tracker") }}
+{{- $tracker := $sos.failedPolls.tracker }}
+{{- $_ := set $tracker "listen" (printf "0.0.0.0:%d" (int .Values.tracker.grpcPort)) }}
+{{- if .Values.metrics.enabled }}
+{{- $_ := set $tracker "metricsListen" (printf "0.0.0.0:%d" (int .Values.metrics.port)) }}
+{{- else }}
+{{- $_ := unset $tracker "metricsListen" }}
+{{- end }}
+{{- if .Values.tracker.wal.enabled }}
+{{- $_ := set $tracker "walDirectory" .Values.tracker.wal.directory }}
+{{- else }}
+{{- $_ := unset $tracker "walDirectory" }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* A poller group's copy of the config: butlerSosConfig with the group's
+config deep-merged over it; dict "root" $ "group" NAME "spec" GROUP. */}}
+{{- define "qfp.pollerConfig" -}}
+{{- $root := .root }}
+{{- $config := include "qfp.butlerSosConfig" $root | fromYaml }}
+{{- with .spec.config }}
+{{- $config = mergeOverwrite $config (deepCopy .) }}
+{{- end }}
+{{- $sos := get $config "Butler-SOS" }}
+{{- include "qfp.child" (dict "parent" $sos "key" "failedPolls") }}
+{{- include "qfp.child" (dict "parent" $sos.failedPolls "key" "poller") }}
+{{- $poller := $sos.failedPolls.poller }}
+{{- if hasKey $poller "pollerId" }}
+{{- fail (printf "poller group %s: remove Butler-SOS.failedPolls.poller.pollerId; every poller of a group reads the same file, and each is named after its pod" .group) }}
+{{- end }}
+{{- $_ := set $poller "trackerAddress" (include "qfp.trackerAddress" $root) }}
+{{- if $root.Values.metrics.enabled }}
+{{- $_ := set $poller "metricsListen" (printf "0.0.0.0:%d" (int $root.Values.metrics.port)) }}
+{{- else }}
+{{- $_ := unset $poller "metricsListen" }}
+{{- end }}
+{{- if $root.Values.poller.spool.enabled }}
+{{- $_ := set $poller "spoolDirectory" $root.Values.poller.spool.directory }}
+{{- else }}
+{{- $_ := unset $poller "spoolDirectory" }}
+{{- end }}
+{{- with $root.Values.secrets.qlikClientCerts }}
+{{- if .secretName }}
+{{- include "qfp.child" (dict "parent" $sos "key" "cert") }}
+{{- $_ := set $sos.cert "clientCert" (printf "/etc/qlik-failed-polls/certs/%s" .clientCert) }}
+{{- $_ := set $sos.cert "clientCertKey" (printf "/etc/qlik-failed-polls/certs/%s" .clientCertKey) }}
+{{- $_ := set $sos.cert "clientCertCA" (printf "/etc/qlik-failed-polls/certs/%s" .clientCertCA) }}
+{{- end }}
+{{- end }}
+{{- toYaml $config }}
+{{- end }}
+
+{{/* An env entry from a secret: dict "name" VAR "ref" {secretName, key}. */}}
+{{- define "qfp.secretEnv" -}}
+{{- if .ref.secretName -}}
+- name: {{ .name }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ref.secretName }}
+      key: {{ required (printf "the secret key for %s" .name) .ref.key }}
+{{- end }}
+{{- end }}
+
+{{/* Prometheus scrape annotations. */}}
+{{- define "qfp.scrapeAnnotations" -}}
+{{- if .Values.metrics.enabled -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ int .Values.metrics.port | quote }}
+prometheus.io/path: /metrics
+{{- end }}
+{{- end }}

@@ -1,0 +1,361 @@
+// TrackerClient against a real in-process gRPC server on loopback.
+#include "poller-service/tracker_client.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "grpc/grpc.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "poller-service/failure_spool.h"
+#include "tests/testing/temp_dir.h"
+
+namespace qfp {
+namespace {
+
+using failedpolls::v1::FailureId;
+using failedpolls::v1::PollFailure;
+using failedpolls::v1::ReportFailuresRequest;
+using failedpolls::v1::ReportFailuresResponse;
+
+// gRPC 1.51 can hang ~10 s in ~Server() when it drops the last library
+// reference; one reference held for the life of the binary avoids that.
+class GrpcLibraryEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { grpc_init(); }
+};
+::testing::Environment* const kGrpcEnvironment =
+    ::testing::AddGlobalTestEnvironment(new GrpcLibraryEnvironment);
+
+// Every wait in these tests is bounded by this, far above what any of them
+// needs; a condition not met by then fails the test.
+constexpr absl::Duration kPatience = absl::Seconds(30);
+
+bool WaitFor(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + kPatience;
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+using Key = std::tuple<std::string, std::string, uint64_t>;
+Key KeyOf(const FailureId& id) {
+  return Key(id.poller_id(), id.instance_id(), id.sequence());
+}
+
+PollFailure Failure(uint64_t sequence, const std::string& instance = "run-1") {
+  PollFailure failure;
+  failure.mutable_id()->set_poller_id("poller-test");
+  failure.mutable_id()->set_instance_id(instance);
+  failure.mutable_id()->set_sequence(sequence);
+  failure.set_server_name("sense1");
+  failure.set_source(failedpolls::v1::HEALTH_API);
+  failure.set_error_category(failedpolls::v1::ERROR_CATEGORY_HTTP_5XX);
+  failure.mutable_occurred_at()->set_seconds(1700000000);
+  return failure;
+}
+
+std::set<Key> Keys(uint64_t first, uint64_t last,
+                   const std::string& instance = "run-1") {
+  std::set<Key> keys;
+  for (uint64_t i = first; i <= last; ++i) {
+    keys.insert(KeyOf(Failure(i, instance).id()));
+  }
+  return keys;
+}
+
+// A tracker that accepts what it receives, except as told.
+class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
+ public:
+  // Refuse each failure whose sequence matches, the first time it arrives.
+  void RefuseOnceWhen(std::function<bool(uint64_t)> predicate) {
+    absl::MutexLock lock(&mu_);
+    refuse_once_ = std::move(predicate);
+  }
+  // Refuse everything until told otherwise.
+  void RefuseAll(bool refuse) {
+    absl::MutexLock lock(&mu_);
+    refuse_all_ = refuse;
+  }
+  // Break the first stream (UNAVAILABLE, the batch in hand unanswered) once
+  // this many failures have arrived in all.
+  void BreakOnceAfter(size_t failures) {
+    absl::MutexLock lock(&mu_);
+    break_after_ = failures;
+  }
+
+  grpc::Status ReportFailures(
+      grpc::ServerContext* /*context*/,
+      grpc::ServerReaderWriter<ReportFailuresResponse, ReportFailuresRequest>*
+          stream) override {
+    {
+      absl::MutexLock lock(&mu_);
+      ++streams_;
+    }
+    ReportFailuresRequest request;
+    while (stream->Read(&request)) {
+      ReportFailuresResponse response;
+      {
+        absl::MutexLock lock(&mu_);
+        received_ += static_cast<size_t>(request.failures_size());
+        if (break_after_ > 0 && received_ >= break_after_) {
+          break_after_ = 0;
+          ++breaks_;
+          return grpc::Status(grpc::StatusCode::UNAVAILABLE, "test break");
+        }
+        for (const PollFailure& failure : request.failures()) {
+          const Key key = KeyOf(failure.id());
+          const bool refuse_first =
+              refuse_once_ && refuse_once_(failure.id().sequence()) &&
+              refused_once_.insert(key).second;
+          if (refuse_all_ || refuse_first) {
+            ++refusals_;
+            auto* refusal = response.add_refused();
+            *refusal->mutable_id() = failure.id();
+            refusal->set_reason("test refusal");
+            continue;
+          }
+          if (!accepted_.insert(key).second) ++duplicates_;
+          *response.add_accepted() = failure.id();
+        }
+      }
+      if (!stream->Write(response)) break;
+    }
+    return grpc::Status::OK;
+  }
+
+  std::set<Key> accepted() const {
+    absl::MutexLock lock(&mu_);
+    return accepted_;
+  }
+  size_t received() const {
+    absl::MutexLock lock(&mu_);
+    return received_;
+  }
+  size_t refusals() const {
+    absl::MutexLock lock(&mu_);
+    return refusals_;
+  }
+  int breaks() const {
+    absl::MutexLock lock(&mu_);
+    return breaks_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::set<Key> accepted_ ABSL_GUARDED_BY(mu_);
+  std::set<Key> refused_once_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(uint64_t)> refuse_once_ ABSL_GUARDED_BY(mu_);
+  bool refuse_all_ ABSL_GUARDED_BY(mu_) = false;
+  size_t break_after_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t received_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t duplicates_ ABSL_GUARDED_BY(mu_) = 0;
+  int streams_ ABSL_GUARDED_BY(mu_) = 0;
+  int breaks_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+// A gRPC server on 127.0.0.1 serving a FakeTracker.
+class TestServer {
+ public:
+  // `port` 0 picks a free one.
+  explicit TestServer(FakeTracker* service, int port = 0) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat("127.0.0.1:", port),
+                             grpc::InsecureServerCredentials(), &port_);
+    builder.RegisterService(service);
+    server_ = builder.BuildAndStart();
+  }
+  ~TestServer() {
+    if (server_ != nullptr) {
+      server_->Shutdown(std::chrono::system_clock::now() +
+                        std::chrono::seconds(1));
+    }
+  }
+  bool ok() const { return server_ != nullptr && port_ > 0; }
+  int port() const { return port_; }
+  std::string address() const { return absl::StrCat("127.0.0.1:", port_); }
+
+ private:
+  int port_ = 0;
+  std::unique_ptr<grpc::Server> server_;
+};
+
+TrackerClientOptions FastOptions(const std::string& address) {
+  TrackerClientOptions options;
+  options.address = address;
+  options.max_batch = 64;
+  options.min_backoff = absl::Milliseconds(20);
+  options.max_backoff = absl::Milliseconds(300);
+  options.refusal_delay = absl::Milliseconds(50);
+  return options;
+}
+
+std::unique_ptr<FailureSpool> OpenMemorySpool() {
+  auto spool = std::make_unique<MemorySpool>(SpoolLimits{});
+  EXPECT_TRUE(spool->Open().ok());
+  return spool;
+}
+
+std::unique_ptr<DiskSpool> OpenDiskSpool(const std::string& dir) {
+  auto spool = std::make_unique<DiskSpool>(dir, SpoolLimits{});
+  absl::Status status = spool->Open();
+  EXPECT_TRUE(status.ok()) << status;
+  return spool;
+}
+
+// A port that was free a moment ago and has nothing listening now.
+int ClosedPort() {
+  FakeTracker unused;
+  TestServer probe(&unused);
+  EXPECT_TRUE(probe.ok());
+  return probe.port();
+}
+
+TEST(TrackerClientTest, DeliversAndGetsAcknowledgements) {
+  FakeTracker tracker;
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
+  client.Start();
+  for (uint64_t i = 1; i <= 1000; ++i) client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 1000; }));
+  const TrackerClientStats stats = client.stats();
+  EXPECT_EQ(stats.delivered, 1000u);
+  EXPECT_EQ(stats.pending, 0u);
+  EXPECT_EQ(stats.dropped_overflow, 0u);
+  EXPECT_EQ(tracker.accepted(), Keys(1, 1000));
+  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+}
+
+TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
+  FakeTracker tracker;
+  const int port = ClosedPort();
+  TrackerClient client(FastOptions(absl::StrCat("127.0.0.1:", port)),
+                       OpenMemorySpool());
+  client.Start();
+  for (uint64_t i = 1; i <= 200; ++i) client.Deliver(Failure(i));
+  // Several attempts fail while nothing listens; everything stays held.
+  ASSERT_TRUE(WaitFor([&] { return client.stats().stream_starts >= 3; }));
+  EXPECT_EQ(client.stats().pending, 200u);
+
+  TestServer server(&tracker, port);
+  ASSERT_TRUE(server.ok());
+  for (uint64_t i = 201; i <= 300; ++i) client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 300; }));
+  EXPECT_EQ(tracker.accepted(), Keys(1, 300));
+  EXPECT_EQ(client.stats().pending, 0u);
+  // Before the server goes (declared after the client).
+  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+}
+
+TEST(TrackerClientTest, RefusedFailuresAreResentLater) {
+  FakeTracker tracker;
+  tracker.RefuseOnceWhen([](uint64_t sequence) { return sequence % 3 == 0; });
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
+  client.Start();
+  for (uint64_t i = 1; i <= 300; ++i) client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 300; }));
+  EXPECT_EQ(tracker.refusals(), 100u);
+  EXPECT_EQ(client.stats().refused, 100u);
+  EXPECT_EQ(tracker.accepted(), Keys(1, 300));
+  EXPECT_EQ(client.stats().pending, 0u);
+}
+
+TEST(TrackerClientTest, BrokenStreamLosesNothing) {
+  FakeTracker tracker;
+  tracker.BreakOnceAfter(700);
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
+  client.Start();
+  for (uint64_t i = 1; i <= 1000; ++i) client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return tracker.breaks() == 1; }));
+  for (uint64_t i = 1001; i <= 2000; ++i) client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 2000; }));
+  EXPECT_EQ(tracker.accepted(), Keys(1, 2000));
+  EXPECT_GE(client.stats().stream_starts, 2u);
+  EXPECT_EQ(client.stats().pending, 0u);
+}
+
+TEST(TrackerClientTest, ShutdownReportsWhatIsLeft) {
+  TrackerClient client(
+      FastOptions(absl::StrCat("127.0.0.1:", ClosedPort())),
+      OpenMemorySpool());
+  client.Start();
+  for (uint64_t i = 1; i <= 25; ++i) client.Deliver(Failure(i));
+  EXPECT_EQ(client.Shutdown(absl::Milliseconds(100)), 25u);
+  EXPECT_EQ(client.stats().pending, 25u);
+}
+
+TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
+  testing::TempDir dir;
+  const std::string spool_dir = dir.path() + "/spool";
+  FakeTracker tracker;
+  tracker.RefuseAll(true);
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  {
+    // The first run: the tracker acknowledges nothing (it refuses all),
+    // then the client goes away with everything still spooled.
+    TrackerClient client(FastOptions(server.address()),
+                         OpenDiskSpool(spool_dir));
+    client.Start();
+    for (uint64_t i = 1; i <= 150; ++i) client.Deliver(Failure(i, "run-1"));
+    ASSERT_TRUE(WaitFor([&] { return tracker.refusals() >= 150; }));
+    EXPECT_EQ(client.Shutdown(absl::ZeroDuration()), 150u);
+  }
+  EXPECT_TRUE(tracker.accepted().empty());
+
+  tracker.RefuseAll(false);
+  // The second run: a new instance id for new failures; the old ones go out
+  // as they were.
+  std::unique_ptr<DiskSpool> spool = OpenDiskSpool(spool_dir);
+  EXPECT_EQ(spool->reloaded(), 150u);
+  TrackerClient client(FastOptions(server.address()), std::move(spool));
+  client.Start();
+  for (uint64_t i = 1; i <= 10; ++i) client.Deliver(Failure(i, "run-2"));
+  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 160; }));
+  std::set<Key> expected = Keys(1, 150, "run-1");
+  const std::set<Key> second_run = Keys(1, 10, "run-2");
+  expected.insert(second_run.begin(), second_run.end());
+  EXPECT_EQ(tracker.accepted(), expected);
+  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+}
+
+TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
+  testing::TempDir dir;
+  const std::string spool_dir = dir.path() + "/spool";
+  FakeTracker tracker;
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  {
+    TrackerClient client(FastOptions(server.address()),
+                         OpenDiskSpool(spool_dir));
+    client.Start();
+    for (uint64_t i = 1; i <= 100; ++i) client.Deliver(Failure(i));
+    ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 100; }));
+    EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+  }
+  std::unique_ptr<DiskSpool> spool = OpenDiskSpool(spool_dir);
+  EXPECT_EQ(spool->reloaded(), 0u);
+}
+
+}  // namespace
+}  // namespace qfp
