@@ -11,6 +11,7 @@
 #include "absl/random/random.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "poller-service/http_transport.h"
 #include "poller-service/poll_plan.h"
@@ -36,11 +37,12 @@ struct SchedulerStats {
 
 class PollScheduler {
  public:
-  // `config`, `transport`, `sink` and `clock` must outlive the scheduler.
+  // `config`, `transport`, `sink`, `clock` (and `metrics`, where the
+  // scheduler registers its counters when set) must outlive the scheduler.
   // Every target is first due at construction time.
   PollScheduler(const PollerConfig& config, std::vector<PollTarget> plan,
                 HttpTransport& transport, FailureSink& sink,
-                const Clock& clock);
+                const Clock& clock, MetricsRegistry* metrics = nullptr);
 
   // Starts every due poll, then drives transfers until the next poll is due
   // or `max_wait` has passed, whichever is sooner.
@@ -72,6 +74,10 @@ class PollScheduler {
   std::string instance_id_;
   uint64_t next_sequence_ = 1;
   SchedulerStats stats_;
+  Counter* polls_ = nullptr;     // label: source
+  Counter* failed_ = nullptr;    // labels: source, category
+  Counter* skipped_ = nullptr;   // label: source
+  Histogram* poll_seconds_ = nullptr;  // label: source
 };
 
 }  // namespace qfp

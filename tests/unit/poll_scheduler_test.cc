@@ -174,6 +174,27 @@ TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
   EXPECT_EQ(scheduler.stats().polls_failed, 0u);
 }
 
+TEST_F(PollSchedulerTest, CountsPollsAndFailuresInMetrics) {
+  MetricsRegistry metrics;
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, &metrics);
+  scheduler.Step(absl::ZeroDuration());
+  transport_.Complete(Status(503));
+  clock_.Advance(absl::Seconds(10));
+  scheduler.Step(absl::ZeroDuration());
+  clock_.Advance(absl::Seconds(10));
+  scheduler.Step(absl::ZeroDuration());  // skipped: still in flight
+  const std::string text = metrics.RenderText();
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "qfp_poller_polls_total{source=\"HEALTH_API\"} 2\n"));
+  EXPECT_THAT(text, ::testing::HasSubstr(
+                        "qfp_poller_poll_failures_total{source=\"HEALTH_API\","
+                        "category=\"http_5xx\"} 1\n"));
+  EXPECT_THAT(text,
+              ::testing::HasSubstr(
+                  "qfp_poller_polls_skipped_total{source=\"HEALTH_API\"} 1\n"));
+}
+
 TEST_F(PollSchedulerTest, TwoInstancesHaveDifferentInstanceIds) {
   PollScheduler a(config_, BuildPollPlan(config_), transport_, sink_, clock_);
   PollScheduler b(config_, BuildPollPlan(config_), transport_, sink_, clock_);
