@@ -115,12 +115,14 @@ void AtomicAdd(std::atomic<double>& target, double delta) {
 }
 
 // A gauge whose value is read when the registry renders.
+// A value another component owns, read at render time: a gauge, or a
+// counter when what is read only ever grows (a component's own tally).
 class CallbackGauge final : public MetricFamily {
  public:
   CallbackGauge(absl::string_view name, absl::string_view help,
-                std::function<double()> read)
-      : MetricFamily(name, help, "gauge"), read_(std::move(read)) {
-    if (!read_) Die(absl::StrCat("callback gauge ", name, " has no callback"));
+                std::function<double()> read, const char* type = "gauge")
+      : MetricFamily(name, help, type), read_(std::move(read)) {
+    if (!read_) Die(absl::StrCat("callback metric ", name, " has no callback"));
   }
 
  private:
@@ -415,6 +417,13 @@ void MetricsRegistry::AddCallbackGauge(absl::string_view name,
                                        absl::string_view help,
                                        std::function<double()> read) {
   Register(std::make_unique<CallbackGauge>(name, help, std::move(read)));
+}
+
+void MetricsRegistry::AddCallbackCounter(absl::string_view name,
+                                         absl::string_view help,
+                                         std::function<double()> read) {
+  Register(std::make_unique<CallbackGauge>(name, help, std::move(read),
+                                           "counter"));
 }
 
 std::string MetricsRegistry::RenderText() const {

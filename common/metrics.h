@@ -263,6 +263,11 @@ class MetricsRegistry {
   // while the registry can be rendered. If it throws, the sample reads NaN.
   void AddCallbackGauge(absl::string_view name, absl::string_view help,
                         std::function<double()> read);
+  // The same for a total that only grows, kept by its owner (a component's
+  // stats): rendered with TYPE counter. A value that ever decreases breaks
+  // Prometheus's rate(); use a gauge for those.
+  void AddCallbackCounter(absl::string_view name, absl::string_view help,
+                          std::function<double()> read);
 
   // Every family in registration order, in the text exposition format 0.0.4.
   std::string RenderText() const;

@@ -13,6 +13,8 @@
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/logging.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
 #include "poller-service/failure_spool.h"
@@ -141,10 +143,44 @@ int Main(int argc, char** argv) {
   TrackerClient client(client_options, std::move(spool));
   client.Start();
 
+  MetricsRegistry metrics;
+  metrics.AddCallbackGauge(
+      "qfp_poller_failures_pending",
+      "Failures waiting for the tracker's acknowledgement.",
+      [&client] { return static_cast<double>(client.stats().pending); });
+  metrics.AddCallbackCounter(
+      "qfp_poller_failures_acknowledged_total",
+      "Failures the tracker acknowledged.",
+      [&client] { return static_cast<double>(client.stats().acknowledged); });
+  metrics.AddCallbackCounter(
+      "qfp_poller_failures_dropped_total",
+      "Failures dropped because the spool was over its cap.",
+      [&client] {
+        return static_cast<double>(client.stats().dropped_overflow);
+      });
+  metrics.AddCallbackCounter(
+      "qfp_poller_failures_refused_total",
+      "Refusals received from the tracker (each failure is resent).",
+      [&client] { return static_cast<double>(client.stats().refused); });
+  metrics.AddCallbackCounter(
+      "qfp_poller_stream_starts_total",
+      "Streams opened to the tracker (reconnects + 1).",
+      [&client] { return static_cast<double>(client.stats().stream_starts); });
+  MetricsServer metrics_server(metrics);
+  if (!config.metrics_listen.empty()) {
+    if (absl::Status status = metrics_server.Start(config.metrics_listen);
+        !status.ok()) {
+      spdlog::error("metrics: {}", std::string(status.message()));
+      client.Shutdown(absl::ZeroDuration());
+      return 1;
+    }
+    spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
+  }
+
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
   PollScheduler scheduler(config, plan, *transport, client,
-                          SystemClock::Get());
+                          SystemClock::Get(), &metrics);
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}",

@@ -237,7 +237,12 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.tracker_address =
       poller["trackerAddress"].String(config.tracker_address);
   config.poller_id = poller["pollerId"].String("");
+  if (const char* env = std::getenv("QFP_POLLER_ID");
+      config.poller_id.empty() && env != nullptr) {
+    config.poller_id = env;
+  }
   if (config.poller_id.empty()) config.poller_id = HostName();
+  config.metrics_listen = poller["metricsListen"].String("");
   config.max_concurrent_polls = static_cast<int>(
       poller["maxConcurrentPolls"].Int(config.max_concurrent_polls, 1, 10000));
   config.request_timeout =

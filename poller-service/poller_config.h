@@ -45,7 +45,8 @@ struct PollerConfig {
 
   // Butler-SOS.failedPolls.poller.*
   std::string tracker_address = "127.0.0.1:50051";  // trackerAddress
-  std::string poller_id;  // pollerId; default: this host's name
+  // pollerId; else $QFP_POLLER_ID (a pod name); else this host's name.
+  std::string poller_id;
   int max_concurrent_polls = 64;  // maxConcurrentPolls
   absl::Duration request_timeout = absl::Milliseconds(5000);  // requestTimeout
   // Most failures kept waiting for the tracker's acknowledgement.
@@ -56,6 +57,8 @@ struct PollerConfig {
   // restart resends them. Empty: memory only. When set, it has been created
   // and found writable.
   std::string spool_directory;
+  // metricsListen: HOST:PORT for Prometheus /metrics and /healthz; empty: off.
+  std::string metrics_listen;
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 };

@@ -52,6 +52,8 @@ class EndToEndTest(unittest.TestCase):
         ports = cls.site.ports
         cls.ports = ports
         tracker_port = procs.free_port()
+        cls.metrics_ports = {"poller": procs.free_port(),
+                             "tracker": procs.free_port()}
         config = stack.butler_config(
             cls.pki,
             [stack.server_entry(HEALTHY, ports["ok"]),
@@ -62,7 +64,11 @@ class EndToEndTest(unittest.TestCase):
              stack.server_entry(WRONG_CA, ports["wrong_ca"])],
             influx_port=cls.influx.http_port, tracker_port=tracker_port,
             health_interval_ms=HEALTH_INTERVAL_MS,
-            request_timeout_ms=REQUEST_TIMEOUT_MS)
+            request_timeout_ms=REQUEST_TIMEOUT_MS,
+            tracker_extra={"metricsListen":
+                           f"127.0.0.1:{cls.metrics_ports['tracker']}"},
+            poller_extra={"metricsListen":
+                          f"127.0.0.1:{cls.metrics_ports['poller']}"})
         cls.config_path = stack.write_config(
             os.path.join(cls.tmp, "butler-sos.yaml"), config)
         cls.started_ns = time.time_ns()
@@ -75,6 +81,10 @@ class EndToEndTest(unittest.TestCase):
                 lambda: all(stack.failures_logged_for(
                     cls.poller.log_text(), name) >= 2 for name in failing),
                 timeout=40, message="two failed rounds of every server")
+            # Let the tracker flush, then read both services' metrics.
+            time.sleep(1.0)
+            cls.metrics = {name: stack.scrape_metrics(port)
+                           for name, port in cls.metrics_ports.items()}
         finally:
             cls.poller_exit = cls.poller.stop(timeout=20)
             cls.tracker_exit = cls.tracker.stop(timeout=20)
@@ -206,6 +216,33 @@ class EndToEndTest(unittest.TestCase):
     def test_every_failure_logged_by_the_tracker(self):
         tracker_failures = stack.failure_lines(self.tracker.log_text())
         self.assertEqual(len(tracker_failures), len(self.points))
+
+    def test_metrics_describe_the_run(self):
+        poller, tracker = self.metrics["poller"], self.metrics["tracker"]
+        self.assertEqual(poller[("qfp_poller_poll_failures_total",
+                                 (("source", "HEALTH_API"),
+                                  ("category", "http_5xx")))] >= 2, True)
+        polls = poller[("qfp_poller_polls_total",
+                        (("source", "HEALTH_API"),))]
+        failures = sum(v for (name, _), v in poller.items()
+                       if name == "qfp_poller_poll_failures_total")
+        self.assertGreater(polls, failures)  # the healthy server succeeds
+        self.assertEqual(poller[("qfp_poller_stream_starts_total", ())], 1)
+        received = tracker[("qfp_tracker_failures_received_total",
+                            (("error_type", "HEALTH_API"),))]
+        self.assertGreaterEqual(received, 10)
+        self.assertLessEqual(received, failures)
+        self.assertEqual(tracker[("qfp_tracker_failures_accepted_total", ())],
+                         received)
+        written = tracker[("qfp_tracker_points_written_total", ())]
+        self.assertGreater(written, 0)
+        self.assertLessEqual(written, received)
+        self.assertGreater(tracker[("qfp_tracker_write_attempts_total",
+                                    (("outcome", "ok"),))], 0)
+        self.assertGreater(
+            tracker[("qfp_tracker_write_duration_seconds_count", ())], 0)
+        self.assertEqual(tracker[("qfp_tracker_destination_healthy", ())], 1)
+        self.assertIn(("qfp_tracker_buffered_points", ()), tracker)
 
     def test_client_certificate_presented(self):
         requests = self.site.requests("http500")
