@@ -89,6 +89,16 @@ ConfigNode ConfigNode::operator[](absl::string_view key) const {
 
 void ConfigNode::Error(absl::string_view what) const { errors_->Add(path_, what); }
 
+std::optional<ConfigNode> ConfigNode::ButlerSos(const YAML::Node& root,
+                                                ConfigErrors* errors) {
+  ConfigNode sos = ConfigNode(root, "", errors)["Butler-SOS"];
+  if (!sos.present()) {
+    sos.Error("missing (the file's root key must be Butler-SOS)");
+    return std::nullopt;
+  }
+  return sos;
+}
+
 std::optional<std::string> ConfigNode::Scalar(absl::string_view expected) const {
   if (!present()) {
     Error(absl::StrCat("missing (expected ", expected, ")"));

@@ -75,6 +75,12 @@ class ConfigNode {
   // Records an error at this node's path.
   void Error(absl::string_view what) const;
 
+  // The `Butler-SOS` section of a parsed Butler SOS file, where both
+  // services' keys live; nullopt (with the error recorded) when the file has
+  // no such root key.
+  static std::optional<ConfigNode> ButlerSos(const YAML::Node& root,
+                                             ConfigErrors* errors);
+
  private:
   std::optional<std::string> Scalar(absl::string_view expected) const;
 

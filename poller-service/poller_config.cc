@@ -183,12 +183,9 @@ MonitoredServer ParseServer(const ConfigNode& node,
 absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
                                                absl::string_view source) {
   ConfigErrors errors;
-  ConfigNode top(root, "", &errors);
-  ConfigNode sos = top["Butler-SOS"];
-  if (!sos.present()) {
-    sos.Error("missing (the file's root key must be Butler-SOS)");
-    return errors.ToStatus(source);
-  }
+  std::optional<ConfigNode> root_section = ConfigNode::ButlerSos(root, &errors);
+  if (!root_section) return errors.ToStatus(source);
+  const ConfigNode& sos = *root_section;
   PollerConfig config;
   config.log_level = sos["logLevel"].String("info");
 
