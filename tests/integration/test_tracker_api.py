@@ -147,5 +147,51 @@ class _NoPki:
     client_cert = client_key = root_ca = "/nonexistent"
 
 
+class TrackerSwitchesTest(unittest.TestCase):
+    """errorTracking.enable false: nothing counted or written, every failure
+    still logged. errorTracking.influxdb.enable false: counted and logged,
+    nothing written."""
+
+    def run_tracker(self, tmp, influx, *, error_tracking, influx_points):
+        port = procs.free_port()
+        config = stack.butler_config(
+            _NoPki(), [], influx_port=influx.http_port, tracker_port=port,
+            error_tracking=error_tracking, influx_points=influx_points)
+        path = stack.write_config(
+            os.path.join(tmp, f"c-{error_tracking}-{influx_points}.yaml"),
+            config)
+        tracker = stack.start_tracker(
+            path, tmp, name=f"tracker-{error_tracking}-{influx_points}")
+        client = TrackerClient(f"127.0.0.1:{port}")
+        try:
+            (response,) = client.report([[failure(1, server="switch-a",
+                                                  instance="sw"),
+                                          failure(2, server="switch-a",
+                                                  instance="sw")]])
+            self.assertEqual(len(response.accepted), 2)
+            stats = client.error_stats()
+        finally:
+            client.close()
+            self.assertEqual(tracker.stop(timeout=20), 0)
+        return tracker, stats
+
+    def test_switches(self):
+        with tempfile.TemporaryDirectory(prefix="qfp-switch-") as tmp:
+            with InfluxD(os.path.join(tmp, "influxd")) as influx:
+                tracker, stats = self.run_tracker(
+                    tmp, influx, error_tracking=False, influx_points=True)
+                self.assertEqual(stats.total, 0)
+                self.assertEqual(
+                    len(stack.failure_lines(tracker.log_text())), 2)
+                tracker, stats = self.run_tracker(
+                    tmp, influx, error_tracking=True, influx_points=False)
+                self.assertEqual(stats.total, 2)
+                self.assertEqual(
+                    len(stack.failure_lines(tracker.log_text())), 2)
+                self.assertIn("Error counts today (UTC): Total=2",
+                              tracker.log_text())
+                self.assertEqual(stack.stored_points(influx), [])
+
+
 if __name__ == "__main__":
     unittest.main()
