@@ -70,8 +70,9 @@ WritePipeline::~WritePipeline() { Stop(absl::ZeroDuration()); }
 
 void WritePipeline::Start() {
   absl::MutexLock lock(&mu_);
-  if (thread_.joinable() || stopping_) return;
-  thread_ = std::thread([this] { Loop(); });
+  if (!threads_.empty() || stopping_) return;
+  const int n = std::max(1, options_.concurrent_writes);
+  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
 absl::Status WritePipeline::Enqueue(std::vector<std::string> lines) {
@@ -122,7 +123,8 @@ size_t WritePipeline::Stop(absl::Duration deadline) {
       stop_deadline_ = absl::Now() + deadline;
     }
   }
-  if (thread_.joinable()) thread_.join();
+  for (std::thread& thread : threads_) thread.join();
+  threads_.clear();
   absl::MutexLock lock(&mu_);
   return buffer_.size() + unwritten_on_exit_;
 }
@@ -186,7 +188,13 @@ void WritePipeline::Loop() {
   absl::BitGen rng;
   // The database is made ready at start, as Butler SOS does, not at the
   // first failure: dashboards can query it from the beginning.
-  if (!PrepareWithRetry(rng)) return;
+  {
+    absl::MutexLock lock(&prepare_mu_);
+    if (!prepared_) {
+      if (!PrepareWithRetry(rng)) return;
+      prepared_ = true;
+    }
+  }
   while (true) {
     std::vector<PendingPoint> batch;
     {

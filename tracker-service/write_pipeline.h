@@ -31,6 +31,9 @@ struct PendingPoint {
 
 struct WritePipelineOptions {
   size_t max_batch = 1000;  // influxdbConfig.maxBatchSize
+  // Batches in flight at once. InfluxDB ingests several bodies in parallel;
+  // two keep it busy while one batch is being compressed and sent.
+  int concurrent_writes = 2;
   absl::Duration flush_interval = absl::Seconds(1);
   // Most points held in memory; Enqueue refuses beyond it.
   size_t max_buffered = 1000000;
@@ -115,7 +118,10 @@ class WritePipeline {
   size_t unwritten_on_exit_ ABSL_GUARDED_BY(mu_) = 0;
   bool healthy_ ABSL_GUARDED_BY(mu_) = true;
   WritePipelineStats stats_ ABSL_GUARDED_BY(mu_);
-  std::thread thread_;
+  std::vector<std::thread> threads_;
+  // Prepare() runs once, by whichever writer thread comes first.
+  absl::Mutex prepare_mu_;
+  bool prepared_ ABSL_GUARDED_BY(prepare_mu_) = false;
 };
 
 }  // namespace qfp
