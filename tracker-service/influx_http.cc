@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -372,6 +373,73 @@ WriteResult ClassifyWriteAnswer(const absl::StatusOr<HttpResponse>& answer) {
       break;
   }
   return result;
+}
+
+absl::Status HttpAnswerStatus(int http_status, std::string message) {
+  switch (http_status) {
+    case 400:
+    case 422:
+      return absl::InvalidArgumentError(std::move(message));
+    case 401:
+      return absl::UnauthenticatedError(std::move(message));
+    case 403:
+      return absl::PermissionDeniedError(std::move(message));
+    case 404:
+      return absl::NotFoundError(std::move(message));
+    default:
+      if (http_status >= 500) return absl::UnavailableError(std::move(message));
+      return absl::UnknownError(std::move(message));
+  }
+}
+
+InfluxApi::InfluxApi(std::string label, std::string base_url,
+                     std::string authorization, absl::Duration timeout,
+                     std::string auth_hint)
+    : label_(std::move(label)),
+      base_url_(std::move(base_url)),
+      authorization_(std::move(authorization)),
+      timeout_(timeout),
+      auth_hint_(std::move(auth_hint)) {}
+
+HttpRequest InfluxApi::NewRequest(absl::string_view method,
+                                  absl::string_view path_and_query) const {
+  HttpRequest request;
+  request.method = std::string(method);
+  request.url = absl::StrCat(base_url_, path_and_query);
+  request.timeout = timeout_;
+  if (!authorization_.empty()) {
+    request.headers.emplace_back("Authorization", authorization_);
+  }
+  request.headers.emplace_back("Accept", "application/json");
+  return request;
+}
+
+absl::StatusOr<HttpResponse> InfluxApi::Call(
+    absl::string_view method, absl::string_view path_and_query,
+    absl::string_view json_body) const {
+  HttpRequest request = NewRequest(method, path_and_query);
+  if (!json_body.empty()) {
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.body = std::string(json_body);
+  }
+  absl::StatusOr<HttpResponse> answer = HttpCall(request);
+  if (!answer.ok()) {
+    return absl::Status(answer.status().code(),
+                        absl::StrCat(label_, ": ", answer.status().message()));
+  }
+  return answer;
+}
+
+absl::Status InfluxApi::Refused(absl::string_view method,
+                                absl::string_view path,
+                                const HttpResponse& answer) const {
+  std::string message =
+      absl::StrCat(label_, " ", method, " ", base_url_, path, ": HTTP ",
+                   answer.status, ": ", InfluxErrorText(answer));
+  if ((answer.status == 401 || answer.status == 403) && !auth_hint_.empty()) {
+    absl::StrAppend(&message, " (", auth_hint_, ")");
+  }
+  return HttpAnswerStatus(answer.status, std::move(message));
 }
 
 }  // namespace qfp

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -84,6 +85,52 @@ std::string InfluxErrorText(const HttpResponse& response);
 // including a transport failure, kRetryable, so that an answer nobody
 // expected never drops points.
 WriteResult ClassifyWriteAnswer(const absl::StatusOr<HttpResponse>& answer);
+
+// The status a refused management request (bucket, database or retention
+// policy lookup or creation, a 1.x /query) stands for: 401 Unauthenticated,
+// 403 PermissionDenied, 404 NotFound, 400/422 InvalidArgument, 5xx
+// Unavailable, else Unknown.
+absl::Status HttpAnswerStatus(int http_status, std::string message);
+
+// One InfluxDB server as the 2.x and 3.x writers talk to it: every request
+// carries the same Authorization and Accept headers and timeout, and their
+// errors name the server the same way. Immutable, so thread-safe.
+class InfluxApi {
+ public:
+  // `label` starts every error message ("InfluxDB v2"). `base_url` is
+  // "http://host:port" (InfluxBaseUrl). `authorization` is the whole
+  // Authorization value ("Token x", "Bearer x"); empty sends none.
+  // `auth_hint` is appended to the message of a 401 or 403 answer to say
+  // what the token must be allowed to do.
+  InfluxApi(std::string label, std::string base_url, std::string authorization,
+            absl::Duration timeout, std::string auth_hint);
+
+  const std::string& base_url() const { return base_url_; }
+
+  // A request to base_url + `path_and_query` with the common headers.
+  HttpRequest NewRequest(absl::string_view method,
+                         absl::string_view path_and_query) const;
+
+  // One management request, with `json_body` (if not empty) sent as
+  // application/json. A transport failure comes back as its status with the
+  // request named and the label in front; any HTTP answer is returned as is.
+  absl::StatusOr<HttpResponse> Call(absl::string_view method,
+                                    absl::string_view path_and_query,
+                                    absl::string_view json_body = "") const;
+
+  // The error for an `answer` the writer did not expect to `method` `path`:
+  // the label, the request, the HTTP status and InfluxErrorText, with the
+  // status code of HttpAnswerStatus.
+  absl::Status Refused(absl::string_view method, absl::string_view path,
+                       const HttpResponse& answer) const;
+
+ private:
+  const std::string label_;
+  const std::string base_url_;
+  const std::string authorization_;
+  const absl::Duration timeout_;
+  const std::string auth_hint_;
+};
 
 }  // namespace qfp
 

@@ -13,28 +13,12 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tracker-service/influx_http.h"
+#include "tracker-service/influx_writers.h"
 
 namespace qfp {
 namespace {
 
 using nlohmann::json;
-
-// The status a failed /query answer stands for.
-absl::Status QueryError(int http_status, std::string message) {
-  switch (http_status) {
-    case 400:
-      return absl::InvalidArgumentError(std::move(message));
-    case 401:
-      return absl::UnauthenticatedError(std::move(message));
-    case 403:
-      return absl::PermissionDeniedError(std::move(message));
-    case 404:
-      return absl::NotFoundError(std::move(message));
-    default:
-      if (http_status >= 500) return absl::UnavailableError(std::move(message));
-      return absl::UnknownError(std::move(message));
-  }
-}
 
 // 1.x answers a statement it refused for lack of privilege with 403 and
 // `error authorizing query: ... requires admin privilege`.
@@ -46,13 +30,8 @@ bool IsPrivilegeError(const absl::Status& status) {
 class InfluxV1Writer final : public InfluxWriter {
  public:
   explicit InfluxV1Writer(InfluxV1Settings settings)
-      : settings_(std::move(settings)) {
-    std::string host = settings_.host;
-    // An IPv6 literal needs brackets in a URL.
-    if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
-      host = absl::StrCat("[", host, "]");
-    }
-    base_url_ = absl::StrCat("http://", host, ":", settings_.port);
+      : settings_(std::move(settings)),
+        base_url_(InfluxBaseUrl(settings_.host, settings_.port)) {
     write_url_ =
         absl::StrCat(base_url_, "/write?db=", UrlEncode(settings_.database));
     if (!settings_.retention_policy_name.empty()) {
@@ -142,10 +121,11 @@ class InfluxV1Writer final : public InfluxWriter {
                                        "`: ", answer.status().message()));
     }
     if (answer->status != 200) {
-      return QueryError(answer->status,
-                        absl::StrCat("InfluxDB v1 query `", statement, "` at ",
-                                     base_url_, ": HTTP ", answer->status, ": ",
-                                     InfluxErrorText(*answer)));
+      return HttpAnswerStatus(
+          answer->status,
+          absl::StrCat("InfluxDB v1 query `", statement, "` at ", base_url_,
+                       ": HTTP ", answer->status, ": ",
+                       InfluxErrorText(*answer)));
     }
     json body = json::parse(answer->body, nullptr, /*allow_exceptions=*/false);
     const json* result = nullptr;
@@ -237,7 +217,7 @@ class InfluxV1Writer final : public InfluxWriter {
   }
 
   const InfluxV1Settings settings_;
-  std::string base_url_;
+  const std::string base_url_;
   std::string write_url_;
 };
 

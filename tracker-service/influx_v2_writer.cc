@@ -67,10 +67,14 @@ class InfluxV2Writer final : public InfluxWriter {
  public:
   explicit InfluxV2Writer(InfluxV2Settings settings)
       : settings_(std::move(settings)),
-        base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
-        write_url_(absl::StrCat(
-            base_url_, "/api/v2/write?org=", UrlEncode(settings_.org),
-            "&bucket=", UrlEncode(settings_.bucket), "&precision=ns")) {}
+        api_("InfluxDB v2", InfluxBaseUrl(settings_.host, settings_.port),
+             absl::StrCat("Token ", settings_.token), settings_.timeout,
+             "the token must be allowed to read buckets and organizations "
+             "and to create buckets, or the bucket must exist and be "
+             "readable with it"),
+        write_path_(absl::StrCat("/api/v2/write?org=", UrlEncode(settings_.org),
+                                 "&bucket=", UrlEncode(settings_.bucket),
+                                 "&precision=ns")) {}
 
   absl::Status Prepare() override {
     if (settings_.org.empty() || settings_.bucket.empty()) {
@@ -85,10 +89,10 @@ class InfluxV2Writer final : public InfluxWriter {
                        retention.status().message()));
     }
 
-    absl::StatusOr<HttpResponse> buckets =
-        Call("GET",
-             absl::StrCat("/api/v2/buckets?name=", UrlEncode(settings_.bucket),
-                          "&org=", UrlEncode(settings_.org)));
+    absl::StatusOr<HttpResponse> buckets = api_.Call(
+        "GET",
+        absl::StrCat("/api/v2/buckets?name=", UrlEncode(settings_.bucket),
+                     "&org=", UrlEncode(settings_.org)));
     if (!buckets.ok()) return buckets.status();
     // Some 2.x releases answer a name filter that matches nothing with 404
     // rather than an empty list.
@@ -97,7 +101,7 @@ class InfluxV2Writer final : public InfluxWriter {
         return absl::OkStatus();  // left as its owner set it up
       }
     } else if (buckets->status != 404) {
-      return Refused("GET", "/api/v2/buckets", *buckets);
+      return api_.Refused("GET", "/api/v2/buckets", *buckets);
     }
 
     absl::StatusOr<std::string> org_id = OrgId();
@@ -107,7 +111,7 @@ class InfluxV2Writer final : public InfluxWriter {
 
   WriteResult Write(absl::string_view lines) override {
     if (lines.empty()) return WriteResult{};
-    HttpRequest request = NewRequest("POST", write_url_);
+    HttpRequest request = api_.NewRequest("POST", write_path_);
     request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     request.body = std::string(lines);
     request.gzip_body = settings_.gzip;
@@ -117,61 +121,17 @@ class InfluxV2Writer final : public InfluxWriter {
   bool integer_numbers() const override { return true; }
 
   std::string Describe() const override {
-    return absl::StrCat("influxdb v2 ", base_url_, " org=", settings_.org,
+    return absl::StrCat("influxdb v2 ", api_.base_url(), " org=", settings_.org,
                         " bucket=", settings_.bucket);
   }
 
  private:
-  HttpRequest NewRequest(std::string method, std::string url) const {
-    HttpRequest request;
-    request.method = std::move(method);
-    request.url = std::move(url);
-    request.timeout = settings_.timeout;
-    request.headers.emplace_back("Authorization",
-                                 absl::StrCat("Token ", settings_.token));
-    request.headers.emplace_back("Accept", "application/json");
-    return request;
-  }
-
-  // One management request; a transport failure comes back as its status
-  // with the request named.
-  absl::StatusOr<HttpResponse> Call(const std::string& method,
-                                    const std::string& path_and_query,
-                                    const std::string& json_body = "") const {
-    HttpRequest request =
-        NewRequest(method, absl::StrCat(base_url_, path_and_query));
-    if (!json_body.empty()) {
-      request.headers.emplace_back("Content-Type", "application/json");
-      request.body = json_body;
-    }
-    absl::StatusOr<HttpResponse> answer = HttpCall(request);
-    if (!answer.ok()) {
-      return absl::Status(
-          answer.status().code(),
-          absl::StrCat("InfluxDB v2: ", answer.status().message()));
-    }
-    return answer;
-  }
-
-  absl::Status Refused(absl::string_view method, absl::string_view path,
-                       const HttpResponse& answer) const {
-    std::string message =
-        absl::StrCat("InfluxDB v2 ", method, " ", base_url_, path, ": HTTP ",
-                     answer.status, ": ", InfluxErrorText(answer));
-    if (answer.status == 401 || answer.status == 403) {
-      absl::StrAppend(&message, " (the token must be allowed to read buckets",
-                      " and organizations and to create buckets, or the",
-                      " bucket must exist and be readable with it)");
-    }
-    return HttpAnswerStatus(answer.status, std::move(message));
-  }
-
   absl::StatusOr<std::string> OrgId() const {
-    absl::StatusOr<HttpResponse> orgs = Call(
+    absl::StatusOr<HttpResponse> orgs = api_.Call(
         "GET", absl::StrCat("/api/v2/orgs?org=", UrlEncode(settings_.org)));
     if (!orgs.ok()) return orgs.status();
     if (orgs->status != 200 && orgs->status != 404) {
-      return Refused("GET", "/api/v2/orgs", *orgs);
+      return api_.Refused("GET", "/api/v2/orgs", *orgs);
     }
     Lookup org;
     if (orgs->status == 200) {
@@ -179,7 +139,8 @@ class InfluxV2Writer final : public InfluxWriter {
     }
     if (!org.found || org.id.empty()) {
       return absl::NotFoundError(absl::StrCat(
-          "InfluxDB v2 at ", base_url_, ": organization \"", settings_.org,
+          "InfluxDB v2 at ", api_.base_url(), ": organization \"",
+          settings_.org,
           "\" not found (or not visible to this token); v2Config.org must "
           "name an existing organization"));
     }
@@ -203,7 +164,7 @@ class InfluxV2Writer final : public InfluxWriter {
           {{"type", "expire"}, {"everySeconds", seconds}});
     }
     absl::StatusOr<HttpResponse> created =
-        Call("POST", "/api/v2/buckets", body.dump());
+        api_.Call("POST", "/api/v2/buckets", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
       spdlog::info(
@@ -213,12 +174,12 @@ class InfluxV2Writer final : public InfluxWriter {
       return absl::OkStatus();
     }
     if (IsAlreadyExists(*created)) return absl::OkStatus();
-    return Refused("POST", "/api/v2/buckets", *created);
+    return api_.Refused("POST", "/api/v2/buckets", *created);
   }
 
   const InfluxV2Settings settings_;
-  const std::string base_url_;
-  const std::string write_url_;
+  const InfluxApi api_;
+  const std::string write_path_;  // with its query
 };
 
 }  // namespace

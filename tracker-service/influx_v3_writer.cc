@@ -87,10 +87,16 @@ class InfluxV3Writer final : public InfluxWriter {
  public:
   explicit InfluxV3Writer(InfluxV3Settings settings)
       : settings_(std::move(settings)),
-        base_url_(InfluxBaseUrl(settings_.host, settings_.port)),
-        write_url_(absl::StrCat(
-            base_url_, "/api/v3/write_lp?db=", UrlEncode(settings_.database),
-            "&precision=nanosecond")) {}
+        // An empty token sends no Authorization header at all.
+        api_("InfluxDB v3", InfluxBaseUrl(settings_.host, settings_.port),
+             settings_.token.empty() ? std::string()
+                                     : absl::StrCat("Bearer ", settings_.token),
+             settings_.write_timeout,
+             "the token must be allowed to list and create databases, e.g. "
+             "an admin token"),
+        write_path_(
+            absl::StrCat("/api/v3/write_lp?db=", UrlEncode(settings_.database),
+                         "&precision=nanosecond")) {}
 
   absl::Status Prepare() override {
     if (settings_.database.empty()) {
@@ -107,7 +113,7 @@ class InfluxV3Writer final : public InfluxWriter {
     }
 
     absl::StatusOr<HttpResponse> list =
-        Call("GET", "/api/v3/configure/database?format=json");
+        api_.Call("GET", "/api/v3/configure/database?format=json");
     if (!list.ok()) return list.status();
     if (list->status == 200) {
       std::optional<bool> listed =
@@ -119,13 +125,13 @@ class InfluxV3Writer final : public InfluxWriter {
       }
     } else if (list->status != 404) {
       // 404 is documented for a server without any database yet.
-      return Refused("GET", "/api/v3/configure/database", *list);
+      return api_.Refused("GET", "/api/v3/configure/database", *list);
     }
 
     json body = {{"db", settings_.database}};
     if (*parsed > absl::ZeroDuration()) body["retention_period"] = retention;
     absl::StatusOr<HttpResponse> created =
-        Call("POST", "/api/v3/configure/database", body.dump());
+        api_.Call("POST", "/api/v3/configure/database", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
       spdlog::info("InfluxDB v3: created database {} (retention {})",
@@ -136,12 +142,12 @@ class InfluxV3Writer final : public InfluxWriter {
       return absl::OkStatus();
     }
     if (created->status == 409) return absl::OkStatus();  // already exists
-    return Refused("POST", "/api/v3/configure/database", *created);
+    return api_.Refused("POST", "/api/v3/configure/database", *created);
   }
 
   WriteResult Write(absl::string_view lines) override {
     if (lines.empty()) return WriteResult{};
-    HttpRequest request = NewRequest("POST", write_url_);
+    HttpRequest request = api_.NewRequest("POST", write_path_);
     request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     request.body = std::string(lines);
     request.gzip_body = settings_.gzip;
@@ -159,57 +165,14 @@ class InfluxV3Writer final : public InfluxWriter {
   bool integer_numbers() const override { return true; }
 
   std::string Describe() const override {
-    return absl::StrCat("influxdb v3 ", base_url_, " db=", settings_.database);
+    return absl::StrCat("influxdb v3 ", api_.base_url(),
+                        " db=", settings_.database);
   }
 
  private:
-  HttpRequest NewRequest(std::string method, std::string url) const {
-    HttpRequest request;
-    request.method = std::move(method);
-    request.url = std::move(url);
-    request.timeout = settings_.write_timeout;
-    if (!settings_.token.empty()) {
-      request.headers.emplace_back("Authorization",
-                                   absl::StrCat("Bearer ", settings_.token));
-    }
-    request.headers.emplace_back("Accept", "application/json");
-    return request;
-  }
-
-  absl::StatusOr<HttpResponse> Call(const std::string& method,
-                                    const std::string& path_and_query,
-                                    const std::string& json_body = "") const {
-    HttpRequest request =
-        NewRequest(method, absl::StrCat(base_url_, path_and_query));
-    if (!json_body.empty()) {
-      request.headers.emplace_back("Content-Type", "application/json");
-      request.body = json_body;
-    }
-    absl::StatusOr<HttpResponse> answer = HttpCall(request);
-    if (!answer.ok()) {
-      return absl::Status(
-          answer.status().code(),
-          absl::StrCat("InfluxDB v3: ", answer.status().message()));
-    }
-    return answer;
-  }
-
-  absl::Status Refused(absl::string_view method, absl::string_view path,
-                       const HttpResponse& answer) const {
-    std::string message =
-        absl::StrCat("InfluxDB v3 ", method, " ", base_url_, path, ": HTTP ",
-                     answer.status, ": ", InfluxErrorText(answer));
-    if (answer.status == 401 || answer.status == 403) {
-      absl::StrAppend(&message,
-                      " (the token must be allowed to list and create "
-                      "databases, e.g. an admin token)");
-    }
-    return HttpAnswerStatus(answer.status, std::move(message));
-  }
-
   const InfluxV3Settings settings_;
-  const std::string base_url_;
-  const std::string write_url_;
+  const InfluxApi api_;
+  const std::string write_path_;  // with its query
 };
 
 }  // namespace

@@ -1,8 +1,8 @@
 #include "tracker-service/influx_writers.h"
 
 #include <cstdint>
-#include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -148,23 +148,6 @@ absl::StatusOr<absl::Duration> ParseRetentionDuration(
     if (total == absl::InfiniteDuration()) return bad("too long");
   }
   return total;
-}
-
-absl::Status HttpAnswerStatus(int http_status, std::string message) {
-  switch (http_status) {
-    case 400:
-    case 422:
-      return absl::InvalidArgumentError(std::move(message));
-    case 401:
-      return absl::UnauthenticatedError(std::move(message));
-    case 403:
-      return absl::PermissionDeniedError(std::move(message));
-    case 404:
-      return absl::NotFoundError(std::move(message));
-    default:
-      if (http_status >= 500) return absl::UnavailableError(std::move(message));
-      return absl::UnknownError(std::move(message));
-  }
 }
 
 }  // namespace qfp

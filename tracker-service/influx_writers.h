@@ -1,12 +1,11 @@
-// Chooses the InfluxDB writer for influxdbConfig.version, and the small
-// helpers the 2.x and 3.x writers share.
+// Chooses the InfluxDB writer for influxdbConfig.version, and the settings
+// helpers the writers share (HTTP ones are in influx_http.h).
 #ifndef QFP_TRACKER_INFLUX_WRITERS_H_
 #define QFP_TRACKER_INFLUX_WRITERS_H_
 
 #include <memory>
 #include <string>
 
-#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
@@ -31,11 +30,6 @@ std::string InfluxBaseUrl(absl::string_view host, int port);
 // give zero. InvalidArgument for anything else.
 absl::StatusOr<absl::Duration> ParseRetentionDuration(
     absl::string_view duration);
-
-// The status a refused management request (bucket or database lookup or
-// creation) stands for: 401 Unauthenticated, 403 PermissionDenied, 404
-// NotFound, 400/422 InvalidArgument, 5xx Unavailable, else Unknown.
-absl::Status HttpAnswerStatus(int http_status, std::string message);
 
 }  // namespace qfp
 
