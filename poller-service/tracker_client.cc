@@ -107,26 +107,33 @@ size_t TrackerClient::Shutdown(absl::Duration deadline) {
 
 void TrackerClient::Loop() {
   absl::BitGen rng;
-  absl::Duration backoff = options_.min_backoff;
   while (true) {
     {
       absl::MutexLock lock(&mu_);
       if (FinishedLocked()) break;
     }
-    if (RunStream()) backoff = options_.min_backoff;
+    // A stream is started only over a connected channel. gRPC reconnects on
+    // its own schedule (between min_backoff and max_backoff, set when the
+    // channel was made), so a tracker that comes back is used as soon as
+    // the channel reaches it, and the two backoffs never add up. The wait
+    // is sliced so that a shutdown is noticed.
+    if (!channel_->WaitForConnected(std::chrono::system_clock::now() +
+                                    std::chrono::milliseconds(500))) {
+      continue;
+    }
+    RunStream();
     absl::MutexLock lock(&mu_);
     if (FinishedLocked()) break;
-    const absl::Duration wait = backoff * absl::Uniform(rng, 0.8, 1.2);
-    // A shutdown request cuts the wait short once (one more try at once);
-    // after that the backoff holds until the deadline, so a tracker that is
-    // down is not hammered while the poller stops.
+    // A stream that ended at once over a connected channel (the tracker
+    // refusing streams, say) must not turn into a busy loop.
+    const absl::Duration wait =
+        options_.min_backoff * absl::Uniform(rng, 0.8, 1.2);
     const bool was_stopping = stopping_;
     auto wake = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return stopping_ != was_stopping || FinishedLocked();
     };
     mu_.AwaitWithDeadline(absl::Condition(&wake),
                           std::min(absl::Now() + wait, stop_deadline_));
-    backoff = std::min(backoff * 2, options_.max_backoff);
   }
   absl::MutexLock lock(&mu_);
   loop_done_ = true;

@@ -84,6 +84,21 @@ bool TrackerService::SeenBefore(const std::string& key) {
   return false;
 }
 
+void TrackerService::LogRefusal(size_t n, const std::string& why) {
+  // Producers resend refused failures every second while the cause lasts:
+  // one line at the first refusal, then at most one every 10 s with totals.
+  absl::MutexLock lock(&mu_);
+  refused_since_log_ += n;
+  const absl::Time now = absl::Now();
+  if (now - last_refusal_log_ < absl::Seconds(10)) return;
+  spdlog::warn(
+      "refused {} failures since the last report (producers keep and resend "
+      "them): {}",
+      refused_since_log_, why);
+  refused_since_log_ = 0;
+  last_refusal_log_ = now;
+}
+
 void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
                             std::string reason, const char* kind,
                             ReportFailuresResponse& response) {
@@ -137,8 +152,6 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       *response.add_accepted() = failure.id();
       continue;
     }
-    // Every failure is logged, whatever the switches.
-    spdlog::warn("failed poll: {}", DescribeFailure(failure));
     std::string line;
     if (pipeline_ != nullptr) {
       absl::StatusOr<std::string> encoded =
@@ -182,7 +195,7 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     absl::StatusOr<std::vector<uint64_t>> lsns = wal_->Append(payloads);
     if (!lsns.ok()) {
       const std::string why(lsns.status().message());
-      spdlog::warn("refusing {} failures: {}", batch.size(), why);
+      LogRefusal(batch.size(), why);
       refuse_all(why, &TrackerServiceStats::refused_wal, "wal");
       return;
     }
@@ -195,12 +208,16 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
         !status.ok()) {
       // Refused: the producer keeps them and sends them again.
       if (wal_ != nullptr) wal_->Release(lsns);
+      LogRefusal(batch.size(), std::string(status.message()));
       refuse_all(std::string(status.message()),
                  &TrackerServiceStats::refused_full, "buffer_full");
       return;
     }
   }
   for (const Accepted& a : batch) {
+    // Every accepted failure is logged once, whatever the switches (a
+    // refused one is logged when a later resend is accepted).
+    spdlog::warn("failed poll: {}", DescribeFailure(*a.failure));
     if (counter_ != nullptr) {
       if (std::optional<std::string> ended = counter_->Count(
               SourceName(a.failure->source()), a.failure->server_name())) {

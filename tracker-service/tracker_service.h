@@ -61,6 +61,8 @@ class TrackerService final
   // the whole request), queued for InfluxDB and counted.
   void Handle(const failedpolls::v1::ReportFailuresRequest& request,
               failedpolls::v1::ReportFailuresResponse& response);
+  // Logs refusals as a summary (first one, then every 10 s).
+  void LogRefusal(size_t n, const std::string& why);
   // `kind` labels the refusal in the metrics: invalid, buffer_full, wal.
   void Refuse(const failedpolls::v1::FailureId& id, std::string reason,
               const char* kind,
@@ -86,6 +88,8 @@ class TrackerService final
   // without a second point.
   absl::flat_hash_set<std::string> recent_ ABSL_GUARDED_BY(mu_);
   std::deque<std::string> recent_order_ ABSL_GUARDED_BY(mu_);
+  absl::Time last_refusal_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  size_t refused_since_log_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace qfp

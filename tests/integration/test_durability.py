@@ -358,7 +358,9 @@ class DurabilityTest(unittest.TestCase):
         self.influx.stop()  # nothing is released from now on
         self.wait_log(tracker, "write-ahead log full", timeout=60)
         self.assertRegex(tracker.log_text(),
-                         r"refusing \d+ failures: write-ahead log full")
+                         r"refused \d+ failures since the last report "
+                         r"\(producers keep and resend them\): "
+                         r"write-ahead log full")
         self.wait_log(poller, "write-ahead log full", timeout=15)
         self.assertRegex(poller.log_text(),
                          r"tracker refused a failure .*: write-ahead log full")
