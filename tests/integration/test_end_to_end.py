@@ -38,6 +38,9 @@ class EndToEndTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        # tearDownClass does not run when setUpClass fails: clean up anyway,
+        # so a failed start never leaves an influxd or a service behind.
+        cls.addClassCleanup(cls._cleanup)
         cls.tmp = tempfile.mkdtemp(prefix="qfp-e2e-")
         cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
         cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
@@ -93,7 +96,7 @@ class EndToEndTest(unittest.TestCase):
                                        epoch="ns")
 
     @classmethod
-    def tearDownClass(cls):
+    def _cleanup(cls):
         for closer in (getattr(cls, "poller", None), getattr(cls, "tracker",
                                                               None)):
             if closer is not None:

@@ -19,6 +19,7 @@ class TrackerApiTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.addClassCleanup(cls._cleanup)
         cls.tmp = tempfile.mkdtemp(prefix="qfp-api-")
         cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
         port = procs.free_port()
@@ -30,10 +31,13 @@ class TrackerApiTest(unittest.TestCase):
         cls.client = TrackerClient(f"127.0.0.1:{port}")
 
     @classmethod
-    def tearDownClass(cls):
-        cls.client.close()
-        cls.tracker.stop(timeout=20)
-        cls.influx.stop()
+    def _cleanup(cls):
+        if getattr(cls, "client", None):
+            cls.client.close()
+        if getattr(cls, "tracker", None):
+            cls.tracker.stop(timeout=20)
+        if getattr(cls, "influx", None):
+            cls.influx.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_accepts_acknowledges_and_writes(self):
