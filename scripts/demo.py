@@ -105,8 +105,10 @@ def main() -> int:
             poller.stop(timeout=20)
             tracker.stop(timeout=20)
         print_table(influx)
-        print(f"\nlogs: {poller.log_path}, {tracker.log_path}")
-    if not args.keep:
+    if args.keep:
+        print(f"\nlogs and config kept: {poller.log_path}, "
+              f"{tracker.log_path}, {config_path}")
+    else:
         import shutil
         shutil.rmtree(work, ignore_errors=True)
         print("(working directory removed; use --keep to keep it)")
