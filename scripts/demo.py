@@ -14,6 +14,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -109,7 +110,6 @@ def main() -> int:
         print(f"\nlogs and config kept: {poller.log_path}, "
               f"{tracker.log_path}, {config_path}")
     else:
-        import shutil
         shutil.rmtree(work, ignore_errors=True)
         print("(working directory removed; use --keep to keep it)")
     return 0
