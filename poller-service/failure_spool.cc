@@ -133,7 +133,7 @@ using spool_internal::PendingQueue;
 // MemorySpool
 
 MemorySpool::MemorySpool(SpoolLimits limits)
-    : limits_(limits), drops_("the in-memory failure spool") {}
+    : QueuedSpool(limits, "the in-memory failure spool") {}
 
 absl::Status MemorySpool::Add(PollFailure failure) {
   PendingQueue::Entry entry;
@@ -172,18 +172,18 @@ size_t MemorySpool::Acknowledge(absl::Span<const FailureId> ids) {
   return removed_count;
 }
 
-uint64_t MemorySpool::VisitFrom(uint64_t from, size_t max,
+uint64_t QueuedSpool::VisitFrom(uint64_t from, size_t max,
                                 SpoolVisitor visit) const {
   absl::MutexLock lock(&mu_);
   return queue_.VisitFrom(from, max, next_position_, visit);
 }
 
-bool MemorySpool::HasFrom(uint64_t from) const {
+bool QueuedSpool::HasFrom(uint64_t from) const {
   absl::MutexLock lock(&mu_);
   return queue_.HasFrom(from);
 }
 
-bool MemorySpool::Find(const FailureId& id, SpoolVisitor visit) const {
+bool QueuedSpool::Find(const FailureId& id, SpoolVisitor visit) const {
   absl::MutexLock lock(&mu_);
   const uint64_t position = queue_.PositionOf(PendingQueue::KeyOf(id));
   if (position == 0) return false;
@@ -191,17 +191,17 @@ bool MemorySpool::Find(const FailureId& id, SpoolVisitor visit) const {
   return true;
 }
 
-size_t MemorySpool::size() const {
+size_t QueuedSpool::size() const {
   absl::MutexLock lock(&mu_);
   return queue_.size();
 }
 
-uint64_t MemorySpool::bytes() const {
+uint64_t QueuedSpool::bytes() const {
   absl::MutexLock lock(&mu_);
   return queue_.bytes();
 }
 
-uint64_t MemorySpool::dropped() const {
+uint64_t QueuedSpool::dropped() const {
   absl::MutexLock lock(&mu_);
   return drops_.total();
 }
@@ -390,10 +390,9 @@ class DiskSpool::File {
 
 DiskSpool::DiskSpool(std::string directory, SpoolLimits limits,
                      DiskSpoolOptions options)
-    : directory_(std::move(directory)),
-      limits_(limits),
-      options_(options),
-      drops_(absl::StrCat("the failure spool in ", directory_)) {}
+    : QueuedSpool(limits, absl::StrCat("the failure spool in ", directory)),
+      directory_(std::move(directory)),
+      options_(options) {}
 
 DiskSpool::~DiskSpool() {
   {
@@ -862,25 +861,6 @@ size_t DiskSpool::Acknowledge(absl::Span<const FailureId> ids) {
   return positions.size();
 }
 
-uint64_t DiskSpool::VisitFrom(uint64_t from, size_t max,
-                              SpoolVisitor visit) const {
-  absl::MutexLock lock(&mu_);
-  return queue_.VisitFrom(from, max, next_position_, visit);
-}
-
-bool DiskSpool::HasFrom(uint64_t from) const {
-  absl::MutexLock lock(&mu_);
-  return queue_.HasFrom(from);
-}
-
-bool DiskSpool::Find(const FailureId& id, SpoolVisitor visit) const {
-  absl::MutexLock lock(&mu_);
-  const uint64_t position = queue_.PositionOf(PendingQueue::KeyOf(id));
-  if (position == 0) return false;
-  visit(position, queue_.entries().at(position).serialized);
-  return true;
-}
-
 absl::Status DiskSpool::Sync() {
   std::shared_ptr<File> file;
   {
@@ -914,21 +894,6 @@ void DiskSpool::SyncLoop() {
       }
     }
   }
-}
-
-size_t DiskSpool::size() const {
-  absl::MutexLock lock(&mu_);
-  return queue_.size();
-}
-
-uint64_t DiskSpool::bytes() const {
-  absl::MutexLock lock(&mu_);
-  return queue_.bytes();
-}
-
-uint64_t DiskSpool::dropped() const {
-  absl::MutexLock lock(&mu_);
-  return drops_.total();
 }
 
 size_t DiskSpool::reloaded() const {

@@ -169,8 +169,32 @@ class DropReporter {
 
 }  // namespace spool_internal
 
+// What both spools share: the failures held in memory, in order, and the
+// read side of the interface over them. Subclasses add and remove.
+class QueuedSpool : public FailureSpool {
+ public:
+  uint64_t VisitFrom(uint64_t from, size_t max,
+                     SpoolVisitor visit) const override;
+  bool HasFrom(uint64_t from) const override;
+  bool Find(const failedpolls::v1::FailureId& id,
+            SpoolVisitor visit) const override;
+  size_t size() const override;
+  uint64_t bytes() const override;
+  uint64_t dropped() const override;
+
+ protected:
+  QueuedSpool(SpoolLimits limits, std::string drop_subject)
+      : limits_(limits), drops_(std::move(drop_subject)) {}
+
+  const SpoolLimits limits_;
+  mutable absl::Mutex mu_;
+  spool_internal::PendingQueue queue_ ABSL_GUARDED_BY(mu_);
+  spool_internal::DropReporter drops_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_position_ ABSL_GUARDED_BY(mu_) = 1;
+};
+
 // Failures in memory only: lost when the process ends.
-class MemorySpool final : public FailureSpool {
+class MemorySpool final : public QueuedSpool {
  public:
   explicit MemorySpool(SpoolLimits limits);
 
@@ -179,25 +203,10 @@ class MemorySpool final : public FailureSpool {
   using FailureSpool::Acknowledge;
   size_t Acknowledge(
       absl::Span<const failedpolls::v1::FailureId> ids) override;
-  uint64_t VisitFrom(uint64_t from, size_t max,
-                     SpoolVisitor visit) const override;
-  bool HasFrom(uint64_t from) const override;
-  bool Find(const failedpolls::v1::FailureId& id,
-            SpoolVisitor visit) const override;
   absl::Status Sync() override { return absl::OkStatus(); }
-  size_t size() const override;
-  uint64_t bytes() const override;
-  uint64_t dropped() const override;
   size_t reloaded() const override { return 0; }
   bool durable() const override { return false; }
   std::string Describe() const override { return "memory"; }
-
- private:
-  const SpoolLimits limits_;
-  mutable absl::Mutex mu_;
-  spool_internal::PendingQueue queue_ ABSL_GUARDED_BY(mu_);
-  spool_internal::DropReporter drops_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_position_ ABSL_GUARDED_BY(mu_) = 1;
 };
 
 struct DiskSpoolOptions {
@@ -237,7 +246,7 @@ struct DiskSpoolOptions {
 // bytes plus two segments (one old failure the tracker keeps refusing), the
 // oldest segment's held failures are copied forward and it is deleted, so
 // disk use stays bounded by about 2 * max_bytes + 2 * segment_bytes.
-class DiskSpool final : public FailureSpool {
+class DiskSpool final : public QueuedSpool {
  public:
   DiskSpool(std::string directory, SpoolLimits limits,
             DiskSpoolOptions options = {});
@@ -255,15 +264,7 @@ class DiskSpool final : public FailureSpool {
   using FailureSpool::Acknowledge;
   size_t Acknowledge(
       absl::Span<const failedpolls::v1::FailureId> ids) override;
-  uint64_t VisitFrom(uint64_t from, size_t max,
-                     SpoolVisitor visit) const override;
-  bool HasFrom(uint64_t from) const override;
-  bool Find(const failedpolls::v1::FailureId& id,
-            SpoolVisitor visit) const override;
   absl::Status Sync() override;
-  size_t size() const override;
-  uint64_t bytes() const override;
-  uint64_t dropped() const override;
   size_t reloaded() const override;
   bool durable() const override { return true; }
   std::string Describe() const override;
@@ -310,13 +311,8 @@ class DiskSpool final : public FailureSpool {
   void SyncLoop();
 
   const std::string directory_;
-  const SpoolLimits limits_;
   const DiskSpoolOptions options_;
 
-  mutable absl::Mutex mu_;
-  spool_internal::PendingQueue queue_ ABSL_GUARDED_BY(mu_);
-  spool_internal::DropReporter drops_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_position_ ABSL_GUARDED_BY(mu_) = 1;
   std::map<uint32_t, Segment> segments_ ABSL_GUARDED_BY(mu_);
   // The segment appended to; shared with the sync thread so an fsync can
   // run without the lock while a rotation closes the file.
