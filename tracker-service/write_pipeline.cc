@@ -218,15 +218,15 @@ void WritePipeline::Loop() {
       }
       oldest_enqueued_ = absl::Now();
     }
-    if (!WriteBatch(batch)) {
+    if (const size_t left = WriteBatch(batch); left > 0) {
       absl::MutexLock lock(&mu_);
-      unwritten_on_exit_ += batch.size();
+      unwritten_on_exit_ += left;
       return;
     }
   }
 }
 
-bool WritePipeline::WriteBatch(std::vector<PendingPoint>& batch) {
+size_t WritePipeline::WriteBatch(const std::vector<PendingPoint>& batch) {
   absl::BitGen rng;
   absl::Duration backoff = options_.min_backoff;
   // Ranges still to write, last one first; bad points split a range in two.
@@ -313,19 +313,17 @@ bool WritePipeline::WriteBatch(std::vector<PendingPoint>& batch) {
       SetHealthy(false, absl::StrCat("HTTP ", result.http_status, ": ",
                                      result.message));
       if (!Pause(delay * absl::Uniform(rng, 0.8, 1.2))) {
-        // Out of time: count what is left of the batch as unwritten.
+        // Out of time: what is left of the batch stays unwritten.
         size_t left = 0;
         for (const auto& [b, e] : todo) left += e - b;
-        batch.resize(left);
-        return false;
+        return left;
       }
       backoff = std::min(backoff * 2, options_.max_backoff);
     } else {
       SetHealthy(true, "");
     }
   }
-  batch.clear();
-  return true;
+  return 0;
 }
 
 }  // namespace qfp

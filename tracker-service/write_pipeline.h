@@ -90,9 +90,9 @@ class WritePipeline {
   void Loop();
   // Prepare() until it succeeds; false when Stop's deadline came first.
   bool PrepareWithRetry(absl::BitGen& rng);
-  // Writes lines [begin, end) of `batch`, splitting as answers require.
-  // Returns false when the pipeline must stop before it finished.
-  bool WriteBatch(std::vector<PendingPoint>& batch);
+  // Writes `batch`, splitting as answers require. Returns how many points
+  // are left unwritten because the stop deadline came first (0: all done).
+  size_t WriteBatch(const std::vector<PendingPoint>& batch);
   void Settle(const std::vector<PendingPoint>& batch, size_t begin,
               size_t end);
   // Sleeps `delay`, returning early (false) when the stop deadline passes.

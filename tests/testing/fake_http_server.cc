@@ -228,6 +228,16 @@ std::vector<RecordedRequest> FakeHttpServer::requests() const {
   return requests_;
 }
 
+int FakeHttpServer::CountRequests(absl::string_view method,
+                                  absl::string_view path) const {
+  absl::MutexLock lock(&mu_);
+  int count = 0;
+  for (const RecordedRequest& r : requests_) {
+    if (r.method == method && r.path() == path) ++count;
+  }
+  return count;
+}
+
 size_t FakeHttpServer::request_count() const {
   absl::MutexLock lock(&mu_);
   return requests_.size();

@@ -90,6 +90,8 @@ class FakeHttpServer {
 
   std::vector<RecordedRequest> requests() const;
   size_t request_count() const;
+  // Recorded requests with this method and path (query ignored).
+  int CountRequests(absl::string_view method, absl::string_view path) const;
   void ClearRequests();
 
  private:

@@ -643,11 +643,7 @@ class V2Backend final : public Backend {
     return fake_.HasBucket(bucket) ? 1 : 0;
   }
   int CreateRequests() override {
-    int count = 0;
-    for (const RecordedRequest& r : fake_.server().requests()) {
-      if (r.method == "POST" && r.path() == "/api/v2/buckets") ++count;
-    }
-    return count;
+    return fake_.server().CountRequests("POST", "/api/v2/buckets");
   }
   std::vector<std::string> Stored(const std::string& bucket) override {
     return fake_.Stored(bucket);
@@ -741,13 +737,7 @@ class V3Backend final : public Backend {
     return fake_.HasDatabase(db) ? 1 : 0;
   }
   int CreateRequests() override {
-    int count = 0;
-    for (const RecordedRequest& r : fake_.server().requests()) {
-      if (r.method == "POST" && r.path() == "/api/v3/configure/database") {
-        ++count;
-      }
-    }
-    return count;
+    return fake_.server().CountRequests("POST", "/api/v3/configure/database");
   }
   std::vector<std::string> Stored(const std::string& db) override {
     return fake_.Stored(db);
