@@ -1,7 +1,19 @@
 // Time as a seam: production code asks a Clock, tests pass a FakeClock.
+//
+// Two readings, as in Envoy's TimeSource:
+//   * Now(): wall-clock time. Only for timestamps that leave the process
+//     (a failure's occurred_at) and for the UTC day of the daily counters.
+//     It can step backwards or forwards (NTP, a VM resumed, an operator).
+//   * Monotonic(): time since an arbitrary fixed point, never stepping. Every
+//     interval, deadline, timeout, backoff and reconnect is measured on it,
+//     so that a wall-clock step changes no cadence.
 #ifndef QFP_COMMON_CLOCK_H_
 #define QFP_COMMON_CLOCK_H_
 
+#include <algorithm>
+#include <chrono>
+
+#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -11,12 +23,18 @@ namespace qfp {
 class Clock {
  public:
   virtual ~Clock() = default;
+  // Wall-clock time (see above).
   virtual absl::Time Now() const = 0;
+  // Monotonic time since an unspecified epoch fixed for the process.
+  virtual absl::Duration Monotonic() const = 0;
 };
 
 class SystemClock final : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
+  absl::Duration Monotonic() const override {
+    return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+  }
   // The process-wide instance.
   static const Clock& Get() {
     static const SystemClock clock;
@@ -24,7 +42,9 @@ class SystemClock final : public Clock {
   }
 };
 
-// A clock that only moves when told to. Thread-safe.
+// A clock that only moves when told to. Thread-safe. Advance moves both
+// readings, as real time passing does; StepWall moves the wall clock alone,
+// as an NTP correction does.
 class FakeClock final : public Clock {
  public:
   explicit FakeClock(absl::Time start) : now_(start) {}
@@ -32,10 +52,20 @@ class FakeClock final : public Clock {
     absl::MutexLock lock(&mu_);
     return now_;
   }
+  absl::Duration Monotonic() const override {
+    absl::MutexLock lock(&mu_);
+    return monotonic_;
+  }
   void Advance(absl::Duration d) {
     absl::MutexLock lock(&mu_);
     now_ += d;
+    monotonic_ += d;
   }
+  void StepWall(absl::Duration d) {
+    absl::MutexLock lock(&mu_);
+    now_ += d;
+  }
+  // Sets the wall clock only (monotonic time does not jump).
   void Set(absl::Time t) {
     absl::MutexLock lock(&mu_);
     now_ = t;
@@ -44,7 +74,25 @@ class FakeClock final : public Clock {
  private:
   mutable absl::Mutex mu_;
   absl::Time now_;
+  absl::Duration monotonic_ = absl::Hours(1);
 };
+
+// Waits on `mu`, which the caller holds, until `cond` holds or `clock`'s
+// monotonic reading reaches `deadline`; returns whether `cond` holds.
+// Woken at once by the state change `cond` reads. abseil 20220623 times its
+// waits against the wall clock, so each wait is cut to at most one second
+// and re-armed from the monotonic reading: a wall-clock step stretches a
+// wait by one second at most.
+inline bool AwaitUntil(absl::Mutex& mu, const absl::Condition& cond,
+                       const Clock& clock, absl::Duration deadline)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
+  while (!cond.Eval()) {
+    const absl::Duration left = deadline - clock.Monotonic();
+    if (left <= absl::ZeroDuration()) return false;
+    mu.AwaitWithTimeout(cond, std::min(left, absl::Seconds(1)));
+  }
+  return true;
+}
 
 }  // namespace qfp
 

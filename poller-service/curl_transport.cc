@@ -16,7 +16,7 @@
 
 #include "spdlog/spdlog.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 namespace {
 
@@ -269,6 +269,7 @@ void EndWithoutTransfer(Transfer& t, CURLcode code, const std::string& why) {
 void EndCancelled(Transfer& t) {
   EndWithoutTransfer(t, CURLE_ABORTED_BY_CALLBACK,
                      "cancelled: the transport was shut down");
+  t.outcome.cancelled = true;
 }
 
 // Reads what libcurl learned about a finished transfer into its outcome.
@@ -489,4 +490,4 @@ size_t CurlTransport::in_flight() const {
   return active_.size() + queued_.size() + finished_.size();
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "poller-service/http_transport.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 // Calls curl_global_init once for the process and returns its result (0 is
 // CURLE_OK); later calls return the first result. Safe from any thread: a
@@ -97,6 +97,6 @@ class CurlTransport final : public HttpTransport {
   bool destroying_ = false;
 };
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_CURL_TRANSPORT_H_

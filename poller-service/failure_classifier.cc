@@ -57,7 +57,7 @@
 #include "absl/strings/string_view.h"
 #include "nlohmann/json.hpp"
 
-namespace qfp {
+namespace qfp::poller {
 
 namespace {
 
@@ -655,4 +655,4 @@ std::string VerifyErrorName(long verify_result) {  // NOLINT(runtime/int)
   return absl::StrCat("UNKNOWN_VERIFY_ERROR_", verify_result);
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -11,7 +11,7 @@
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "poller-service/http_transport.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 // What a healthy answer's body is.
 enum class ExpectedBody {
@@ -40,6 +40,6 @@ std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome,
 // "CERT_HAS_EXPIRED"); "UNKNOWN_VERIFY_ERROR_<n>" for codes it doesn't know.
 std::string VerifyErrorName(long verify_result);  // NOLINT(runtime/int)
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_FAILURE_CLASSIFIER_H_

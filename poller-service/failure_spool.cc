@@ -18,7 +18,7 @@
 #include "absl/strings/str_format.h"
 #include "spdlog/spdlog.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 using failedpolls::v1::FailureId;
 using failedpolls::v1::PollFailure;
@@ -918,4 +918,4 @@ uint64_t DiskSpool::truncated_records() const {
   return truncated_records_;
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

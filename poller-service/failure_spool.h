@@ -40,7 +40,7 @@
 #include "absl/types/span.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 struct SpoolLimits {
   // Most failures held (Butler-SOS.failedPolls.poller.maxPendingFailures).
@@ -334,6 +334,6 @@ class DiskSpool final : public QueuedSpool {
 // CRC-32C (Castagnoli), as used in the segment records. Exposed for tests.
 uint32_t Crc32c(absl::string_view data, uint32_t crc = 0);
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_FAILURE_SPOOL_H_

@@ -11,7 +11,7 @@
 
 #include "absl/time/time.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 // TLS settings shared by every request of a poller (Butler SOS's `cert`).
 struct TlsSettings {
@@ -37,6 +37,11 @@ struct HttpRequest {
 // Everything a failure classifier needs to know about one finished request,
 // free of transport objects so that tests can write outcomes by hand.
 struct RequestOutcome {
+  // True when the transport itself ended the request before it finished (it
+  // was shut down with the request still running or queued). Such an outcome
+  // says nothing about the server and is not a failed poll. The curl
+  // transport also sets curl_code (CURLE_ABORTED_BY_CALLBACK) then.
+  bool cancelled = false;
   // libcurl's result code (CURLcode value); 0 when the transfer completed.
   int curl_code = 0;
   // The transport's own words (libcurl's error buffer), for logs.
@@ -53,7 +58,8 @@ struct RequestOutcome {
   // The address and port last dialled ("" and 0 when none was).
   std::string remote_address;
   int remote_port = 0;
-  // Wall time the request took.
+  // How long the request took, measured on a monotonic clock (a wall-clock
+  // step does not change it).
   absl::Duration elapsed;
 };
 
@@ -81,6 +87,6 @@ class HttpTransport {
   virtual size_t in_flight() const = 0;
 };
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_HTTP_TRANSPORT_H_

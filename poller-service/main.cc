@@ -40,7 +40,7 @@ ABSL_FLAG(int, shutdown_deadline_ms, 10000,
           "On SIGTERM/SIGINT, how long to keep delivering unacknowledged "
           "failures to the tracker before exiting.");
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 constexpr int kExitConfigError = 2;
@@ -234,6 +234,6 @@ int Main(int argc, char** argv) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller
 
-int main(int argc, char** argv) { return qfp::Main(argc, argv); }
+int main(int argc, char** argv) { return qfp::poller::Main(argc, argv); }

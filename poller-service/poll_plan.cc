@@ -7,7 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/failure_names.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 using failedpolls::v1::APP_NAMES_EXTRACT;
@@ -133,9 +133,9 @@ std::string MaskedUrl(const PollTarget& target) {
                       "=****************");
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
-namespace qfp {
+namespace qfp::poller {
 
 std::string MaskedHeader(absl::string_view header) {
   const size_t colon = header.find(':');
@@ -150,4 +150,4 @@ std::string MaskedHeader(absl::string_view header) {
   return std::string(header);
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -14,7 +14,7 @@
 #include "poller-service/http_transport.h"
 #include "poller-service/poller_config.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 struct PollTarget {
   failedpolls::v1::PollSource source = failedpolls::v1::HEALTH_API;
@@ -62,6 +62,6 @@ std::string MaskedHeader(absl::string_view header);
 // for logs and --check-config, which must not show a usable key.
 std::string MaskedUrl(const PollTarget& target);
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_POLL_PLAN_H_

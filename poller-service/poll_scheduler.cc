@@ -2,14 +2,12 @@
 
 #include <algorithm>
 
-#include "curl/curl.h"
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/failure_names.h"
 #include "spdlog/spdlog.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 using failedpolls::v1::PollFailure;
 
@@ -23,18 +21,17 @@ PollScheduler::PollScheduler(const PollerConfig& config,
                                   "Polls started, by source.", {"source"});
     failed_ = &metrics->AddCounter(
         "qfp_poller_poll_failures_total",
-        "Failed polls, by source and error_category.",
-        {"source", "category"});
+        "Failed polls, by source and error_category.", {"source", "category"});
     skipped_ = &metrics->AddCounter(
         "qfp_poller_polls_skipped_total",
         "Rounds skipped because the previous poll of the target was still "
         "running, by source.",
         {"source"});
-    poll_seconds_ = &metrics->AddHistogram(
-        "qfp_poller_poll_duration_seconds", "Time one poll took, by source.",
-        {"source"}, DefaultLatencyBuckets());
+    poll_seconds_ = &metrics->AddHistogram("qfp_poller_poll_duration_seconds",
+                                           "Time one poll took, by source.",
+                                           {"source"}, DefaultLatencyBuckets());
   }
-  const absl::Time now = clock_.Now();
+  const absl::Duration now = clock_.Monotonic();
   targets_.reserve(plan.size());
   for (PollTarget& target : plan) {
     targets_.push_back(TargetState{std::move(target), now, false});
@@ -44,8 +41,8 @@ PollScheduler::PollScheduler(const PollerConfig& config,
 }
 
 void PollScheduler::Step(absl::Duration max_wait) {
-  const absl::Time now = clock_.Now();
-  absl::Time next_due = now + max_wait;
+  const absl::Duration now = clock_.Monotonic();
+  absl::Duration next_due = now + max_wait;
   for (TargetState& state : targets_) {
     if (state.next_due <= now) {
       if (state.in_flight) {
@@ -58,7 +55,7 @@ void PollScheduler::Step(absl::Duration max_wait) {
             "this round",
             state.target.Key());
       } else {
-        StartPoll(state, now);
+        StartPoll(state);
       }
       // Fixed rate, but never a burst of catch-up rounds after a stall.
       state.next_due += state.target.interval;
@@ -66,20 +63,22 @@ void PollScheduler::Step(absl::Duration max_wait) {
     }
     next_due = std::min(next_due, state.next_due);
   }
-  transport_.Run(std::max(next_due - clock_.Now(), absl::ZeroDuration()));
+  transport_.Run(std::max(next_due - clock_.Monotonic(), absl::ZeroDuration()));
 }
 
 void PollScheduler::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) Step(absl::Milliseconds(500));
   // No new polls; the ones running finish within their own timeout.
-  const absl::Time give_up = clock_.Now() + config_.request_timeout +
-                             absl::Seconds(1);
-  while (transport_.in_flight() > 0 && clock_.Now() < give_up) {
-    transport_.Run(absl::Milliseconds(200));
+  const absl::Duration give_up =
+      clock_.Monotonic() + config_.request_timeout + absl::Seconds(1);
+  while (transport_.in_flight() > 0) {
+    const absl::Duration left = give_up - clock_.Monotonic();
+    if (left <= absl::ZeroDuration()) break;
+    transport_.Run(std::min(left, absl::Milliseconds(200)));
   }
 }
 
-void PollScheduler::StartPoll(TargetState& state, absl::Time /*now*/) {
+void PollScheduler::StartPoll(TargetState& state) {
   state.in_flight = true;
   ++stats_.polls_started;
   if (polls_ != nullptr) {
@@ -94,7 +93,7 @@ void PollScheduler::StartPoll(TargetState& state, absl::Time /*now*/) {
 
 void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   state.in_flight = false;
-  if (outcome.curl_code == CURLE_ABORTED_BY_CALLBACK) {
+  if (outcome.cancelled) {
     // Cancelled by our own shutdown: says nothing about the server.
     spdlog::info("{}: poll cancelled at shutdown", state.target.Key());
     return;
@@ -114,15 +113,18 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   ++stats_.polls_failed;
   const PollTarget& target = state.target;
   if (failed_ != nullptr) {
-    failed_->WithLabels({SourceName(target.source), CategoryName(failed->category)})
+    failed_
+        ->WithLabels(
+            {SourceName(target.source), CategoryName(failed->category)})
         .Increment();
   }
   PollFailure failure;
   failure.mutable_id()->set_poller_id(config_.poller_id);
   failure.mutable_id()->set_instance_id(instance_id_);
   failure.mutable_id()->set_sequence(next_sequence_++);
-  const absl::Time now = clock_.Now();
-  const int64_t nanos = absl::ToUnixNanos(now);
+  // The wall clock, stepped or not: occurred_at is a timestamp for people
+  // and InfluxDB, not an interval.
+  const int64_t nanos = absl::ToUnixNanos(clock_.Now());
   failure.mutable_occurred_at()->set_seconds(nanos / 1000000000);
   failure.mutable_occurred_at()->set_nanos(
       static_cast<int32_t>(nanos % 1000000000));
@@ -138,8 +140,8 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   // Every failure of an HTTP request carries the URL (query removed: it
   // holds the Xrfkey) and the configured timeout.
   failure.set_request_url(target.url);
-  failure.set_request_timeout_ms(
-      static_cast<uint32_t>(absl::ToInt64Milliseconds(config_.request_timeout)));
+  failure.set_request_timeout_ms(static_cast<uint32_t>(
+      absl::ToInt64Milliseconds(config_.request_timeout)));
   failure.set_remote_address(failed->remote_address);
   if (failed->remote_port) failure.set_remote_port(*failed->remote_port);
   failure.set_syscall(failed->syscall);
@@ -148,4 +150,4 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   sink_.Deliver(std::move(failure));
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -1,5 +1,10 @@
 // Runs the poll plan: starts every poll when it is due, concurrently through
 // one HttpTransport, classifies each outcome and hands failures to a sink.
+//
+// Time: every due time, interval and deadline is kept on the Clock's
+// monotonic reading, so that a wall-clock step (NTP, a resumed VM, an
+// operator) neither stops nor bunches polls. The wall clock (Clock::Now) is
+// read only for a failure's occurred_at.
 #ifndef QFP_POLLER_POLL_SCHEDULER_H_
 #define QFP_POLLER_POLL_SCHEDULER_H_
 
@@ -12,20 +17,12 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/metrics.h"
-#include "failedpolls/v1/failed_polls.pb.h"
+#include "poller-service/failure_sink.h"
 #include "poller-service/http_transport.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poller_config.h"
 
-namespace qfp {
-
-// Where failures go (the tracker client; a vector in tests).
-class FailureSink {
- public:
-  virtual ~FailureSink() = default;
-  // Takes a failure. Called on the scheduler's thread; must not block long.
-  virtual void Deliver(failedpolls::v1::PollFailure failure) = 0;
-};
+namespace qfp::poller {
 
 // Numbers shown in logs and metrics.
 struct SchedulerStats {
@@ -35,21 +32,28 @@ struct SchedulerStats {
   uint64_t polls_skipped = 0;
 };
 
+// Not thread-safe: construct, Step and Run on one thread (the transport's);
+// the transport's callbacks run on it too. Only `stop` (see Run) is read
+// across threads.
 class PollScheduler {
  public:
   // `config`, `transport`, `sink`, `clock` (and `metrics`, where the
   // scheduler registers its counters when set) must outlive the scheduler.
-  // Every target is first due at construction time.
+  // Every target is first due at construction time; then every
+  // `target.interval` of monotonic time (fixed rate, a round skipped while
+  // the previous poll still runs, no catch-up burst after a stall).
   PollScheduler(const PollerConfig& config, std::vector<PollTarget> plan,
-                HttpTransport& transport, FailureSink& sink,
-                const Clock& clock, MetricsRegistry* metrics = nullptr);
+                HttpTransport& transport, FailureSink& sink, const Clock& clock,
+                MetricsRegistry* metrics = nullptr);
 
   // Starts every due poll, then drives transfers until the next poll is due
-  // or `max_wait` has passed, whichever is sooner.
+  // or `max_wait` (monotonic time) has passed, whichever is sooner.
   void Step(absl::Duration max_wait);
 
   // Calls Step until `stop` becomes true, then lets in-flight polls finish
-  // (each is bounded by its request timeout) and returns.
+  // and returns: after at most the request timeout plus 1 s of monotonic
+  // time, when the transport still holds requests (its destructor cancels
+  // them).
   void Run(const std::atomic<bool>& stop);
 
   const SchedulerStats& stats() const { return stats_; }
@@ -58,11 +62,12 @@ class PollScheduler {
  private:
   struct TargetState {
     PollTarget target;
-    absl::Time next_due;
+    // On the clock's monotonic reading (Clock::Monotonic).
+    absl::Duration next_due;
     bool in_flight = false;
   };
 
-  void StartPoll(TargetState& state, absl::Time now);
+  void StartPoll(TargetState& state);
   void OnDone(TargetState& state, const RequestOutcome& outcome);
 
   const PollerConfig& config_;
@@ -74,12 +79,12 @@ class PollScheduler {
   std::string instance_id_;
   uint64_t next_sequence_ = 1;
   SchedulerStats stats_;
-  Counter* polls_ = nullptr;     // label: source
-  Counter* failed_ = nullptr;    // labels: source, category
-  Counter* skipped_ = nullptr;   // label: source
+  Counter* polls_ = nullptr;           // label: source
+  Counter* failed_ = nullptr;          // labels: source, category
+  Counter* skipped_ = nullptr;         // label: source
   Histogram* poll_seconds_ = nullptr;  // label: source
 };
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_POLL_SCHEDULER_H_

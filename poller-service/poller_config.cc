@@ -16,7 +16,7 @@
 #include "openssl/err.h"
 #include "openssl/pem.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 constexpr int64_t kMaxIntervalMs = int64_t{7} * 24 * 3600 * 1000;  // a week
@@ -264,4 +264,4 @@ absl::StatusOr<PollerConfig> LoadPollerConfig(const std::string& path) {
   return ParsePollerConfig(*root, path);
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

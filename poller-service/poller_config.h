@@ -15,7 +15,7 @@
 #include "poller-service/http_transport.h"
 #include "yaml-cpp/yaml.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 // One entry of `serversToMonitor.servers`.
 struct MonitoredServer {
@@ -73,6 +73,6 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
 // Loads and parses `path`.
 absl::StatusOr<PollerConfig> LoadPollerConfig(const std::string& path);
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_POLLER_CONFIG_H_

@@ -7,7 +7,7 @@
 #include "absl/random/random.h"
 #include "spdlog/spdlog.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 using failedpolls::v1::FailureId;
 using failedpolls::v1::PollFailure;
@@ -237,4 +237,4 @@ bool TrackerClient::RunStream() {
   return got_ack;
 }
 
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -16,10 +16,10 @@
 #include "absl/time/time.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "poller-service/failure_sink.h"
 #include "poller-service/failure_spool.h"
-#include "poller-service/poll_scheduler.h"
 
-namespace qfp {
+namespace qfp::poller {
 
 struct TrackerClientOptions {
   std::string address = "127.0.0.1:50051";
@@ -95,6 +95,6 @@ class TrackerClient final : public FailureSink {
   std::thread thread_;
 };
 
-}  // namespace qfp
+}  // namespace qfp::poller
 
 #endif  // QFP_POLLER_TRACKER_CLIENT_H_

@@ -9,6 +9,7 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev zlib1g-dev libyaml-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libspdlog-dev nlohmann-json3-dev libbenchmark-dev
   libcpp-httplib-dev
+  libsqlite3-dev sqlite3
   influxdb influxdb-client python3 python3-cryptography python3-grpcio
   python3-protobuf openssl curl
   util-linux procps

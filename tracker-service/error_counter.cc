@@ -3,7 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 absl::CivilDay UtcDay(absl::Time t) {
   return absl::ToCivilDay(t, absl::UTCTimeZone());
@@ -83,11 +83,11 @@ std::vector<ErrorCounter::TypeCount> ErrorCounter::Snapshot() const {
   return types_;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
-namespace qfp {
+namespace qfp::tracker {
 absl::CivilDay ErrorCounter::day() const {
   absl::MutexLock lock(&mu_);
   return day_;
 }
-}  // namespace qfp
+}  // namespace qfp::tracker

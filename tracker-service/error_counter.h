@@ -15,7 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // Thread-safe.
 class ErrorCounter {
@@ -62,6 +62,6 @@ class ErrorCounter {
   std::vector<TypeCount> types_ ABSL_GUARDED_BY(mu_);
 };
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_ERROR_COUNTER_H_

@@ -9,7 +9,7 @@
 #include "absl/strings/string_view.h"
 #include "common/failure_names.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using failedpolls::v1::PollFailure;
@@ -109,4 +109,4 @@ Point FailureToPoint(const PollFailure& failure, const PointSchema& schema) {
   return point;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

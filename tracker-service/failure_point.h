@@ -9,7 +9,7 @@
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "tracker-service/line_protocol.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // What the tracker's config decides about every point.
 struct PointSchema {
@@ -35,6 +35,6 @@ struct PointSchema {
 Point FailureToPoint(const failedpolls::v1::PollFailure& failure,
                      const PointSchema& schema);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_FAILURE_POINT_H_

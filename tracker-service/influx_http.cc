@@ -18,7 +18,7 @@
 #define ZLIB_CONST
 #include "zlib.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 struct CurlEasyDeleter {
@@ -442,4 +442,4 @@ absl::Status InfluxApi::Refused(absl::string_view method,
   return HttpAnswerStatus(answer.status, std::move(message));
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

@@ -16,7 +16,7 @@
 #include "absl/time/time.h"
 #include "tracker-service/influx_writer.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 struct HttpBasicAuth {
   std::string username;
@@ -132,6 +132,6 @@ class InfluxApi {
   const std::string auth_hint_;
 };
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_HTTP_H_

@@ -15,7 +15,7 @@
 #include "tracker-service/influx_http.h"
 #include "tracker-service/influx_writers.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using nlohmann::json;
@@ -266,4 +266,4 @@ bool IsInfluxQlDuration(absl::string_view duration) {
   return true;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

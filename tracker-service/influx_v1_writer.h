@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "tracker-service/influx_writer.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // From Butler SOS's influxdbConfig (host, port) and influxdbConfig.v1Config.
 struct InfluxV1Settings {
@@ -51,6 +51,6 @@ absl::StatusOr<std::string> QuoteInfluxQlIdentifier(absl::string_view name);
 // <digits><unit> with unit ns, u, µ, ms, s, m, h, d, w ("30d", "1h30m").
 bool IsInfluxQlDuration(absl::string_view duration);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_V1_WRITER_H_

@@ -13,7 +13,7 @@
 #include "tracker-service/influx_http.h"
 #include "tracker-service/influx_writers.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using nlohmann::json;
@@ -188,4 +188,4 @@ std::unique_ptr<InfluxWriter> MakeInfluxV2Writer(InfluxV2Settings settings) {
   return std::make_unique<InfluxV2Writer>(std::move(settings));
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

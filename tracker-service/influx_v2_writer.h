@@ -9,7 +9,7 @@
 #include "absl/time/time.h"
 #include "tracker-service/influx_writer.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // From Butler SOS's influxdbConfig (host, port) and influxdbConfig.v2Config.
 struct InfluxV2Settings {
@@ -43,6 +43,6 @@ struct InfluxV2Settings {
 // integer_numbers() is true: Butler SOS writes integers to 2.x.
 std::unique_ptr<InfluxWriter> MakeInfluxV2Writer(InfluxV2Settings settings);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_V2_WRITER_H_

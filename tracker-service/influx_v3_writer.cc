@@ -14,7 +14,7 @@
 #include "tracker-service/influx_http.h"
 #include "tracker-service/influx_writers.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using nlohmann::json;
@@ -181,4 +181,4 @@ std::unique_ptr<InfluxWriter> MakeInfluxV3Writer(InfluxV3Settings settings) {
   return std::make_unique<InfluxV3Writer>(std::move(settings));
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

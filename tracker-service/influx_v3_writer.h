@@ -9,7 +9,7 @@
 #include "absl/time/time.h"
 #include "tracker-service/influx_writer.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // From Butler SOS's influxdbConfig (host, port) and influxdbConfig.v3Config.
 struct InfluxV3Settings {
@@ -44,6 +44,6 @@ struct InfluxV3Settings {
 // integer_numbers() is true: Butler SOS writes integers to 3.x.
 std::unique_ptr<InfluxWriter> MakeInfluxV3Writer(InfluxV3Settings settings);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_V3_WRITER_H_

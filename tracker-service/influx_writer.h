@@ -10,7 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 struct WriteResult {
   enum class Kind {
@@ -47,6 +47,6 @@ class InfluxWriter {
   virtual std::string Describe() const = 0;
 };
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_WRITER_H_

@@ -11,7 +11,7 @@
 #include "tracker-service/influx_v2_writer.h"
 #include "tracker-service/influx_v3_writer.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 // InfluxDB 2.x refuses shorter retention periods (influx bucket create).
@@ -150,4 +150,4 @@ absl::StatusOr<absl::Duration> ParseRetentionDuration(
   return total;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

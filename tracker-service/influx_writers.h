@@ -12,7 +12,7 @@
 #include "tracker-service/influx_writer.h"
 #include "tracker-service/tracker_config.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // The writer for `config.influxdb_version` (1, 2 or 3) with that version's
 // settings. InvalidArgument, naming the config key, for another version or
@@ -31,6 +31,6 @@ std::string InfluxBaseUrl(absl::string_view host, int port);
 absl::StatusOr<absl::Duration> ParseRetentionDuration(
     absl::string_view duration);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_INFLUX_WRITERS_H_

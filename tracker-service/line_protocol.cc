@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 // Characters the line protocol reference requires a backslash before, per
@@ -162,4 +162,4 @@ absl::StatusOr<std::string> EncodeLine(const Point& point) {
   return line;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

@@ -11,7 +11,7 @@
 
 #include "absl/status/statusor.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 // A field value: a float (`1`, `0.5`), an integer (`1i`), a string or a bool.
 using FieldValue = std::variant<double, int64_t, std::string, bool>;
@@ -43,6 +43,6 @@ struct Point {
 // field key, a duplicate tag or field key, a non-finite float.
 absl::StatusOr<std::string> EncodeLine(const Point& point);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_LINE_PROTOCOL_H_

@@ -26,8 +26,7 @@
 #include "tracker-service/influx_writers.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
-#include "tracker-service/write_ahead_log.h"
-#include "tracker-service/write_pipeline.h"
+#include "tracker-service/durable_queue.h"
 
 ABSL_FLAG(std::string, config, "",
           "Butler SOS config file (YAML) with errorTracking, influxdbConfig "
@@ -41,43 +40,11 @@ ABSL_FLAG(int, shutdown_deadline_ms, 10000,
           "On SIGTERM/SIGINT, how long to keep writing buffered points to "
           "InfluxDB before exiting.");
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 constexpr int kExitConfigError = 2;
 constexpr int kExitRuntimeError = 1;
-
-// Queues what the write-ahead log held at start (failures acknowledged but
-// not confirmed by InfluxDB before the last stop or crash).
-void ReplayIntoPipeline(const std::vector<WalRecord>& replay,
-                        const PointSchema& schema, WriteAheadLog& wal,
-                        WritePipeline& pipeline) {
-  std::vector<PendingPoint> points;
-  std::vector<uint64_t> unusable;
-  points.reserve(replay.size());
-  for (const WalRecord& record : replay) {
-    failedpolls::v1::PollFailure failure;
-    absl::StatusOr<std::string> line =
-        failure.ParseFromString(record.payload)
-            ? EncodeLine(FailureToPoint(failure, schema))
-            : absl::StatusOr<std::string>(
-                  absl::DataLossError("unparseable record"));
-    if (!line.ok()) {
-      unusable.push_back(record.lsn);
-      continue;
-    }
-    points.push_back(PendingPoint{*std::move(line), record.lsn});
-  }
-  if (!unusable.empty()) {
-    spdlog::warn("write-ahead log: {} records could not be decoded; dropped",
-                 unusable.size());
-    wal.Release(unusable);
-  }
-  spdlog::info(
-      "write-ahead log: replaying {} failures not yet confirmed by InfluxDB",
-      points.size());
-  pipeline.EnqueueReplay(std::move(points));
-}
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
@@ -113,8 +80,7 @@ int Main(int argc, char** argv) {
 
   MetricsRegistry metrics;
   std::unique_ptr<InfluxWriter> writer;
-  std::unique_ptr<WriteAheadLog> wal;
-  std::unique_ptr<WritePipeline> pipeline;
+  std::unique_ptr<DurableQueue> queue;
   if (config.writes_points()) {
     absl::StatusOr<std::unique_ptr<InfluxWriter>> made =
         MakeInfluxWriter(config);
@@ -124,46 +90,34 @@ int Main(int argc, char** argv) {
     }
     writer = *std::move(made);
     config.schema.integer_numbers = writer->integer_numbers();
-    WritePipelineOptions options;
-    options.max_batch = static_cast<size_t>(config.max_batch_size);
-    options.flush_interval = config.flush_interval;
-    options.max_buffered = config.max_buffered_points;
-    options.metrics = &metrics;
-    std::vector<WalRecord> replay;
-    if (!config.wal_directory.empty()) {
-      WriteAheadLogOptions wal_options;
-      wal_options.directory = config.wal_directory;
-      wal_options.max_bytes = config.wal_max_bytes;
-      absl::StatusOr<std::unique_ptr<WriteAheadLog>> opened =
-          WriteAheadLog::Open(wal_options, &replay);
-      if (!opened.ok()) {
-        // Without its log the tracker would acknowledge what it cannot keep;
-        // better not to start (producers keep their failures meanwhile).
-        spdlog::error("write-ahead log unusable: {}",
-                      std::string(opened.status().message()));
-        return kExitRuntimeError;
-      }
-      wal = *std::move(opened);
-      options.on_settled = [&wal](const std::vector<uint64_t>& lsns) {
-        wal->Release(lsns);
-      };
-      metrics.AddCallbackGauge(
-          "qfp_tracker_wal_bytes", "Bytes in the write-ahead log.",
-          [&wal] { return static_cast<double>(wal->stats().bytes); });
-      metrics.AddCallbackGauge(
-          "qfp_tracker_wal_records",
-          "Failures in the write-ahead log not yet confirmed by InfluxDB.",
-          [&wal] { return static_cast<double>(wal->stats().live_records); });
+    DurableQueueOptions options;
+    options.directory = config.wal_directory;
+    options.max_records = config.max_buffered_points;
+    options.max_bytes = config.wal_max_bytes;
+    options.pipeline.max_batch = static_cast<size_t>(config.max_batch_size);
+    options.pipeline.flush_interval = config.flush_interval;
+    absl::StatusOr<std::unique_ptr<DurableQueue>> opened =
+        DurableQueue::Open(options, *writer, metrics);
+    if (!opened.ok()) {
+      // Without its store the tracker would acknowledge what it cannot
+      // keep; better not to start (producers keep their failures meanwhile).
+      spdlog::error("Butler-SOS.failedPolls.tracker.walDirectory: {}",
+                    std::string(opened.status().message()));
+      return kExitRuntimeError;
     }
-    pipeline = std::make_unique<WritePipeline>(*writer, options);
-    if (!replay.empty()) {
-      ReplayIntoPipeline(replay, config.schema, *wal, *pipeline);
+    queue = *std::move(opened);
+    if (queue->reloaded() > 0) {
+      spdlog::info("{}: {} failures accepted earlier and not yet confirmed "
+                   "by InfluxDB are written first",
+                   queue->Describe(), queue->reloaded());
     }
-    pipeline->Start();
-    spdlog::info("writing failed-poll points to {} as measurement {}{}",
-                 writer->Describe(), config.schema.measurement,
-                 wal ? absl::StrCat("; write-ahead log in ", config.wal_directory)
-                     : std::string("; no write-ahead log (walDirectory unset)"));
+    queue->Start();
+    spdlog::info(
+        "writing failed-poll points to {} as measurement {}; queue: {}",
+        writer->Describe(), config.schema.measurement,
+        queue->durable() ? queue->Describe()
+                         : std::string("memory only (walDirectory unset: "
+                                       "unwritten points are lost at exit)"));
   } else {
     spdlog::info(
         "InfluxDB points are off (errorTracking.enable={}, "
@@ -182,14 +136,12 @@ int Main(int argc, char** argv) {
     if (absl::Status status = metrics_server.Start(config.metrics_listen);
         !status.ok()) {
       spdlog::error("metrics: {}", std::string(status.message()));
-      if (pipeline) pipeline->Stop(absl::ZeroDuration());
       return kExitRuntimeError;
     }
     spdlog::info("metrics on http://{}/metrics", config.metrics_listen);
   }
 
-  TrackerService service(config, counter.get(), pipeline.get(), wal.get(),
-                         &metrics);
+  TrackerService service(config, counter.get(), queue.get(), metrics);
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -201,7 +153,6 @@ int Main(int argc, char** argv) {
   if (server == nullptr || bound_port == 0) {
     spdlog::error("cannot listen on {} (address in use or invalid?)",
                   config.listen);
-    if (pipeline) pipeline->Stop(absl::ZeroDuration());
     return kExitRuntimeError;
   }
   spdlog::info("qs-error-tracker listening on {} (port {})", config.listen,
@@ -220,10 +171,16 @@ int Main(int argc, char** argv) {
           spdlog::info("{}", *ended);
         }
       }
-      const bool serving = pipeline == nullptr || pipeline->healthy();
+      std::string why;
+      const bool serving = queue == nullptr || queue->healthy(&why);
       if (health != nullptr && serving != last_serving) {
         health->SetServingStatus(serving);
         last_serving = serving;
+        if (serving) {
+          spdlog::info("health: SERVING again");
+        } else {
+          spdlog::warn("health: NOT_SERVING: {}", why);
+        }
       }
     } while (!stop_housekeeping.WaitForNotificationWithTimeout(
         absl::Seconds(1)));
@@ -239,31 +196,30 @@ int Main(int argc, char** argv) {
                    std::chrono::milliseconds(500));
   stop_housekeeping.Notify();
   housekeeping.join();
-  const TrackerServiceStats stats = service.stats();
-  size_t left = 0;
-  if (pipeline) left = pipeline->Stop(deadline);
+  uint64_t left = 0;
+  if (queue) left = queue->Stop(deadline);
   metrics_server.Stop();
+  const uint64_t accepted = service.accepted();
   if (left == 0) {
     spdlog::info(
         "qs-error-tracker stopped: {} failures accepted, every point written",
-        stats.accepted);
-  } else if (wal) {
+        accepted);
+  } else if (queue->durable()) {
     spdlog::info(
         "qs-error-tracker stopped: {} failures accepted; {} points not yet "
-        "written to {} stay in the write-ahead log {} and are written at the "
-        "next start",
-        stats.accepted, left, writer->Describe(), config.wal_directory);
+        "written to {} stay in {} and are written at the next start",
+        accepted, left, writer->Describe(), queue->Describe());
   } else {
     spdlog::warn(
         "qs-error-tracker stopped: {} failures accepted; {} points could not "
         "be written to {} within {} ms and are lost",
-        stats.accepted, left, writer->Describe(),
+        accepted, left, writer->Describe(),
         absl::ToInt64Milliseconds(deadline));
   }
   return 0;
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker
 
-int main(int argc, char** argv) { return qfp::Main(argc, argv); }
+int main(int argc, char** argv) { return qfp::tracker::Main(argc, argv); }

@@ -6,7 +6,7 @@
 #include "common/config_node.h"
 #include "tracker-service/influx_writers.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 // Replaces influxdbConfig.v1Config.auth.password when set.
 constexpr char kV1PasswordEnv[] = "QFP_INFLUXDB_PASSWORD";
@@ -171,4 +171,4 @@ absl::StatusOr<TrackerConfig> LoadTrackerConfig(const std::string& path) {
   return ParseTrackerConfig(*root, path);
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

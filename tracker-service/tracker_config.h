@@ -15,7 +15,7 @@
 #include "tracker-service/influx_v3_writer.h"
 #include "yaml-cpp/yaml.h"
 
-namespace qfp {
+namespace qfp::tracker {
 
 struct TrackerConfig {
   // errorTracking.enable: false = no counting, no summary, no points.
@@ -62,6 +62,6 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
 
 absl::StatusOr<TrackerConfig> LoadTrackerConfig(const std::string& path);
 
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 #endif  // QFP_TRACKER_TRACKER_CONFIG_H_

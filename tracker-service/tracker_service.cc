@@ -8,37 +8,48 @@
 #include "spdlog/spdlog.h"
 #include "tracker-service/line_protocol.h"
 
-namespace qfp {
+namespace qfp::tracker {
+namespace {
+
+bool SameId(const failedpolls::v1::FailureId& a,
+            const failedpolls::v1::FailureId& b) {
+  return a.sequence() == b.sequence() && a.poller_id() == b.poller_id() &&
+         a.instance_id() == b.instance_id();
+}
+
+std::string DescribeId(const failedpolls::v1::FailureId& id) {
+  return absl::StrCat(id.poller_id(), "/", id.instance_id(), "/",
+                      id.sequence());
+}
+
+}  // namespace
 
 using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
 TrackerService::TrackerService(const TrackerConfig& config,
-                               ErrorCounter* counter, WritePipeline* pipeline,
-                               WriteAheadLog* wal, MetricsRegistry* metrics)
+                               ErrorCounter* counter, DurableQueue* queue,
+                               MetricsRegistry& metrics)
     : config_(config),
       counter_(counter),
-      pipeline_(pipeline),
-      wal_(pipeline != nullptr ? wal : nullptr),
-      schema_(config.schema) {
-  if (metrics != nullptr) {
-    received_ = &metrics->AddCounter(
-        "qfp_tracker_failures_received_total",
-        "Failed polls received from producers, by error_type.",
-        {"error_type"});
-    accepted_ = &metrics->AddCounter(
-        "qfp_tracker_failures_accepted_total",
-        "Failed polls accepted (acknowledged and queued for InfluxDB).");
-    duplicates_ = &metrics->AddCounter(
-        "qfp_tracker_failures_duplicate_total",
-        "Re-sent failed polls acknowledged again without a second point.");
-    refused_ = &metrics->AddCounter(
-        "qfp_tracker_failures_refused_total",
-        "Failed polls refused (the producer keeps them), by reason.",
-        {"reason"});
-  }
-}
+      queue_(queue),
+      schema_(config.schema),
+      received_(metrics.AddCounter(
+          "qfp_tracker_failures_received_total",
+          "Failed polls received from producers, by error_type.",
+          {"error_type"})),
+      accepted_(metrics.AddCounter(
+          "qfp_tracker_failures_accepted_total",
+          "Failed polls accepted (committed to the queue and acknowledged).")),
+      duplicates_(metrics.AddCounter(
+          "qfp_tracker_failures_duplicate_total",
+          "Re-sent failed polls acknowledged again without a second point.")),
+      refused_(metrics.AddCounter(
+          "qfp_tracker_failures_refused_total",
+          "Failed polls refused (the producer keeps them), by reason.",
+          {"reason"})),
+      recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {}
 
 grpc::Status TrackerService::ReportFailures(
     grpc::ServerContext* context,
@@ -73,163 +84,88 @@ std::string TrackerService::Invalid(const PollFailure& failure) {
   return "";
 }
 
-bool TrackerService::SeenBefore(const std::string& key) {
-  if (config_.dedupe_window == 0) return false;
-  if (!recent_.insert(key).second) return true;
-  recent_order_.push_back(key);
-  if (recent_order_.size() > config_.dedupe_window) {
-    recent_.erase(recent_order_.front());
-    recent_order_.pop_front();
-  }
-  return false;
-}
-
-void TrackerService::LogRefusal(size_t n, const std::string& why) {
-  // Producers resend refused failures every second while the cause lasts:
-  // one line at the first refusal, then at most one every 10 s with totals.
-  absl::MutexLock lock(&mu_);
-  refused_since_log_ += n;
-  const absl::Time now = absl::Now();
-  if (now - last_refusal_log_ < absl::Seconds(10)) return;
-  spdlog::warn(
-      "refused {} failures since the last report (producers keep and resend "
-      "them): {}",
-      refused_since_log_, why);
-  refused_since_log_ = 0;
-  last_refusal_log_ = now;
-}
-
 void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
-                            std::string reason, const char* kind,
+                            std::string why, const char* reason,
                             ReportFailuresResponse& response) {
-  if (refused_ != nullptr) refused_->WithLabels({kind}).Increment();
+  refused_.WithLabels({reason}).Increment();
   auto* refusal = response.add_refused();
   *refusal->mutable_id() = id;
-  refusal->set_reason(std::move(reason));
+  refusal->set_reason(std::move(why));
 }
 
 void TrackerService::Handle(const ReportFailuresRequest& request,
                             ReportFailuresResponse& response) {
-  struct Accepted {
-    const PollFailure* failure;
-    std::string key;
-    std::string line;
-  };
-  std::vector<Accepted> batch;
+  std::vector<const PollFailure*> batch;
+  std::vector<std::string> lines;
   batch.reserve(static_cast<size_t>(request.failures_size()));
   for (const PollFailure& failure : request.failures()) {
-    {
-      absl::MutexLock lock(&mu_);
-      ++stats_.received;
-    }
-    if (received_ != nullptr) {
-      received_->WithLabels({SourceName(failure.source())}).Increment();
-    }
+    received_.WithLabels({SourceName(failure.source())}).Increment();
     if (std::string why = Invalid(failure); !why.empty()) {
       spdlog::warn("refused a malformed failure from {}: {}",
                    failure.id().poller_id(), why);
-      {
-        absl::MutexLock lock(&mu_);
-        ++stats_.invalid;
-      }
       Refuse(failure.id(), std::move(why), "invalid", response);
       continue;
     }
-    std::string key =
-        absl::StrCat(failure.id().poller_id(), "/", failure.id().instance_id(),
-                     "/", failure.id().sequence());
-    bool duplicate = false;
-    {
-      absl::MutexLock lock(&mu_);
-      duplicate = recent_.contains(key);
+    bool duplicate = recent_.Contains(failure.id());
+    for (const PollFailure* earlier : batch) {
+      duplicate |= SameId(earlier->id(), failure.id());
     }
-    for (const Accepted& earlier : batch) duplicate |= earlier.key == key;
     if (duplicate) {
       // Accepted before: acknowledge again, write nothing twice.
-      if (duplicates_ != nullptr) duplicates_->Increment();
-      absl::MutexLock lock(&mu_);
-      ++stats_.duplicates;
+      duplicates_.Increment();
       *response.add_accepted() = failure.id();
       continue;
     }
-    std::string line;
-    if (pipeline_ != nullptr) {
+    if (queue_ != nullptr) {
       absl::StatusOr<std::string> encoded =
           EncodeLine(FailureToPoint(failure, schema_));
       if (!encoded.ok()) {
         // Unencodable (a producer bug); refused so the producer sees it.
         const std::string why(encoded.status().message());
-        spdlog::warn("cannot encode failure {}: {}", key, why);
-        {
-          absl::MutexLock lock(&mu_);
-          ++stats_.invalid;
-        }
+        spdlog::warn("cannot encode failure {}: {}", DescribeId(failure.id()),
+                     why);
         Refuse(failure.id(), why, "invalid", response);
         continue;
       }
-      line = *std::move(encoded);
+      lines.push_back(*std::move(encoded));
     }
-    batch.push_back(Accepted{&failure, std::move(key), std::move(line)});
+    batch.push_back(&failure);
   }
   if (batch.empty()) return;
 
-  std::vector<PendingPoint> points(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) points[i].line = batch[i].line;
-  auto refuse_all = [&](const std::string& why,
-                        uint64_t TrackerServiceStats::*counter,
-                        const char* kind) {
-    absl::MutexLock lock(&mu_);
-    stats_.*counter += batch.size();
-    for (const Accepted& a : batch) {
-      Refuse(a.failure->id(), why, kind, response);
-    }
-  };
-  if (wal_ != nullptr) {
-    // Durable before acknowledged: one append (and one shared fsync) for
+  if (queue_ != nullptr) {
+    // Committed before acknowledged: one Append (one shared commit) for
     // the whole request.
-    std::vector<std::string> payloads;
-    payloads.reserve(batch.size());
-    for (const Accepted& a : batch) {
-      payloads.push_back(a.failure->SerializeAsString());
-    }
-    absl::StatusOr<std::vector<uint64_t>> lsns = wal_->Append(payloads);
-    if (!lsns.ok()) {
-      const std::string why(lsns.status().message());
-      LogRefusal(batch.size(), why);
-      refuse_all(why, &TrackerServiceStats::refused_wal, "wal");
-      return;
-    }
-    for (size_t i = 0; i < batch.size(); ++i) points[i].lsn = (*lsns)[i];
-  }
-  if (pipeline_ != nullptr) {
-    std::vector<uint64_t> lsns;
-    for (const PendingPoint& point : points) lsns.push_back(point.lsn);
-    if (absl::Status status = pipeline_->Enqueue(std::move(points));
-        !status.ok()) {
-      // Refused: the producer keeps them and sends them again.
-      if (wal_ != nullptr) wal_->Release(lsns);
-      LogRefusal(batch.size(), std::string(status.message()));
-      refuse_all(std::string(status.message()),
-                 &TrackerServiceStats::refused_full, "buffer_full");
+    if (absl::Status status = queue_->Append(std::move(lines)); !status.ok()) {
+      const std::string why(status.message());
+      const char* reason = absl::IsResourceExhausted(status) ? "buffer_full"
+                                                             : "store";
+      if (uint64_t n = refusal_log_.Add(batch.size()); n > 0) {
+        spdlog::warn(
+            "refused {} failures since the last report (producers keep and "
+            "resend them): {}",
+            n, why);
+      }
+      for (const PollFailure* failure : batch) {
+        Refuse(failure->id(), why, reason, response);
+      }
       return;
     }
   }
-  for (const Accepted& a : batch) {
+  for (const PollFailure* failure : batch) {
     // Every accepted failure is logged once, whatever the switches (a
     // refused one is logged when a later resend is accepted).
-    spdlog::warn("failed poll: {}", DescribeFailure(*a.failure));
+    spdlog::warn("failed poll: {}", DescribeFailure(*failure));
     if (counter_ != nullptr) {
       if (std::optional<std::string> ended = counter_->Count(
-              SourceName(a.failure->source()), a.failure->server_name())) {
+              SourceName(failure->source()), failure->server_name())) {
         spdlog::info("{}", *ended);
       }
       if (config_.log_summary) spdlog::info("{}", counter_->Summary());
     }
-    if (accepted_ != nullptr) accepted_->Increment();
-    absl::MutexLock lock(&mu_);
-    SeenBefore(a.key);
-    ++stats_.accepted;
-    *response.add_accepted() = a.failure->id();
+    recent_.Insert(failure->id());
+    accepted_.Increment();
+    *response.add_accepted() = failure->id();
   }
 }
 
@@ -259,9 +195,4 @@ grpc::Status TrackerService::GetErrorStats(
   return grpc::Status::OK;
 }
 
-TrackerServiceStats TrackerService::stats() const {
-  absl::MutexLock lock(&mu_);
-  return stats_;
-}
-
-}  // namespace qfp
+}  // namespace qfp::tracker

@@ -1,12 +1,13 @@
 #include "tracker-service/write_pipeline.h"
 
 #include <algorithm>
+#include <limits>
 
-#include "absl/random/random.h"
+#include "common/log_rate_limiter.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 // Longest slice of a rejected line quoted in a log message.
 constexpr size_t kLoggedLineChars = 300;
@@ -34,39 +35,44 @@ const char* OutcomeName(WriteResult::Kind kind) {
 }
 }  // namespace
 
-WritePipeline::WritePipeline(InfluxWriter& writer,
-                             WritePipelineOptions options)
-    : writer_(writer), options_(std::move(options)) {
-  if (MetricsRegistry* m = options_.metrics; m != nullptr) {
-    points_written_ = &m->AddCounter("qfp_tracker_points_written_total",
-                                     "Points InfluxDB confirmed.");
-    points_rejected_ = &m->AddCounter(
-        "qfp_tracker_points_rejected_total",
-        "Points dropped without being written, by reason.", {"reason"});
-    write_attempts_ = &m->AddCounter(
-        "qfp_tracker_write_attempts_total",
-        "HTTP writes to InfluxDB, by outcome.", {"outcome"});
-    write_seconds_ = &m->AddHistogram(
-        "qfp_tracker_write_duration_seconds",
-        "Time of one HTTP write to InfluxDB.", {}, DefaultLatencyBuckets());
-    m->AddCallbackGauge("qfp_tracker_buffered_points",
-                        "Points waiting to be written to InfluxDB.",
-                        [this] { return static_cast<double>(stats().buffered); });
-    m->AddCallbackGauge("qfp_tracker_destination_healthy",
-                        "1 while InfluxDB takes writes, 0 while it does not.",
-                        [this] { return healthy() ? 1.0 : 0.0; });
-  }
+WritePipeline::WritePipeline(InfluxWriter& writer, FailureQueue& queue,
+                             WritePipelineOptions options,
+                             MetricsRegistry& metrics, const Clock& clock)
+    : writer_(writer),
+      queue_(queue),
+      options_(std::move(options)),
+      clock_(clock),
+      points_written_(metrics.AddCounter("qfp_tracker_points_written_total",
+                                         "Points InfluxDB confirmed.")),
+      points_rejected_(metrics.AddCounter(
+          "qfp_tracker_points_rejected_total",
+          "Points dropped without being written, by reason.", {"reason"})),
+      write_attempts_(metrics.AddCounter(
+          "qfp_tracker_write_attempts_total",
+          "HTTP writes to InfluxDB, by outcome.", {"outcome"})),
+      write_seconds_(metrics.AddHistogram(
+          "qfp_tracker_write_duration_seconds",
+          "Time of one HTTP write to InfluxDB.", {}, DefaultLatencyBuckets())) {
+  metrics.AddCallbackGauge("qfp_tracker_destination_healthy",
+                           "1 while InfluxDB takes writes, 0 while it does not.",
+                           [this] { return healthy() ? 1.0 : 0.0; });
+  queue_.SetCommitListener([this] {
+    absl::MutexLock lock(&mu_);
+    ++commits_;
+  });
 }
 
 void WritePipeline::Observe(const WriteResult& result, absl::Duration took,
                             size_t points) {
-  if (write_attempts_ == nullptr) return;
-  write_attempts_->WithLabels({OutcomeName(result.kind)}).Increment();
-  write_seconds_->Observe(took);
-  if (result.kind == WriteResult::Kind::kOk) points_written_->Increment(points);
+  write_attempts_.WithLabels({OutcomeName(result.kind)}).Increment();
+  write_seconds_.Observe(took);
+  if (result.kind == WriteResult::Kind::kOk) points_written_.Increment(points);
 }
 
-WritePipeline::~WritePipeline() { Stop(absl::ZeroDuration()); }
+WritePipeline::~WritePipeline() {
+  Stop(absl::ZeroDuration());
+  queue_.SetCommitListener(nullptr);
+}
 
 void WritePipeline::Start() {
   absl::MutexLock lock(&mu_);
@@ -75,74 +81,34 @@ void WritePipeline::Start() {
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
-absl::Status WritePipeline::Enqueue(std::vector<std::string> lines) {
-  std::vector<PendingPoint> points;
-  points.reserve(lines.size());
-  for (std::string& line : lines) {
-    points.push_back(PendingPoint{std::move(line), 0});
-  }
-  return Enqueue(std::move(points));
-}
-
-absl::Status WritePipeline::Enqueue(std::vector<PendingPoint> points) {
-  absl::MutexLock lock(&mu_);
-  if (stopping_) {
-    return absl::UnavailableError("the tracker is shutting down");
-  }
-  if (buffer_.size() + points.size() > options_.max_buffered) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "write buffer full (", buffer_.size(), " of ", options_.max_buffered,
-        " points waiting for ", writer_.Describe(), ")"));
-  }
-  if (buffer_.empty()) oldest_enqueued_ = absl::Now();
-  for (PendingPoint& point : points) buffer_.push_back(std::move(point));
-  return absl::OkStatus();
-}
-
-void WritePipeline::EnqueueReplay(std::vector<PendingPoint> points) {
-  absl::MutexLock lock(&mu_);
-  if (buffer_.empty()) oldest_enqueued_ = absl::Now();
-  for (PendingPoint& point : points) buffer_.push_back(std::move(point));
-}
-
-void WritePipeline::Settle(const std::vector<PendingPoint>& batch,
+void WritePipeline::Settle(const std::vector<QueueRecord>& batch,
                            size_t begin, size_t end) {
-  if (!options_.on_settled) return;
-  std::vector<uint64_t> lsns;
-  for (size_t i = begin; i < end; ++i) {
-    if (batch[i].lsn != 0) lsns.push_back(batch[i].lsn);
-  }
-  if (!lsns.empty()) options_.on_settled(lsns);
+  // A batch is a run of consecutive records of the queue (read in id order
+  // with nothing skipped), so its ids can be released as one range.
+  if (begin < end) queue_.ReleaseRange(batch[begin].id, batch[end - 1].id);
 }
 
-size_t WritePipeline::Stop(absl::Duration deadline) {
+void WritePipeline::Stop(absl::Duration deadline) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
       stopping_ = true;
-      stop_deadline_ = absl::Now() + deadline;
+      stop_deadline_ = clock_.Monotonic() + deadline;
     }
   }
   for (std::thread& thread : threads_) thread.join();
   threads_.clear();
-  absl::MutexLock lock(&mu_);
-  return buffer_.size() + unwritten_on_exit_;
 }
 
-bool WritePipeline::healthy() const {
+bool WritePipeline::healthy(std::string* why) const {
   absl::MutexLock lock(&mu_);
+  if (why != nullptr) *why = unhealthy_reason_;
   return healthy_;
-}
-
-WritePipelineStats WritePipeline::stats() const {
-  absl::MutexLock lock(&mu_);
-  WritePipelineStats stats = stats_;
-  stats.buffered = buffer_.size();
-  return stats;
 }
 
 void WritePipeline::SetHealthy(bool healthy, const std::string& why) {
   absl::MutexLock lock(&mu_);
+  unhealthy_reason_ = healthy ? "" : why;
   if (healthy_ == healthy) return;
   healthy_ = healthy;
   if (healthy) {
@@ -153,82 +119,120 @@ void WritePipeline::SetHealthy(bool healthy, const std::string& why) {
   }
 }
 
-bool WritePipeline::Pause(absl::Duration delay) {
-  absl::MutexLock lock(&mu_);
-  const absl::Time until = std::min(absl::Now() + delay, stop_deadline_);
-  auto past = [this, until]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return absl::Now() >= until || (stopping_ && absl::Now() >= stop_deadline_);
-  };
-  // Re-checked at least every 100 ms so a Stop() shortens the wait.
-  while (!past()) {
-    mu_.AwaitWithTimeout(absl::Condition(&past), absl::Milliseconds(100));
-  }
-  return !(stopping_ && absl::Now() >= stop_deadline_);
+bool WritePipeline::PastStopDeadline() const {
+  return stopping_ && clock_.Monotonic() >= stop_deadline_;
 }
 
-bool WritePipeline::PrepareWithRetry(absl::BitGen& rng) {
-  absl::Duration backoff = options_.min_backoff;
+bool WritePipeline::Pause(absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  const absl::Duration end = clock_.Monotonic() + delay;
+  while (true) {
+    // A Stop wakes the pause so that its deadline is taken into account.
+    const bool was_stopping = stopping_;
+    auto stop_called = [this, was_stopping]()
+                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                             return stopping_ != was_stopping;
+                           };
+    if (!AwaitUntil(mu_, absl::Condition(&stop_called), clock_,
+                    std::min(end, stop_deadline_))) {
+      break;
+    }
+  }
+  return !PastStopDeadline();
+}
+
+bool WritePipeline::PrepareWithRetry() {
+  BackOff backoff(options_.backoff);
   absl::Status status = writer_.Prepare();
   while (!status.ok()) {
     SetHealthy(false, std::string(status.message()));
-    if (!Pause(backoff * absl::Uniform(rng, 0.8, 1.2))) return false;
+    if (!Pause(backoff.Next())) return false;
     {
       absl::MutexLock lock(&mu_);
-      // Shutting down with nothing to write: no reason to keep trying.
-      if (stopping_ && buffer_.empty()) return false;
+      // Shutting down: what is queued stays queued; no reason to go on.
+      if (stopping_) return false;
     }
-    backoff = std::min(backoff * 2, options_.max_backoff);
     status = writer_.Prepare();
   }
   SetHealthy(true, "");
   return true;
 }
 
+std::vector<QueueRecord> WritePipeline::NextBatch() {
+  absl::MutexLock gather(&gather_mu_);
+  std::vector<QueueRecord> batch;
+  // Monotonic time the first record of this batch was seen.
+  absl::Duration first_seen = absl::InfiniteDuration();
+  while (true) {
+    uint64_t seen_commits;
+    {
+      absl::MutexLock lock(&mu_);
+      if (PastStopDeadline()) return {};
+      seen_commits = commits_;
+    }
+    // Read what was committed since the last read (records only become
+    // readable by commits, so reading once per commit misses nothing).
+    const int64_t after = batch.empty() ? read_after_ : batch.back().id;
+    absl::StatusOr<std::vector<QueueRecord>> more =
+        queue_.Read(after, options_.max_batch - batch.size(),
+                    std::numeric_limits<uint64_t>::max());
+    bool read_failed = !more.ok();
+    if (read_failed) {
+      static LogRateLimiter limiter(absl::Seconds(10));
+      if (uint64_t n = limiter.Add(); n > 0) {
+        spdlog::error("cannot read the failure queue ({} times): {}", n,
+                      std::string(more.status().message()));
+      }
+    } else {
+      for (QueueRecord& record : *more) {
+        batch.push_back(std::move(record));
+      }
+    }
+    if (!batch.empty() && first_seen == absl::InfiniteDuration()) {
+      first_seen = clock_.Monotonic();
+    }
+    absl::MutexLock lock(&mu_);
+    const bool full = batch.size() >= options_.max_batch;
+    const bool due =
+        !batch.empty() &&
+        (stopping_ || clock_.Monotonic() >= first_seen + options_.flush_interval);
+    if (full || due) {
+      read_after_ = batch.back().id;
+      return batch;
+    }
+    if (stopping_ && batch.empty()) return {};  // nothing left to write
+    // Wait for a commit (more records), the flush time or a Stop.
+    auto changed = [this, seen_commits]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return commits_ != seen_commits || stopping_;
+    };
+    // A failed read is tried again after a second.
+    const absl::Duration wake =
+        read_failed     ? clock_.Monotonic() + absl::Seconds(1)
+        : batch.empty() ? absl::InfiniteDuration()
+                        : first_seen + options_.flush_interval;
+    AwaitUntil(mu_, absl::Condition(&changed), clock_, wake);
+  }
+}
+
 void WritePipeline::Loop() {
-  absl::BitGen rng;
   // The database is made ready at start, as Butler SOS does, not at the
   // first failure: dashboards can query it from the beginning.
   {
     absl::MutexLock lock(&prepare_mu_);
     if (!prepared_) {
-      if (!PrepareWithRetry(rng)) return;
+      if (!PrepareWithRetry()) return;
       prepared_ = true;
     }
   }
   while (true) {
-    std::vector<PendingPoint> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || buffer_.size() >= options_.max_batch ||
-               (!buffer_.empty() &&
-                absl::Now() >= oldest_enqueued_ + options_.flush_interval);
-      };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
-      if (stopping_ &&
-          (buffer_.empty() || absl::Now() >= stop_deadline_)) {
-        return;
-      }
-      if (!ready() || buffer_.empty()) continue;
-      const size_t n = std::min(buffer_.size(), options_.max_batch);
-      batch.reserve(n);
-      for (size_t i = 0; i < n; ++i) {
-        batch.push_back(std::move(buffer_.front()));
-        buffer_.pop_front();
-      }
-      oldest_enqueued_ = absl::Now();
-    }
-    if (const size_t left = WriteBatch(batch); left > 0) {
-      absl::MutexLock lock(&mu_);
-      unwritten_on_exit_ += left;
-      return;
-    }
+    std::vector<QueueRecord> batch = NextBatch();
+    if (batch.empty()) return;
+    if (!WriteBatch(batch)) return;
   }
 }
 
-size_t WritePipeline::WriteBatch(const std::vector<PendingPoint>& batch) {
-  absl::BitGen rng;
-  absl::Duration backoff = options_.min_backoff;
+bool WritePipeline::WriteBatch(const std::vector<QueueRecord>& batch) {
+  BackOff backoff(options_.backoff);
   // Ranges still to write, last one first; bad points split a range in two.
   std::vector<std::pair<size_t, size_t>> todo = {{0, batch.size()}};
   while (!todo.empty()) {
@@ -236,29 +240,21 @@ size_t WritePipeline::WriteBatch(const std::vector<PendingPoint>& batch) {
     std::string body;
     for (size_t i = begin; i < end; ++i) {
       if (i > begin) body.push_back('\n');
-      body.append(batch[i].line);
+      body.append(batch[i].payload);
     }
-    const absl::Time sent = absl::Now();
+    const absl::Duration sent = clock_.Monotonic();
     const WriteResult result = writer_.Write(body);
     const size_t n = end - begin;
-    Observe(result, absl::Now() - sent, n);
+    Observe(result, clock_.Monotonic() - sent, n);
     absl::Duration delay;
     switch (result.kind) {
-      case WriteResult::Kind::kOk: {
+      case WriteResult::Kind::kOk:
         todo.pop_back();
         Settle(batch, begin, end);
-        absl::MutexLock lock(&mu_);
-        stats_.points_written += n;
-        ++stats_.writes_ok;
         break;
-      }
       case WriteResult::Kind::kBadPoints:
       case WriteResult::Kind::kTooLarge: {
         todo.pop_back();
-        {
-          absl::MutexLock lock(&mu_);
-          ++stats_.writes_failed;
-        }
         if (n > 1) {
           // Re-sending lines InfluxDB already stored from a partial write is
           // harmless: the same series and timestamp overwrite themselves.
@@ -268,62 +264,55 @@ size_t WritePipeline::WriteBatch(const std::vector<PendingPoint>& batch) {
           break;
         }
         Settle(batch, begin, end);
-        if (points_rejected_ != nullptr) {
-          points_rejected_
-              ->WithLabels({result.kind == WriteResult::Kind::kTooLarge
-                                ? "too_large"
-                                : "bad_point"})
-              .Increment();
-        }
-        absl::MutexLock lock(&mu_);
-        ++stats_.points_rejected;
+        points_rejected_
+            .WithLabels({result.kind == WriteResult::Kind::kTooLarge
+                             ? "too_large"
+                             : "bad_point"})
+            .Increment();
         spdlog::warn("{} rejected a point (HTTP {}: {}); dropped: {}",
                      writer_.Describe(), result.http_status, result.message,
-                     batch[begin].line.substr(0, kLoggedLineChars));
+                     batch[begin].payload.substr(0, kLoggedLineChars));
         break;
       }
       case WriteResult::Kind::kThrottled:
         delay = result.retry_after > absl::ZeroDuration() ? result.retry_after
-                                                          : backoff;
+                                                          : backoff.Next();
         break;
-      case WriteResult::Kind::kAuth:
-        spdlog::error(
-            "{} refused our credentials (HTTP {}: {}); {} points kept, "
-            "retrying in {}s",
-            writer_.Describe(), result.http_status, result.message, n,
-            absl::ToInt64Seconds(options_.auth_retry));
+      case WriteResult::Kind::kAuth: {
+        static LogRateLimiter limiter(absl::Seconds(60));
+        if (uint64_t times = limiter.Add(); times > 0) {
+          spdlog::error(
+              "{} refused our credentials ({} times; HTTP {}: {}); points "
+              "are kept, retrying every {}s",
+              writer_.Describe(), times, result.http_status, result.message,
+              absl::ToInt64Seconds(options_.auth_retry));
+        }
         delay = options_.auth_retry;
         break;
+      }
       case WriteResult::Kind::kNotFound:
         // The database went away (dropped by someone): create it again.
         if (absl::Status status = writer_.Prepare(); !status.ok()) {
-          spdlog::warn("{}: {}", writer_.Describe(), std::string(status.message()));
+          spdlog::warn("{}: {}", writer_.Describe(),
+                       std::string(status.message()));
         }
-        delay = backoff;
+        delay = backoff.Next();
         break;
       case WriteResult::Kind::kRetryable:
-        delay = backoff;
+        delay = backoff.Next();
         break;
     }
     if (delay > absl::ZeroDuration()) {
-      {
-        absl::MutexLock lock(&mu_);
-        ++stats_.writes_failed;
-      }
       SetHealthy(false, absl::StrCat("HTTP ", result.http_status, ": ",
                                      result.message));
-      if (!Pause(delay * absl::Uniform(rng, 0.8, 1.2))) {
-        // Out of time: what is left of the batch stays unwritten.
-        size_t left = 0;
-        for (const auto& [b, e] : todo) left += e - b;
-        return left;
-      }
-      backoff = std::min(backoff * 2, options_.max_backoff);
+      // Out of time: what is left of the batch stays in the queue.
+      if (!Pause(delay)) return false;
     } else {
+      backoff.Reset();
       SetHealthy(true, "");
     }
   }
-  return 0;
+  return true;
 }
 
-}  // namespace qfp
+}  // namespace qfp::tracker

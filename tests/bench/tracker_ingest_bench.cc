@@ -46,7 +46,7 @@ ABSL_FLAG(int, baseline_points, 3000,
           "points written one HTTP request each for the ingest baseline");
 ABSL_FLAG(int, batch, 500, "failures per gRPC request");
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using failedpolls::v1::PollFailure;
@@ -347,7 +347,7 @@ int Drain(const testing::InfluxdProcess& influx) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -359,9 +359,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode == "ingest") return qfp::Ingest(**influx);
-  if (mode == "durable") return qfp::Durable(**influx);
-  if (mode == "drain") return qfp::Drain(**influx);
+  if (mode == "ingest") return qfp::tracker::Ingest(**influx);
+  if (mode == "durable") return qfp::tracker::Durable(**influx);
+  if (mode == "drain") return qfp::tracker::Drain(**influx);
   std::fprintf(stderr, "unknown --mode %s\n", mode.c_str());
   return 2;
 }

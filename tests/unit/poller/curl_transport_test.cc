@@ -40,7 +40,7 @@
 #include "poller-service/failure_classifier.h"
 #include "tests/testing/temp_dir.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 namespace v1 = failedpolls::v1;
@@ -991,4 +991,4 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

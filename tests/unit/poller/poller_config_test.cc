@@ -11,7 +11,7 @@
 #include "tests/testing/temp_dir.h"
 #include "tests/testing/test_pki.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 using ::testing::ElementsAre;
@@ -287,4 +287,4 @@ TEST_F(PollerConfigTest, MissingFileNamesIt) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

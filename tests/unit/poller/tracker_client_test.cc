@@ -22,7 +22,7 @@
 #include "poller-service/failure_spool.h"
 #include "tests/testing/temp_dir.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 using failedpolls::v1::FailureId;
@@ -360,4 +360,4 @@ TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

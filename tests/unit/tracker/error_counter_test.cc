@@ -2,7 +2,7 @@
 
 #include "gtest/gtest.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 absl::Time Utc(int y, int m, int d, int hh, int mm, int ss) {
@@ -65,4 +65,4 @@ TEST(ErrorCounterTest, HostileServerNamesNeverBreakTheSummary) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker

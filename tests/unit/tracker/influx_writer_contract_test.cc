@@ -56,7 +56,7 @@
 #include "tracker-service/influx_writers.h"
 #include "tracker-service/line_protocol.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using ::qfp::testing::FakeHttpServer;
@@ -1362,4 +1362,4 @@ TEST(InfluxWritersHelpersTest, BaseUrl) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker

@@ -6,7 +6,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 using ::testing::ElementsAre;
@@ -155,4 +155,4 @@ TEST(PollPlanTest, XrfkeyUsesTheWholeAlphabet) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -13,7 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using ::testing::HasSubstr;
@@ -345,4 +345,4 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker

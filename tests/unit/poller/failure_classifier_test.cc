@@ -13,7 +13,7 @@
 
 #include "gtest/gtest.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 namespace v1 = failedpolls::v1;
@@ -605,4 +605,4 @@ TEST(VerifyErrorNameTest, EveryOpenSslCodeUpToTheLastHasAName) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

@@ -17,7 +17,7 @@
 #include "gtest/gtest.h"
 #include "tests/testing/temp_dir.h"
 
-namespace qfp {
+namespace qfp::poller {
 namespace {
 
 using failedpolls::v1::FailureId;
@@ -561,4 +561,4 @@ TEST_F(DiskSpoolTest, SyncMakesAppendsDurableWithoutError) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::poller

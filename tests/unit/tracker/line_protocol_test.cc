@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using ::testing::HasSubstr;
@@ -218,4 +218,4 @@ TEST(LineProtocolLineBreakTest, NeverEmitsLineBreaks) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker

@@ -16,7 +16,7 @@
 #include "gtest/gtest.h"
 #include "tracker-service/line_protocol.h"
 
-namespace qfp {
+namespace qfp::tracker {
 namespace {
 
 using failedpolls::v1::PollFailure;
@@ -337,4 +337,4 @@ TEST(FailurePointTest, TimestampFromOccurredAt) {
 }
 
 }  // namespace
-}  // namespace qfp
+}  // namespace qfp::tracker

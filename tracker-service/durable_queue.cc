@@ -1,0 +1,94 @@
+#include "tracker-service/durable_queue.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "common/memory_failure_queue.h"
+#include "common/sqlite_failure_queue.h"
+
+namespace qfp::tracker {
+
+absl::StatusOr<std::unique_ptr<DurableQueue>> DurableQueue::Open(
+    DurableQueueOptions options, InfluxWriter& writer,
+    MetricsRegistry& metrics) {
+  QueueLimits limits;
+  limits.max_records = options.max_records;
+  limits.max_bytes = options.max_bytes;
+  // A full tracker refuses: the producer keeps the failures and resends.
+  limits.overflow = QueueLimits::Overflow::kRefuse;
+  constexpr char kPrefix[] = "qfp_tracker_queue";
+  std::unique_ptr<FailureQueue> queue;
+  if (options.directory.empty()) {
+    MemoryQueueOptions memory;
+    memory.limits = limits;
+    memory.metrics = &metrics;
+    memory.metrics_prefix = kPrefix;
+    queue = std::make_unique<MemoryFailureQueue>(std::move(memory));
+  } else {
+    SqliteQueueOptions sqlite;
+    sqlite.directory = options.directory;
+    sqlite.limits = limits;
+    sqlite.purpose = "qs-error-tracker queue";
+    sqlite.metrics = &metrics;
+    sqlite.metrics_prefix = kPrefix;
+    absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
+        OpenSqliteFailureQueue(std::move(sqlite));
+    if (!opened.ok()) return opened.status();
+    queue = *std::move(opened);
+  }
+  return std::unique_ptr<DurableQueue>(
+      new DurableQueue(std::move(queue), writer, options.pipeline, metrics));
+}
+
+DurableQueue::DurableQueue(std::unique_ptr<FailureQueue> queue,
+                           InfluxWriter& writer,
+                           const WritePipelineOptions& options,
+                           MetricsRegistry& metrics)
+    : queue_(std::move(queue)),
+      pipeline_(writer, *queue_, options, metrics) {}
+
+DurableQueue::~DurableQueue() { Stop(absl::ZeroDuration()); }
+
+void DurableQueue::Start() { pipeline_.Start(); }
+
+absl::Status DurableQueue::Append(std::vector<std::string> lines) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return absl::UnavailableError("the tracker is shutting down");
+  }
+  absl::StatusOr<std::vector<int64_t>> ids =
+      queue_->AppendAndWait(std::move(lines));
+  return ids.status();
+}
+
+uint64_t DurableQueue::Stop(absl::Duration deadline) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopped_) return queue_->stats().records;
+    stopped_ = true;
+  }
+  pipeline_.Stop(deadline);
+  // Commits the last releases, so the count below is what stays.
+  queue_->Close();
+  return queue_->stats().records;
+}
+
+bool DurableQueue::healthy(std::string* why) const {
+  std::string destination;
+  if (!pipeline_.healthy(&destination)) {
+    if (why != nullptr) *why = absl::StrCat("InfluxDB: ", destination);
+    return false;
+  }
+  const QueueStats stats = queue_->stats();
+  if (!stats.last_error.ok()) {
+    if (why != nullptr) {
+      *why = absl::StrCat(queue_->Describe(),
+                          " cannot commit: ", stats.last_error.message());
+    }
+    return false;
+  }
+  if (why != nullptr) why->clear();
+  return true;
+}
+
+}  // namespace qfp::tracker
