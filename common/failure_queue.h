@@ -125,8 +125,10 @@ class FailureQueue {
   virtual void ReleaseRange(int64_t first, int64_t last) = 0;
 
   // `listener` runs (on the writer thread, no queue lock held) after every
-  // commit that made records visible or dropped some. Readers use it to wake
-  // instead of polling. Set it before the first Append; one listener.
+  // commit that changed the records: made some visible, released or dropped
+  // some. Readers use it to wake instead of polling (to read new records, or
+  // to see that the queue is empty). Set it before the first Append; one
+  // listener.
   virtual void SetCommitListener(std::function<void()> listener) = 0;
 
   // Commits everything handed over so far, then stops the writer thread.

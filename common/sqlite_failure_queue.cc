@@ -77,10 +77,17 @@ absl::Status MakeDirectories(const std::string& path, mode_t mode) {
   }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "failure queue directory ", path, " is not a directory"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("failure queue directory ", path, " is not a directory"));
   }
   return absl::OkStatus();
+}
+
+// base + add - sub, never below zero. The counts are exact unless someone
+// changed the database behind the queue's back (an operator deleting rows by
+// hand); then they must not wrap around to "full forever".
+uint64_t Apply(uint64_t base, uint64_t add, uint64_t sub) {
+  return base + add >= sub ? base + add - sub : 0;
 }
 
 // Closes a connection whose statements are all finalized.
@@ -152,15 +159,16 @@ class SqliteFailureQueue final : public FailureQueue {
 
   void WriterLoop();
   // One transaction over `appends` and the releases; rolls back on failure.
-  absl::Status RunTransaction(const std::vector<PendingAppend>& appends,
-                              const std::vector<int64_t>& release_ids,
-                              const std::vector<std::pair<int64_t, int64_t>>&
-                                  release_ranges,
-                              uint64_t committed_records,
-                              uint64_t committed_bytes, Outcome* outcome);
+  absl::Status RunTransaction(
+      const std::vector<PendingAppend>& appends,
+      const std::vector<int64_t>& release_ids,
+      const std::vector<std::pair<int64_t, int64_t>>& release_ranges,
+      uint64_t committed_records, uint64_t committed_bytes, Outcome* outcome);
   // Steps a DELETE ... RETURNING length(payload) to its end.
   int StepDelete(sqlite3_stmt* stmt, Outcome* outcome);
   absl::Status Failed(const char* step, int rc);
+  // After a failed commit: overwrites what it may have left in the WAL.
+  void FenceFailedCommit();
   // Gives the pages of a drained queue back to the file system.
   void ShrinkAfterDrain();
   void CloseConnections();
@@ -178,6 +186,7 @@ class SqliteFailureQueue final : public FailureQueue {
   const std::shared_ptr<Levels> levels_;
   LogRateLimiter error_log_{absl::Seconds(10)};
   LogRateLimiter drop_log_{absl::Seconds(10)};
+  LogRateLimiter fence_log_{absl::Seconds(10)};
 
   int lock_fd_ = -1;
   // Largest payload SQLite accepts (SQLITE_LIMIT_LENGTH); a larger one would
@@ -187,8 +196,8 @@ class SqliteFailureQueue final : public FailureQueue {
   // The writer connection and its statements: used by Init, then only by the
   // writer thread, then by Close after the thread ended.
   sqlite3* db_ = nullptr;
-  Stmt begin_, commit_, rollback_, insert_, delete_one_, delete_range_,
-      oldest_, set_last_id_;
+  Stmt begin_, commit_, rollback_, insert_, delete_one_, delete_range_, oldest_,
+      set_last_id_, fence_;
   BackOff backoff_;
 
   mutable absl::Mutex read_mu_;
@@ -256,9 +265,9 @@ SqliteFailureQueue::SqliteFailureQueue(SqliteQueueOptions options)
                        : nullptr),
       registry_(options_.metrics != nullptr ? *options_.metrics
                                             : *own_metrics_),
-      commits_(registry_.AddCounter(
-          options_.metrics_prefix + "_commits_total",
-          "Transactions the failure queue committed.")),
+      commits_(
+          registry_.AddCounter(options_.metrics_prefix + "_commits_total",
+                               "Transactions the failure queue committed.")),
       commit_errors_(registry_.AddCounter(
           options_.metrics_prefix + "_commit_errors_total",
           "Transactions of the failure queue that failed (their Appends got "
@@ -291,9 +300,9 @@ SqliteFailureQueue::~SqliteFailureQueue() { Close(); }
 
 absl::Status SqliteFailureQueue::OpenError(absl::string_view what,
                                            int rc) const {
-  return absl::FailedPreconditionError(
-      absl::StrCat("failure queue database ", db_path_, ": ", what, ": ",
-                   SqliteText(db_, rc)));
+  return absl::FailedPreconditionError(absl::StrCat("failure queue database ",
+                                                    db_path_, ": ", what, ": ",
+                                                    SqliteText(db_, rc)));
 }
 
 absl::Status SqliteFailureQueue::Init() {
@@ -321,9 +330,9 @@ absl::Status SqliteFailureQueue::Init() {
 absl::Status SqliteFailureQueue::Lock() {
   lock_fd_ = ::open(lock_path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0640);
   if (lock_fd_ < 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot open the failure queue's lock file ", lock_path_, ": ",
-        strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot open the failure queue's lock file ", lock_path_,
+                     ": ", strerror(errno)));
   }
   if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -336,8 +345,8 @@ absl::Status SqliteFailureQueue::Lock() {
           "holds its lock ",
           lock_path_));
     }
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot lock ", lock_path_, ": ", strerror(err)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot lock ", lock_path_, ": ", strerror(err)));
   }
   return absl::OkStatus();
 }
@@ -358,9 +367,9 @@ absl::Status SqliteFailureQueue::OpenWriter() {
           "header); move it away to start an empty queue"));
     }
   } else if (errno != ENOENT) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot read failure queue database ", db_path_, ": ",
-        strerror(errno)));
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot read failure queue database ", db_path_, ": ",
+                     strerror(errno)));
   }
   const int rc = sqlite3_open_v2(
       db_path_.c_str(), &db_,
@@ -371,8 +380,9 @@ absl::Status SqliteFailureQueue::OpenWriter() {
   if (const int r = sqlite3_busy_timeout(db_, kBusyTimeoutMs); r != SQLITE_OK) {
     return OpenError("cannot set the busy timeout", r);
   }
+  // The limit is on the whole row, which adds a few bytes to the payload.
   const int limit = sqlite3_limit(db_, SQLITE_LIMIT_LENGTH, -1);
-  max_payload_ = limit > 0 ? static_cast<uint64_t>(limit) : 0;
+  max_payload_ = limit > 1024 ? static_cast<uint64_t>(limit) - 1024 : 0;
   return absl::OkStatus();
 }
 
@@ -408,9 +418,8 @@ absl::Status SqliteFailureQueue::CheckOrCreateSchema() {
                      &stmt);
     while (rc == SQLITE_OK && (rc = sqlite3_step(stmt.get())) == SQLITE_ROW) {
       const unsigned char* name = sqlite3_column_text(stmt.get(), 0);
-      const std::string table = name != nullptr
-                                    ? reinterpret_cast<const char*>(name)
-                                    : std::string();
+      const std::string table =
+          name != nullptr ? reinterpret_cast<const char*>(name) : std::string();
       ++tables;
       has_failures |= table == "failures";
       has_meta |= table == "queue_meta";
@@ -466,16 +475,15 @@ absl::Status SqliteFailureQueue::CheckOrCreateSchema() {
     }
     stmt.reset();
     if (format != kFormat) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("failure queue database ", db_path_, " has format '",
-                       format, "' in queue_meta; this build reads '", kFormat,
-                       "'"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "failure queue database ", db_path_, " has format '", format,
+          "' in queue_meta; this build reads '", kFormat, "'"));
     }
     if (!has_purpose || purpose != options_.purpose) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "failure queue database ", db_path_, " belongs to '", purpose,
-          "', not to '", options_.purpose,
-          "': is this directory configured for another service?"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("failure queue database ", db_path_, " belongs to '",
+                       purpose, "', not to '", options_.purpose,
+                       "': is this directory configured for another service?"));
     }
   }
 
@@ -565,13 +573,19 @@ absl::Status SqliteFailureQueue::PrepareStatements() {
       {&rollback_, "ROLLBACK"},
       {&insert_,
        "INSERT INTO failures(id, enqueued_at_ms, payload) VALUES (?1, ?2, ?3)"},
-      {&delete_one_, "DELETE FROM failures WHERE id = ?1 RETURNING "
-                     "length(payload)"},
-      {&delete_range_, "DELETE FROM failures WHERE id BETWEEN ?1 AND ?2 "
-                       "RETURNING length(payload)"},
+      {&delete_one_,
+       "DELETE FROM failures WHERE id = ?1 RETURNING "
+       "length(payload)"},
+      {&delete_range_,
+       "DELETE FROM failures WHERE id BETWEEN ?1 AND ?2 "
+       "RETURNING length(payload)"},
       {&oldest_, "SELECT id, length(payload) FROM failures ORDER BY id"},
       {&set_last_id_,
        "INSERT OR REPLACE INTO queue_meta(key, value) VALUES ('last_id', ?1)"},
+      // A new random value: a write that changes nothing writes no frame.
+      {&fence_,
+       "INSERT OR REPLACE INTO queue_meta(key, value) VALUES ('fence', "
+       "hex(randomblob(8)))"},
   };
   for (const auto& s : statements) {
     if (const int rc = Prepare(db_, s.sql, s.stmt); rc != SQLITE_OK) {
@@ -598,16 +612,16 @@ absl::Status SqliteFailureQueue::LoadState() {
   }
 
   int64_t last_id = 0;
-  rc = Prepare(db_, "SELECT value FROM queue_meta WHERE key = 'last_id'",
-               &stmt);
+  rc =
+      Prepare(db_, "SELECT value FROM queue_meta WHERE key = 'last_id'", &stmt);
   if (rc == SQLITE_OK) rc = sqlite3_step(stmt.get());
   if (rc == SQLITE_ROW) {
     const unsigned char* text = sqlite3_column_text(stmt.get(), 0);
     if (text == nullptr ||
         !absl::SimpleAtoi(reinterpret_cast<const char*>(text), &last_id)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "failure queue database ", db_path_,
-          ": queue_meta last_id is not a number; it is damaged"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("failure queue database ", db_path_,
+                       ": queue_meta last_id is not a number; it is damaged"));
     }
     rc = sqlite3_step(stmt.get());
   }
@@ -633,9 +647,9 @@ absl::Status SqliteFailureQueue::LoadState() {
 
 absl::Status SqliteFailureQueue::OpenReader() {
   absl::MutexLock lock(&read_mu_);
-  int rc = sqlite3_open_v2(db_path_.c_str(), &reader_,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc =
+      sqlite3_open_v2(db_path_.c_str(), &reader_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc == SQLITE_OK) {
     sqlite3_extended_result_codes(reader_, 1);
     rc = sqlite3_busy_timeout(reader_, kBusyTimeoutMs);
@@ -649,10 +663,9 @@ absl::Status SqliteFailureQueue::OpenReader() {
                  &read_);
   }
   if (rc != SQLITE_OK) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("failure queue database ", db_path_,
-                     ": cannot open the read connection: ",
-                     SqliteText(reader_, rc)));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "failure queue database ", db_path_,
+        ": cannot open the read connection: ", SqliteText(reader_, rc)));
   }
   return absl::OkStatus();
 }
@@ -684,8 +697,8 @@ void SqliteFailureQueue::Append(std::vector<std::string> payloads,
           "Append of ", records, " records / ", bytes,
           " bytes (largest payload ", largest,
           ") can never fit the failure queue's limits of ", limits.max_records,
-          " records / ", limits.max_bytes, " bytes (SQLite takes payloads up to ",
-          max_payload_, " bytes)"));
+          " records / ", limits.max_bytes,
+          " bytes (SQLite takes payloads up to ", max_payload_, " bytes)"));
     } else if (limits.overflow == QueueLimits::Overflow::kRefuse &&
                (committed_records_ + pending_records_ + records >
                     limits.max_records ||
@@ -724,8 +737,8 @@ absl::StatusOr<std::vector<QueueRecord>> SqliteFailureQueue::Read(
         absl::StrCat("failure queue ", db_path_, " is closed"));
   }
   sqlite3_stmt* stmt = read_.get();
-  const int64_t limit = static_cast<int64_t>(std::min<uint64_t>(
-      max_records, std::numeric_limits<int64_t>::max()));
+  const int64_t limit = static_cast<int64_t>(
+      std::min<uint64_t>(max_records, std::numeric_limits<int64_t>::max()));
   int rc = sqlite3_bind_int64(stmt, 1, after_id);
   if (rc == SQLITE_OK) rc = sqlite3_bind_int64(stmt, 2, limit);
   uint64_t total = 0;
@@ -750,8 +763,8 @@ absl::StatusOr<std::vector<QueueRecord>> SqliteFailureQueue::Read(
   sqlite3_reset(stmt);
   if (rc != SQLITE_DONE && rc != SQLITE_OK) {
     return absl::UnavailableError(
-        absl::StrCat("reading failure queue ", db_path_, " failed: ",
-                     SqliteText(reader_, rc)));
+        absl::StrCat("reading failure queue ", db_path_,
+                     " failed: ", SqliteText(reader_, rc)));
   }
   return out;
 }
@@ -803,8 +816,8 @@ int SqliteFailureQueue::StepDelete(sqlite3_stmt* stmt, Outcome* outcome) {
   int rc;
   while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
     ++outcome->removed;
-    outcome->removed_bytes +=
-        static_cast<uint64_t>(std::max<int64_t>(0, sqlite3_column_int64(stmt, 0)));
+    outcome->removed_bytes += static_cast<uint64_t>(
+        std::max<int64_t>(0, sqlite3_column_int64(stmt, 0)));
   }
   sqlite3_reset(stmt);
   return rc == SQLITE_DONE ? SQLITE_OK : rc;
@@ -875,11 +888,12 @@ absl::Status SqliteFailureQueue::RunTransaction(
   // kDropOldest: find the newest id that must go for the rest to fit, then
   // delete up to it; RETURNING keeps the counts exact.
   const uint64_t records =
-      committed_records + outcome->inserted - outcome->removed;
+      Apply(committed_records, outcome->inserted, outcome->removed);
   const uint64_t bytes =
-      committed_bytes + outcome->inserted_bytes - outcome->removed_bytes;
+      Apply(committed_bytes, outcome->inserted_bytes, outcome->removed_bytes);
   const QueueLimits& limits = options_.limits;
-  if (rc == SQLITE_OK && limits.overflow == QueueLimits::Overflow::kDropOldest &&
+  if (rc == SQLITE_OK &&
+      limits.overflow == QueueLimits::Overflow::kDropOldest &&
       (records > limits.max_records || bytes > limits.max_bytes)) {
     step = "DELETE (drop oldest)";
     uint64_t drop_records = 0;
@@ -892,8 +906,8 @@ absl::Status SqliteFailureQueue::RunTransaction(
       ++drop_records;
       drop_bytes += static_cast<uint64_t>(
           std::max<int64_t>(0, sqlite3_column_int64(scan, 1)));
-      if (records - drop_records <= limits.max_records &&
-          bytes - drop_bytes <= limits.max_bytes) {
+      if (Apply(records, 0, drop_records) <= limits.max_records &&
+          Apply(bytes, 0, drop_bytes) <= limits.max_bytes) {
         found = true;
         break;
       }
@@ -904,7 +918,8 @@ absl::Status SqliteFailureQueue::RunTransaction(
       const uint64_t removed_before = outcome->removed;
       rc = sqlite3_bind_int64(delete_range_.get(), 1,
                               std::numeric_limits<int64_t>::min());
-      if (rc == SQLITE_OK) rc = sqlite3_bind_int64(delete_range_.get(), 2, cutoff);
+      if (rc == SQLITE_OK)
+        rc = sqlite3_bind_int64(delete_range_.get(), 2, cutoff);
       if (rc == SQLITE_OK) rc = StepDelete(delete_range_.get(), outcome);
       outcome->dropped = outcome->removed - removed_before;
     }
@@ -931,6 +946,32 @@ absl::Status SqliteFailureQueue::RunTransaction(
   return error;
 }
 
+// A COMMIT whose WAL fsync failed has usually written its frames, commit
+// marker included, before failing. SQLite forgets them, and the next
+// transaction writes over them, but if the process died first, the WAL
+// recovery at the next open would find them valid and bring back records
+// whose Appends were told they failed. So a failed commit is followed at once
+// by a tiny transaction (before anyone is told): its frames land where the
+// failed ones began, which breaks their checksum chain. Even if its own fsync
+// fails, what it leaves is harmless (queue_meta's "fence" row changed).
+void SqliteFailureQueue::FenceFailedCommit() {
+  const int rc = sqlite3_step(fence_.get());
+  sqlite3_reset(fence_.get());
+  if (!sqlite3_get_autocommit(db_)) {
+    sqlite3_step(rollback_.get());
+    sqlite3_reset(rollback_.get());
+  }
+  // Done, or failed only at the fsync: either way its frame was written.
+  if (rc == SQLITE_DONE || rc == SQLITE_IOERR_FSYNC) return;
+  if (const uint64_t n = fence_log_.Add(); n > 0) {
+    spdlog::error(
+        "failure queue {}: {} failed commit(s) could not be fenced off ({}); "
+        "if the process dies before the next successful commit, records "
+        "reported as not stored may reappear (the next hops deduplicate)",
+        db_path_, n, SqliteText(db_, rc));
+  }
+}
+
 void SqliteFailureQueue::ShrinkAfterDrain() {
   int rc = ExecSql(db_, "PRAGMA incremental_vacuum");
   if (rc != SQLITE_OK) {
@@ -952,6 +993,7 @@ void SqliteFailureQueue::ShrinkAfterDrain() {
 void SqliteFailureQueue::WriterLoop() {
   pthread_setname_np(pthread_self(), "qfp-queue-wr");
   bool last_try_done = false;
+  uint64_t failed_in_a_row = 0;  // for the "commits work again" line
   while (true) {
     std::vector<PendingAppend> appends;
     std::vector<int64_t> release_ids;
@@ -1001,6 +1043,7 @@ void SqliteFailureQueue::WriterLoop() {
         RunTransaction(appends, release_ids, release_ranges, committed_records,
                        committed_bytes, &outcome);
     commit_duration_.Observe(SystemClock::Get().Monotonic() - start);
+    if (!status.ok()) FenceFailedCommit();
 
     std::function<void()> listener;
     bool drained = false;
@@ -1010,9 +1053,9 @@ void SqliteFailureQueue::WriterLoop() {
       pending_bytes_ -= group_bytes;
       if (status.ok()) {
         committed_records_ =
-            committed_records_ + outcome.inserted - outcome.removed;
-        committed_bytes_ =
-            committed_bytes_ + outcome.inserted_bytes - outcome.removed_bytes;
+            Apply(committed_records_, outcome.inserted, outcome.removed);
+        committed_bytes_ = Apply(committed_bytes_, outcome.inserted_bytes,
+                                 outcome.removed_bytes);
         levels_->records.store(committed_records_);
         levels_->bytes.store(committed_bytes_);
         commits_.Increment();
@@ -1034,7 +1077,13 @@ void SqliteFailureQueue::WriterLoop() {
       }
     }
 
+    if (status.ok() && failed_in_a_row > 0) {
+      spdlog::info("failure queue {}: commits succeed again after {} failed",
+                   db_path_, failed_in_a_row);
+      failed_in_a_row = 0;
+    }
     if (!status.ok()) {
+      ++failed_in_a_row;
       if (const uint64_t n = error_log_.Add(); n > 0) {
         spdlog::error("failure queue: {} commit(s) failed, the last: {}", n,
                       status.ToString());
@@ -1074,6 +1123,7 @@ void SqliteFailureQueue::CloseConnections() {
   delete_range_.reset();
   oldest_.reset();
   set_last_id_.reset();
+  fence_.reset();
   CloseDb(db_, db_path_);
   absl::MutexLock lock(&read_mu_);
   read_.reset();

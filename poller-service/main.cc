@@ -17,7 +17,9 @@
 #include "common/metrics_server.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
-#include "poller-service/failure_spool.h"
+#include "common/failure_queue.h"
+#include "common/memory_failure_queue.h"
+#include "common/sqlite_failure_queue.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poll_scheduler.h"
 #include "poller-service/poller_config.h"
@@ -110,62 +112,50 @@ int Main(int argc, char** argv) {
     spdlog::warn("the config enables no polls: nothing to do until restarted");
   }
 
-  SpoolLimits limits;
-  limits.max_failures = config.max_pending_failures;
+  MetricsRegistry metrics;
+  QueueLimits limits;
+  limits.max_records = config.max_pending_failures;
   limits.max_bytes = config.max_spool_bytes;
-  std::unique_ptr<FailureSpool> spool;
+  // The newest failures say the most about the site now.
+  limits.overflow = QueueLimits::Overflow::kDropOldest;
+  constexpr char kSpoolMetrics[] = "qfp_poller_spool";
+  std::unique_ptr<FailureQueue> spool;
   if (config.spool_directory.empty()) {
-    spool = std::make_unique<MemorySpool>(limits);
-  } else {
-    spool = std::make_unique<DiskSpool>(config.spool_directory, limits);
-  }
-  if (absl::Status status = spool->Open(); !status.ok()) {
-    std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
-              << status.message() << "\n";
-    return kExitConfigError;
-  }
-  if (spool->durable()) {
-    spdlog::info(
-        "failure spool in {}: {} unacknowledged failures ({} bytes) reloaded "
-        "from earlier runs, resending them with their original ids",
-        config.spool_directory, spool->reloaded(), spool->bytes());
-  } else {
+    spool = std::make_unique<MemoryFailureQueue>(
+        MemoryQueueOptions{limits, &metrics, kSpoolMetrics});
     spdlog::info(
         "failure spool in memory only (set "
         "Butler-SOS.failedPolls.poller.spoolDirectory to keep unacknowledged "
         "failures across restarts)");
+  } else {
+    SqliteQueueOptions options;
+    options.directory = config.spool_directory;
+    options.limits = limits;
+    options.purpose = "qs-poller spool";
+    options.metrics = &metrics;
+    options.metrics_prefix = kSpoolMetrics;
+    absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
+        OpenSqliteFailureQueue(std::move(options));
+    if (!opened.ok()) {
+      std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
+                << opened.status().message() << "\n";
+      return kExitConfigError;
+    }
+    spool = *std::move(opened);
+    const QueueStats stats = spool->stats();
+    spdlog::info(
+        "failure spool {}: {} unacknowledged failures ({} bytes) reloaded "
+        "from earlier runs, resending them with their original ids",
+        spool->Describe(), stats.reloaded, stats.bytes);
   }
   const std::string spool_description = spool->Describe();
   const bool spool_durable = spool->durable();
 
   TrackerClientOptions client_options;
   client_options.address = config.tracker_address;
-  TrackerClient client(client_options, std::move(spool));
+  TrackerClient client(client_options, std::move(spool), metrics);
   client.Start();
 
-  MetricsRegistry metrics;
-  metrics.AddCallbackGauge(
-      "qfp_poller_failures_pending",
-      "Failures waiting for the tracker's acknowledgement.",
-      [&client] { return static_cast<double>(client.stats().pending); });
-  metrics.AddCallbackCounter(
-      "qfp_poller_failures_acknowledged_total",
-      "Failures the tracker acknowledged.",
-      [&client] { return static_cast<double>(client.stats().acknowledged); });
-  metrics.AddCallbackCounter(
-      "qfp_poller_failures_dropped_total",
-      "Failures dropped because the spool was over its cap.",
-      [&client] {
-        return static_cast<double>(client.stats().dropped_overflow);
-      });
-  metrics.AddCallbackCounter(
-      "qfp_poller_failures_refused_total",
-      "Refusals received from the tracker (each failure is resent).",
-      [&client] { return static_cast<double>(client.stats().refused); });
-  metrics.AddCallbackCounter(
-      "qfp_poller_stream_starts_total",
-      "Streams opened to the tracker (reconnects + 1).",
-      [&client] { return static_cast<double>(client.stats().stream_starts); });
   MetricsServer metrics_server(metrics);
   if (!config.metrics_listen.empty()) {
     if (absl::Status status = metrics_server.Start(config.metrics_listen);
@@ -200,28 +190,26 @@ int Main(int argc, char** argv) {
   // scheduler (their callbacks' target) is still alive.
   transport.reset();
 
-  const size_t left = client.Shutdown(
+  const uint64_t left = client.Shutdown(
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
-  const TrackerClientStats stats = client.stats();
+  const uint64_t dropped = client.spool().stats().dropped;
   const SchedulerStats& polls = scheduler.stats();
   const std::string overflow =
-      stats.dropped_overflow == 0
-          ? std::string()
-          : absl::StrCat("; ", stats.dropped_overflow,
-                         " dropped earlier because the spool was full");
+      dropped == 0 ? std::string()
+                   : absl::StrCat("; ", dropped,
+                                  " dropped earlier because the spool was full");
   if (left == 0) {
     spdlog::info(
-        "qs-poller stopped: {} polls, {} failed, all {} failures acknowledged "
+        "qs-poller stopped: {} polls, {} failed, every failure acknowledged "
         "by the tracker, 0 failures left in spool {}{}",
-        polls.polls_started, polls.polls_failed, stats.acknowledged,
-        spool_description, overflow);
+        polls.polls_started, polls.polls_failed, spool_description, overflow);
   } else if (spool_durable) {
     spdlog::warn(
         "qs-poller stopped: {} polls, {} failed; {} failures not yet "
         "acknowledged by tracker {} left in spool {}, resent at next "
         "start{}",
         polls.polls_started, polls.polls_failed, left, config.tracker_address,
-        config.spool_directory, overflow);
+        spool_description, overflow);
   } else {
     spdlog::warn(
         "qs-poller stopped: {} polls, {} failed; {} failures not "

@@ -4,7 +4,7 @@
 #include <utility>
 #include <vector>
 
-#include "absl/random/random.h"
+#include "common/log_rate_limiter.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::poller {
@@ -17,41 +17,57 @@ using failedpolls::v1::ReportFailuresResponse;
 namespace {
 // How long to wait for the tracker's last acknowledgements after WritesDone.
 constexpr absl::Duration kCloseGrace = absl::Seconds(2);
+// Most bytes of spooled failures read into one request (the tracker takes
+// messages up to gRPC's default 4 MiB).
+constexpr uint64_t kMaxRequestBytes = uint64_t{1} << 20;
 
 std::shared_ptr<grpc::Channel> MakeChannel(
     const TrackerClientOptions& options) {
   grpc::ChannelArguments args;
   // gRPC's own reconnect backoff grows to 120 s by default; held to ours, a
-  // tracker that comes back is reached within max_backoff, not minutes later.
+  // tracker that comes back is reached within backoff.max, not minutes later.
   const int min_ms =
-      static_cast<int>(absl::ToInt64Milliseconds(options.min_backoff));
+      static_cast<int>(absl::ToInt64Milliseconds(options.backoff.initial));
   const int max_ms =
-      static_cast<int>(absl::ToInt64Milliseconds(options.max_backoff));
+      static_cast<int>(absl::ToInt64Milliseconds(options.backoff.max));
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
   return grpc::CreateCustomChannel(
       options.address, grpc::InsecureChannelCredentials(), args);
 }
-
-// Appends a spooled failure to a request.
-void AddSerialized(ReportFailuresRequest& request,
-                   absl::string_view serialized) {
-  PollFailure* failure = request.add_failures();
-  if (!failure->ParseFromArray(serialized.data(),
-                               static_cast<int>(serialized.size()))) {
-    // The spool checked these bytes when it took or loaded them.
-    request.mutable_failures()->RemoveLast();
-  }
-}
 }  // namespace
 
+TrackerClient::IdKey TrackerClient::KeyOf(const FailureId& id) {
+  return IdKey(id.poller_id(), id.instance_id(), id.sequence());
+}
+
 TrackerClient::TrackerClient(TrackerClientOptions options,
-                             std::unique_ptr<FailureSpool> spool)
+                             std::unique_ptr<FailureQueue> spool,
+                             MetricsRegistry& metrics)
     : options_(std::move(options)),
+      clock_(SystemClock::Get()),
       spool_(std::move(spool)),
       channel_(MakeChannel(options_)),
-      stub_(failedpolls::v1::FailedPollTracker::NewStub(channel_)) {}
+      stub_(failedpolls::v1::FailedPollTracker::NewStub(channel_)),
+      delivered_(metrics.AddCounter("qfp_poller_failures_delivered_total",
+                                    "Failed polls handed to the spool.")),
+      acknowledged_(metrics.AddCounter("qfp_poller_failures_acknowledged_total",
+                                       "Failures the tracker acknowledged.")),
+      refused_(metrics.AddCounter(
+          "qfp_poller_failures_refused_total",
+          "Refusals received from the tracker (each failure is resent).")),
+      stream_starts_(metrics.AddCounter(
+          "qfp_poller_stream_starts_total",
+          "Streams opened to the tracker (reconnects + 1).")),
+      store_errors_(metrics.AddCounter(
+          "qfp_poller_spool_store_retries_total",
+          "Failures handed to the spool again because its commit failed.")) {
+  spool_->SetCommitListener([this] {
+    absl::MutexLock lock(&mu_);
+    ++changes_;
+  });
+}
 
 TrackerClient::~TrackerClient() { Shutdown(absl::ZeroDuration()); }
 
@@ -62,155 +78,267 @@ void TrackerClient::Start() {
 }
 
 void TrackerClient::Deliver(PollFailure failure) {
-  // The spool reports its own overflow and write errors; a duplicate id is
-  // the same failure twice, kept once.
-  spool_->Add(std::move(failure)).IgnoreError();
-  absl::MutexLock lock(&mu_);
-  ++stats_.delivered;
-  ++changes_;  // wakes the sender
+  delivered_.Increment();
+  Store(failure.SerializeAsString());
 }
 
-TrackerClientStats TrackerClient::stats() const {
-  absl::MutexLock lock(&mu_);
-  TrackerClientStats stats = stats_;
-  stats.pending = spool_->size();
-  stats.dropped_overflow = spool_->dropped();
-  return stats;
+void TrackerClient::Store(std::string payload) {
+  std::vector<std::string> payloads{payload};
+  spool_->Append(
+      std::move(payloads),
+      [this, payload = std::move(payload)](
+          absl::StatusOr<std::vector<int64_t>> ids) mutable {
+        if (ids.ok()) return;
+        bool stopping;
+        {
+          absl::MutexLock lock(&mu_);
+          stopping = stopping_;
+        }
+        if (absl::IsUnavailable(ids.status()) && !stopping) {
+          // The spool's commit failed (its disk): hand it over again. The
+          // spool backs off between failed commits, so this is no busy loop,
+          // and it logs the cause.
+          store_errors_.Increment();
+          Store(std::move(payload));
+          return;
+        }
+        static LogRateLimiter limiter(absl::Seconds(10));
+        if (uint64_t n = limiter.Add(); n > 0) {
+          spdlog::error(
+              "{} failed polls could not be kept in spool {} and are lost "
+              "(logged above): {}",
+              n, spool_->Describe(), std::string(ids.status().message()));
+        }
+      });
 }
 
-bool TrackerClient::FinishedLocked() const {
-  return stopping_ && (spool_->size() == 0 || absl::Now() >= stop_deadline_);
+bool TrackerClient::StoppedLocked() const {
+  return stopping_ && clock_.Monotonic() >= stop_deadline_;
 }
 
-size_t TrackerClient::Shutdown(absl::Duration deadline) {
+uint64_t TrackerClient::Shutdown(absl::Duration deadline) {
   {
     absl::MutexLock lock(&mu_);
     if (!stopping_) {
       stopping_ = true;
-      stop_deadline_ = absl::Now() + deadline;
+      stop_deadline_ = clock_.Monotonic() + deadline;
     }
     if (thread_.joinable()) {
       // A stream blocked in Write past the deadline is cancelled.
       auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return loop_done_;
       };
-      if (!mu_.AwaitWithDeadline(absl::Condition(&done),
-                                 stop_deadline_ + absl::Seconds(1)) &&
+      if (!AwaitUntil(mu_, absl::Condition(&done), clock_,
+                      stop_deadline_ + absl::Seconds(1)) &&
           active_context_ != nullptr) {
         active_context_->TryCancel();
       }
     }
   }
   if (thread_.joinable()) thread_.join();
-  return spool_->size();
+  spool_->Close();
+  const QueueStats stats = spool_->stats();
+  return stats.records + stats.pending;
 }
 
 void TrackerClient::Loop() {
-  absl::BitGen rng;
+  BackOff backoff(options_.backoff);
   while (true) {
+    // Done once shutdown began and nothing is left unacknowledged.
+    const QueueStats spool = spool_->stats();
     {
       absl::MutexLock lock(&mu_);
-      if (FinishedLocked()) break;
+      if (StoppedLocked() ||
+          (stopping_ && spool.records + spool.pending == 0)) {
+        break;
+      }
     }
     // A stream is started only over a connected channel. gRPC reconnects on
-    // its own schedule (between min_backoff and max_backoff, set when the
-    // channel was made), so a tracker that comes back is used as soon as
-    // the channel reaches it, and the two backoffs never add up. The wait
-    // is sliced so that a shutdown is noticed.
+    // its own schedule (held to our backoff when the channel was made), so
+    // a tracker that comes back is used as soon as the channel reaches it.
+    // The wait is sliced so that a shutdown is noticed.
     if (!channel_->WaitForConnected(std::chrono::system_clock::now() +
                                     std::chrono::milliseconds(500))) {
       continue;
     }
+    const uint64_t acknowledged_before = acknowledged_.value();
     RunStream();
+    if (acknowledged_.value() != acknowledged_before) backoff.Reset();
     absl::MutexLock lock(&mu_);
-    if (FinishedLocked()) break;
+    if (StoppedLocked()) break;
     // A stream that ended at once over a connected channel (the tracker
     // refusing streams, say) must not turn into a busy loop.
-    const absl::Duration wait =
-        options_.min_backoff * absl::Uniform(rng, 0.8, 1.2);
     const bool was_stopping = stopping_;
-    auto wake = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return stopping_ != was_stopping || FinishedLocked();
-    };
-    mu_.AwaitWithDeadline(absl::Condition(&wake),
-                          std::min(absl::Now() + wait, stop_deadline_));
+    auto stop_called = [this, was_stopping]()
+                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                             return stopping_ != was_stopping;
+                           };
+    AwaitUntil(mu_, absl::Condition(&stop_called), clock_,
+               std::min(clock_.Monotonic() + backoff.Next(), stop_deadline_));
   }
   absl::MutexLock lock(&mu_);
   loop_done_ = true;
 }
 
-bool TrackerClient::RunStream() {
+void TrackerClient::OnResponse(const ReportFailuresResponse& response) {
+  std::vector<int64_t> release;
+  release.reserve(static_cast<size_t>(response.accepted_size()));
+  size_t refusals = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const FailureId& id : response.accepted()) {
+      auto it = in_flight_.find(KeyOf(id));
+      if (it == in_flight_.end()) continue;  // answered twice, or unknown
+      release.push_back(it->second.spool_id);
+      in_flight_.erase(it);
+    }
+    const absl::Duration due = clock_.Monotonic() + options_.refusal_delay;
+    for (const auto& refusal : response.refused()) {
+      auto it = in_flight_.find(KeyOf(refusal.id()));
+      if (it == in_flight_.end()) continue;
+      retry_.emplace_back(due, it->second.spool_id);
+      in_flight_.erase(it);
+      ++refusals;
+    }
+    ++changes_;
+  }
+  if (!release.empty()) {
+    spool_->Release(release);
+    acknowledged_.Increment(release.size());
+  }
+  if (refusals > 0) {
+    refused_.Increment(refusals);
+    static LogRateLimiter limiter(absl::Seconds(10));
+    if (uint64_t n = limiter.Add(refusals); n > 0) {
+      spdlog::warn(
+          "tracker refused {} failures since the last report (each is "
+          "resent in {} ms): {}",
+          n, absl::ToInt64Milliseconds(options_.refusal_delay),
+          response.refused(0).reason());
+    }
+  }
+}
+
+ReportFailuresRequest TrackerClient::NextRequest() {
+  std::vector<int64_t> due;
+  int64_t after = 0;
+  size_t room = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    const absl::Duration now = clock_.Monotonic();
+    while (!retry_.empty() && retry_.front().first <= now &&
+           due.size() < options_.max_batch) {
+      due.push_back(retry_.front().second);
+      retry_.pop_front();
+    }
+    after = offered_up_to_;
+    if (in_flight_.size() + due.size() < options_.max_in_flight) {
+      room = std::min(options_.max_batch - due.size(),
+                      options_.max_in_flight - in_flight_.size() - due.size());
+    }
+  }
+  std::vector<QueueRecord> records;
+  for (int64_t id : due) {
+    // Acknowledged or dropped meanwhile: nothing to resend.
+    absl::StatusOr<std::vector<QueueRecord>> one = spool_->Read(id - 1, 1, 1);
+    if (one.ok() && !one->empty() && one->front().id == id) {
+      records.push_back(std::move(one->front()));
+    }
+  }
+  int64_t offered = after;
+  if (room > 0) {
+    absl::StatusOr<std::vector<QueueRecord>> fresh =
+        spool_->Read(after, room, kMaxRequestBytes);
+    if (!fresh.ok()) {
+      static LogRateLimiter limiter(absl::Seconds(10));
+      if (uint64_t n = limiter.Add(); n > 0) {
+        spdlog::error("cannot read spool {} ({} times): {}",
+                      spool_->Describe(), n,
+                      std::string(fresh.status().message()));
+      }
+    } else if (!fresh->empty()) {
+      offered = fresh->back().id;
+      for (QueueRecord& record : *fresh) records.push_back(std::move(record));
+    }
+  }
+  ReportFailuresRequest request;
+  std::vector<std::pair<IdKey, int64_t>> sent;
+  std::vector<int64_t> unreadable;
+  for (const QueueRecord& record : records) {
+    PollFailure* failure = request.add_failures();
+    if (!failure->ParseFromString(record.payload)) {
+      // Not written by us (a damaged or edited file): never sendable.
+      request.mutable_failures()->RemoveLast();
+      unreadable.push_back(record.id);
+      continue;
+    }
+    sent.emplace_back(KeyOf(failure->id()), record.id);
+  }
+  if (!unreadable.empty()) {
+    spdlog::error("spool {}: {} records are not failures; removed",
+                  spool_->Describe(), unreadable.size());
+    spool_->Release(unreadable);
+  }
+  absl::MutexLock lock(&mu_);
+  offered_up_to_ = std::max(offered_up_to_, offered);
+  for (auto& [key, id] : sent) in_flight_[std::move(key)] = InFlight{id};
+  return request;
+}
+
+void TrackerClient::RunStream() {
   grpc::ClientContext context;
   {
     absl::MutexLock lock(&mu_);
     active_context_ = &context;
-    ++stats_.stream_starts;
     // A new stream knows nothing of the old one: offer everything again.
+    offered_up_to_ = 0;
+    in_flight_.clear();
     retry_.clear();
+    stream_broken_ = false;
   }
+  stream_starts_.Increment();
   std::unique_ptr<grpc::ClientReaderWriter<ReportFailuresRequest,
                                            ReportFailuresResponse>>
       stream = stub_->ReportFailures(&context);
 
-  bool broken = false;  // guarded by mu_
-  bool got_ack = false;  // guarded by mu_
   std::thread reader([&] {
     ReportFailuresResponse response;
-    std::vector<FailureId> accepted;
-    while (stream->Read(&response)) {
-      accepted.assign(response.accepted().begin(), response.accepted().end());
-      // Outside mu_: a DiskSpool records the acknowledgements in its file.
-      const size_t removed = spool_->Acknowledge(accepted);
-      absl::MutexLock lock(&mu_);
-      stats_.acknowledged += removed;
-      if (!accepted.empty()) got_ack = true;
-      ++changes_;
-      for (const auto& refusal : response.refused()) {
-        ++stats_.refused;
-        if (stats_.refused == 1 || stats_.refused % 1000 == 0) {
-          spdlog::warn("tracker refused a failure ({} refusals so far): {}",
-                       stats_.refused, refusal.reason());
-        }
-        retry_.emplace_back(absl::Now() + options_.refusal_delay,
-                            refusal.id());
-      }
-    }
+    while (stream->Read(&response)) OnResponse(response);
     absl::MutexLock lock(&mu_);
-    broken = true;
+    stream_broken_ = true;
   });
 
-  // Position of the next spooled failure this stream has not offered yet.
-  uint64_t cursor = 0;
   while (true) {
-    ReportFailuresRequest request;
+    uint64_t seen_changes;
+    bool was_stopping;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return broken || spool_->HasFrom(cursor) ||
-               (!retry_.empty() && retry_.front().first <= absl::Now()) ||
-               FinishedLocked();
-      };
-      // The timeout makes due retries and the deadline noticed.
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
-      if (broken || FinishedLocked()) break;
-      auto add = [&request](uint64_t, absl::string_view serialized) {
-        AddSerialized(request, serialized);
-      };
-      while (!retry_.empty() && retry_.front().first <= absl::Now() &&
-             static_cast<size_t>(request.failures_size()) <
-                 options_.max_batch) {
-        // Acknowledged meanwhile (or dropped): nothing to resend.
-        spool_->Find(retry_.front().second, add);
-        retry_.pop_front();
-      }
-      const size_t room =
-          options_.max_batch -
-          std::min(options_.max_batch,
-                   static_cast<size_t>(request.failures_size()));
-      if (room > 0) cursor = spool_->VisitFrom(cursor, room, add);
+      if (stream_broken_ || StoppedLocked()) break;
+      seen_changes = changes_;
+      was_stopping = stopping_;
     }
-    if (request.failures_size() == 0) continue;
-    if (!stream->Write(request)) break;
+    if (was_stopping) {
+      const QueueStats spool = spool_->stats();
+      if (spool.records + spool.pending == 0) break;  // all acknowledged
+    }
+    ReportFailuresRequest request = NextRequest();
+    if (request.failures_size() > 0) {
+      if (!stream->Write(request)) break;
+      continue;
+    }
+    // Nothing to send now: wait for a commit, an answer, a due refusal or
+    // the stop deadline.
+    absl::MutexLock lock(&mu_);
+    auto changed = [this, seen_changes, was_stopping]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+                         return changes_ != seen_changes || stream_broken_ ||
+                                stopping_ != was_stopping;
+                       };
+    const absl::Duration wake =
+        std::min(retry_.empty() ? absl::InfiniteDuration()
+                                : retry_.front().first,
+                 stop_deadline_);
+    AwaitUntil(mu_, absl::Condition(&changed), clock_, wake);
   }
 
   stream->WritesDone();
@@ -218,23 +346,31 @@ bool TrackerClient::RunStream() {
   {
     // Let the tracker answer what it has read, then stop waiting.
     absl::MutexLock lock(&mu_);
-    ended = mu_.AwaitWithTimeout(absl::Condition(&broken), kCloseGrace);
+    auto broken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return stream_broken_;
+    };
+    ended = AwaitUntil(mu_, absl::Condition(&broken), clock_,
+                       clock_.Monotonic() + kCloseGrace);
   }
   // Cancelling a call that already ended would hide its real status.
   if (!ended) context.TryCancel();
   reader.join();
   grpc::Status status = stream->Finish();
 
-  absl::MutexLock lock(&mu_);
-  active_context_ = nullptr;
-  if (!status.ok() && !stopping_) {
+  bool stopping;
+  {
+    absl::MutexLock lock(&mu_);
+    active_context_ = nullptr;
+    stopping = stopping_;
+  }
+  if (!status.ok() && !stopping) {
+    const QueueStats spool = spool_->stats();
     spdlog::warn(
         "stream to tracker {} ended: {} ({}); {} failures waiting for "
         "acknowledgement; reconnecting",
         options_.address, status.error_message(),
-        static_cast<int>(status.error_code()), spool_->size());
+        static_cast<int>(status.error_code()), spool.records + spool.pending);
   }
-  return got_ack;
 }
 
 }  // namespace qfp::poller

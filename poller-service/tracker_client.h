@@ -1,6 +1,6 @@
 // Delivers failures to the tracker over the FailedPollTracker.ReportFailures
-// stream, keeping each one in a FailureSpool until the tracker acknowledges
-// it.
+// stream, keeping each one in the poller's FailureQueue (the spool) until the
+// tracker acknowledges it.
 #ifndef QFP_POLLER_TRACKER_CLIENT_H_
 #define QFP_POLLER_TRACKER_CLIENT_H_
 
@@ -9,15 +9,20 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/backoff.h"
+#include "common/clock.h"
+#include "common/failure_queue.h"
+#include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "poller-service/failure_sink.h"
-#include "poller-service/failure_spool.h"
 
 namespace qfp::poller {
 
@@ -25,72 +30,95 @@ struct TrackerClientOptions {
   std::string address = "127.0.0.1:50051";
   // Most failures per ReportFailuresRequest.
   size_t max_batch = 500;
-  // Reconnect backoff: doubles from min to max, with +-20% jitter. The
-  // channel's own connection backoff is held to the same range, so a
-  // tracker that comes back is reached within max_backoff.
-  absl::Duration min_backoff = absl::Milliseconds(200);
-  absl::Duration max_backoff = absl::Seconds(10);
+  // Most failures sent and not yet answered; beyond it the client waits for
+  // acknowledgements (flow control against a slow tracker).
+  size_t max_in_flight = 5000;
+  // Reconnect backoff. The channel's own connection backoff is held to the
+  // same range, so a tracker that comes back is reached within backoff.max.
+  BackOff::Options backoff{absl::Milliseconds(200), 2.0, 0.2,
+                           absl::Seconds(10)};
   // How long a refused failure waits before it is offered again.
   absl::Duration refusal_delay = absl::Seconds(1);
 };
 
-struct TrackerClientStats {
-  uint64_t delivered = 0;  // handed to the client
-  uint64_t acknowledged = 0;
-  uint64_t dropped_overflow = 0;  // the spool's dropped()
-  uint64_t refused = 0;  // refusals received (each is resent later)
-  uint64_t stream_starts = 0;
-  size_t pending = 0;  // the spool's size()
-};
-
-// Thread-safe. A background thread keeps one stream open (reconnecting with
-// backoff when the tracker is away) and sends every failure the spool holds:
-// on each new stream everything held is offered again, oldest first, so
-// failures a DiskSpool reloaded from an earlier run go out with their
-// original ids (the tracker deduplicates re-sends).
+// Thread-safe. Deliver hands a failure to the spool and returns at once: it
+// never waits on a disk or the network (it runs on the poll loop). A
+// background thread keeps one stream open (reconnecting with backoff when
+// the tracker is away) and sends every failure the spool holds, oldest
+// first; on each new stream everything held is offered again, so failures a
+// SQLite spool kept from an earlier run go out with their original ids (the
+// tracker deduplicates re-sends). An acknowledged failure is released from
+// the spool.
+//
+// Threads: Deliver's caller (the poll loop); the sender thread, which owns
+// the stream's writes; one reader thread per stream for acknowledgements;
+// the spool's writer thread, which runs the spool's callbacks. mu_ guards
+// the client's state and is never held while calling the spool.
 class TrackerClient final : public FailureSink {
  public:
-  // `spool` must already be open (FailureSpool::Open); the client owns it.
+  // `spool` is open and owned by the client; `metrics` must outlive it.
   TrackerClient(TrackerClientOptions options,
-                std::unique_ptr<FailureSpool> spool);
+                std::unique_ptr<FailureQueue> spool, MetricsRegistry& metrics);
   ~TrackerClient() override;  // Calls Shutdown(0) if not done yet.
 
   void Start();
-  // Adds the failure to the spool (the oldest go if it is full).
+  // Hands the failure to the spool (the oldest go if it is full).
   void Deliver(failedpolls::v1::PollFailure failure) override;
 
-  // Sends what is pending for at most `deadline`, then closes the stream.
-  // Returns how many failures were still unacknowledged: they stay in the
-  // spool (on disk for a DiskSpool, resent at the next start).
-  size_t Shutdown(absl::Duration deadline);
+  // Sends what is pending for at most `deadline`, then closes the stream and
+  // the spool. Returns how many failures were still unacknowledged: they
+  // stay in a SQLite spool (resent at the next start) or are lost with a
+  // memory one.
+  uint64_t Shutdown(absl::Duration deadline);
 
-  TrackerClientStats stats() const;
-  const FailureSpool& spool() const { return *spool_; }
+  const FailureQueue& spool() const { return *spool_; }
 
  private:
+  // A failure sent on the current stream and not yet answered.
+  struct InFlight {
+    int64_t spool_id = 0;
+  };
+  using IdKey = std::tuple<std::string, std::string, uint64_t>;
+  static IdKey KeyOf(const failedpolls::v1::FailureId& id);
+
+  // Appends one serialized failure to the spool; hands it over again when
+  // the spool's commit fails.
+  void Store(std::string payload);
   void Loop();
-  // Runs one stream until it breaks or shutdown; true if it ever got an ack.
-  bool RunStream();
-  bool FinishedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs one stream until it breaks or shutdown.
+  void RunStream();
+  // Handles one answer of the tracker (on the stream's reader thread).
+  void OnResponse(const failedpolls::v1::ReportFailuresResponse& response);
+  // Builds the next request: due refusals first, then what the stream has
+  // not offered yet. Empty when there is nothing to send now.
+  failedpolls::v1::ReportFailuresRequest NextRequest();
+  bool StoppedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const TrackerClientOptions options_;
-  // Thread-safe on its own; mu_ is never held while it does disk work
-  // except inside VisitFrom/Find, which only copy from memory.
-  const std::unique_ptr<FailureSpool> spool_;
+  const Clock& clock_;
+  const std::unique_ptr<FailureQueue> spool_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<failedpolls::v1::FailedPollTracker::Stub> stub_;
+  Counter& delivered_;
+  Counter& acknowledged_;
+  Counter& refused_;
+  Counter& stream_starts_;
+  Counter& store_errors_;
 
   mutable absl::Mutex mu_;
-  // Bumped on every Deliver and acknowledgement, so waiters on mu_ look at
-  // the spool again.
+  // Bumped by every spool commit and every answer, so that the sender looks
+  // at the spool again.
   uint64_t changes_ ABSL_GUARDED_BY(mu_) = 0;
-  // Refused failures and when to send them again.
-  std::deque<std::pair<absl::Time, failedpolls::v1::FailureId>> retry_
-      ABSL_GUARDED_BY(mu_);
-  bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
-  TrackerClientStats stats_ ABSL_GUARDED_BY(mu_);
+  // The current stream: the last spool id it offered, what it has in flight
+  // and the refused failures with when to offer them again.
+  int64_t offered_up_to_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<IdKey, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<absl::Duration, int64_t>> retry_ ABSL_GUARDED_BY(mu_);
+  bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteFuture();
+  absl::Duration stop_deadline_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteDuration();
+  bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;
 };

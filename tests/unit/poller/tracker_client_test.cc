@@ -19,7 +19,9 @@
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "poller-service/failure_spool.h"
+#include "common/memory_failure_queue.h"
+#include "common/sqlite_failure_queue.h"
+#include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 
 namespace qfp::poller {
@@ -199,24 +201,45 @@ TrackerClientOptions FastOptions(const std::string& address) {
   TrackerClientOptions options;
   options.address = address;
   options.max_batch = 64;
-  options.min_backoff = absl::Milliseconds(20);
-  options.max_backoff = absl::Milliseconds(300);
+  options.backoff = {absl::Milliseconds(20), 2.0, 0.2,
+                     absl::Milliseconds(300)};
   options.refusal_delay = absl::Milliseconds(50);
   return options;
 }
 
-std::unique_ptr<FailureSpool> OpenMemorySpool() {
-  auto spool = std::make_unique<MemorySpool>(SpoolLimits{});
-  EXPECT_TRUE(spool->Open().ok());
-  return spool;
+std::unique_ptr<FailureQueue> OpenMemorySpool() {
+  return std::make_unique<MemoryFailureQueue>(MemoryQueueOptions{});
 }
 
-std::unique_ptr<DiskSpool> OpenDiskSpool(const std::string& dir) {
-  auto spool = std::make_unique<DiskSpool>(dir, SpoolLimits{});
-  absl::Status status = spool->Open();
-  EXPECT_TRUE(status.ok()) << status;
-  return spool;
+std::unique_ptr<FailureQueue> OpenDiskSpool(const std::string& dir) {
+  SqliteQueueOptions options;
+  options.directory = dir;
+  options.purpose = "qs-poller spool";
+  options.limits.overflow = QueueLimits::Overflow::kDropOldest;
+  absl::StatusOr<std::unique_ptr<FailureQueue>> spool =
+      OpenSqliteFailureQueue(options);
+  EXPECT_TRUE(spool.ok()) << spool.status();
+  return spool.ok() ? *std::move(spool) : nullptr;
 }
+
+// A client and the registry its counts are kept in.
+struct Client {
+  Client(TrackerClientOptions options, std::unique_ptr<FailureQueue> spool)
+      : client(std::move(options), std::move(spool), metrics) {}
+  double Metric(absl::string_view name) const {
+    return testing::MetricValue(metrics, name);
+  }
+  double acknowledged() const {
+    return Metric("qfp_poller_failures_acknowledged_total");
+  }
+  uint64_t pending() const {
+    const QueueStats stats = client.spool().stats();
+    return stats.records + stats.pending;
+  }
+
+  MetricsRegistry metrics;
+  TrackerClient client;
+};
 
 // A port that was free a moment ago and has nothing listening now.
 int ClosedPort() {
@@ -230,39 +253,38 @@ TEST(TrackerClientTest, DeliversAndGetsAcknowledgements) {
   FakeTracker tracker;
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
-  client.Start();
-  for (uint64_t i = 1; i <= 1000; ++i) client.Deliver(Failure(i));
-  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 1000; }));
-  const TrackerClientStats stats = client.stats();
-  EXPECT_EQ(stats.delivered, 1000u);
-  EXPECT_EQ(stats.pending, 0u);
-  EXPECT_EQ(stats.dropped_overflow, 0u);
+  Client c(FastOptions(server.address()), OpenMemorySpool());
+  c.client.Start();
+  for (uint64_t i = 1; i <= 1000; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 1000; }));
+  EXPECT_EQ(c.Metric("qfp_poller_failures_delivered_total"), 1000);
+  EXPECT_EQ(c.pending(), 0u);
+  EXPECT_EQ(c.client.spool().stats().dropped, 0u);
   EXPECT_EQ(tracker.accepted(), Keys(1, 1000));
-  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
 TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
   FakeTracker tracker;
   const int port = ClosedPort();
-  TrackerClient client(FastOptions(absl::StrCat("127.0.0.1:", port)),
+  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)),
                        OpenMemorySpool());
-  client.Start();
-  for (uint64_t i = 1; i <= 200; ++i) client.Deliver(Failure(i));
+  c.client.Start();
+  for (uint64_t i = 1; i <= 200; ++i) c.client.Deliver(Failure(i));
   // While nothing listens no stream starts (the client waits for the
   // channel to connect) and everything stays held.
   absl::SleepFor(absl::Milliseconds(600));
-  EXPECT_EQ(client.stats().stream_starts, 0u);
-  EXPECT_EQ(client.stats().pending, 200u);
+  EXPECT_EQ(c.Metric("qfp_poller_stream_starts_total"), 0);
+  EXPECT_EQ(c.pending(), 200u);
 
   TestServer server(&tracker, port);
   ASSERT_TRUE(server.ok());
-  for (uint64_t i = 201; i <= 300; ++i) client.Deliver(Failure(i));
-  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 300; }));
+  for (uint64_t i = 201; i <= 300; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 300; }));
   EXPECT_EQ(tracker.accepted(), Keys(1, 300));
-  EXPECT_EQ(client.stats().pending, 0u);
+  EXPECT_EQ(c.pending(), 0u);
   // Before the server goes (declared after the client).
-  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
 TEST(TrackerClientTest, RefusedFailuresAreResentLater) {
@@ -270,14 +292,14 @@ TEST(TrackerClientTest, RefusedFailuresAreResentLater) {
   tracker.RefuseOnceWhen([](uint64_t sequence) { return sequence % 3 == 0; });
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
-  client.Start();
-  for (uint64_t i = 1; i <= 300; ++i) client.Deliver(Failure(i));
-  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 300; }));
+  Client c(FastOptions(server.address()), OpenMemorySpool());
+  c.client.Start();
+  for (uint64_t i = 1; i <= 300; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 300; }));
   EXPECT_EQ(tracker.refusals(), 100u);
-  EXPECT_EQ(client.stats().refused, 100u);
+  EXPECT_EQ(c.Metric("qfp_poller_failures_refused_total"), 100);
   EXPECT_EQ(tracker.accepted(), Keys(1, 300));
-  EXPECT_EQ(client.stats().pending, 0u);
+  EXPECT_EQ(c.pending(), 0u);
 }
 
 TEST(TrackerClientTest, BrokenStreamLosesNothing) {
@@ -285,25 +307,25 @@ TEST(TrackerClientTest, BrokenStreamLosesNothing) {
   tracker.BreakOnceAfter(700);
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  TrackerClient client(FastOptions(server.address()), OpenMemorySpool());
-  client.Start();
-  for (uint64_t i = 1; i <= 1000; ++i) client.Deliver(Failure(i));
+  Client c(FastOptions(server.address()), OpenMemorySpool());
+  c.client.Start();
+  for (uint64_t i = 1; i <= 1000; ++i) c.client.Deliver(Failure(i));
   ASSERT_TRUE(WaitFor([&] { return tracker.breaks() == 1; }));
-  for (uint64_t i = 1001; i <= 2000; ++i) client.Deliver(Failure(i));
-  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 2000; }));
+  for (uint64_t i = 1001; i <= 2000; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 2000; }));
   EXPECT_EQ(tracker.accepted(), Keys(1, 2000));
-  EXPECT_GE(client.stats().stream_starts, 2u);
-  EXPECT_EQ(client.stats().pending, 0u);
+  EXPECT_GE(c.Metric("qfp_poller_stream_starts_total"), 2);
+  EXPECT_EQ(c.pending(), 0u);
 }
 
 TEST(TrackerClientTest, ShutdownReportsWhatIsLeft) {
-  TrackerClient client(
+  Client c(
       FastOptions(absl::StrCat("127.0.0.1:", ClosedPort())),
       OpenMemorySpool());
-  client.Start();
-  for (uint64_t i = 1; i <= 25; ++i) client.Deliver(Failure(i));
-  EXPECT_EQ(client.Shutdown(absl::Milliseconds(100)), 25u);
-  EXPECT_EQ(client.stats().pending, 25u);
+  c.client.Start();
+  for (uint64_t i = 1; i <= 25; ++i) c.client.Deliver(Failure(i));
+  EXPECT_EQ(c.client.Shutdown(absl::Milliseconds(100)), 25u);
+  EXPECT_EQ(c.pending(), 25u);
 }
 
 TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
@@ -316,29 +338,29 @@ TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
   {
     // The first run: the tracker acknowledges nothing (it refuses all),
     // then the client goes away with everything still spooled.
-    TrackerClient client(FastOptions(server.address()),
+    Client c(FastOptions(server.address()),
                          OpenDiskSpool(spool_dir));
-    client.Start();
-    for (uint64_t i = 1; i <= 150; ++i) client.Deliver(Failure(i, "run-1"));
+    c.client.Start();
+    for (uint64_t i = 1; i <= 150; ++i) c.client.Deliver(Failure(i, "run-1"));
     ASSERT_TRUE(WaitFor([&] { return tracker.refusals() >= 150; }));
-    EXPECT_EQ(client.Shutdown(absl::ZeroDuration()), 150u);
+    EXPECT_EQ(c.client.Shutdown(absl::ZeroDuration()), 150u);
   }
   EXPECT_TRUE(tracker.accepted().empty());
 
   tracker.RefuseAll(false);
   // The second run: a new instance id for new failures; the old ones go out
   // as they were.
-  std::unique_ptr<DiskSpool> spool = OpenDiskSpool(spool_dir);
-  EXPECT_EQ(spool->reloaded(), 150u);
-  TrackerClient client(FastOptions(server.address()), std::move(spool));
-  client.Start();
-  for (uint64_t i = 1; i <= 10; ++i) client.Deliver(Failure(i, "run-2"));
-  ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 160; }));
+  std::unique_ptr<FailureQueue> spool = OpenDiskSpool(spool_dir);
+  EXPECT_EQ(spool->stats().reloaded, 150u);
+  Client c(FastOptions(server.address()), std::move(spool));
+  c.client.Start();
+  for (uint64_t i = 1; i <= 10; ++i) c.client.Deliver(Failure(i, "run-2"));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 160; }));
   std::set<Key> expected = Keys(1, 150, "run-1");
   const std::set<Key> second_run = Keys(1, 10, "run-2");
   expected.insert(second_run.begin(), second_run.end());
   EXPECT_EQ(tracker.accepted(), expected);
-  EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
 TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
@@ -348,15 +370,15 @@ TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
   {
-    TrackerClient client(FastOptions(server.address()),
+    Client c(FastOptions(server.address()),
                          OpenDiskSpool(spool_dir));
-    client.Start();
-    for (uint64_t i = 1; i <= 100; ++i) client.Deliver(Failure(i));
-    ASSERT_TRUE(WaitFor([&] { return client.stats().acknowledged == 100; }));
-    EXPECT_EQ(client.Shutdown(absl::Seconds(5)), 0u);
+    c.client.Start();
+    for (uint64_t i = 1; i <= 100; ++i) c.client.Deliver(Failure(i));
+    ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 100; }));
+    EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
   }
-  std::unique_ptr<DiskSpool> spool = OpenDiskSpool(spool_dir);
-  EXPECT_EQ(spool->reloaded(), 0u);
+  std::unique_ptr<FailureQueue> spool = OpenDiskSpool(spool_dir);
+  EXPECT_EQ(spool->stats().reloaded, 0u);
 }
 
 }  // namespace
