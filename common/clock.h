@@ -10,7 +10,6 @@
 #ifndef QFP_COMMON_CLOCK_H_
 #define QFP_COMMON_CLOCK_H_
 
-#include <algorithm>
 #include <chrono>
 
 #include "absl/base/thread_annotations.h"
@@ -78,21 +77,19 @@ class FakeClock final : public Clock {
 };
 
 // Waits on `mu`, which the caller holds, until `cond` holds or `clock`'s
-// monotonic reading reaches `deadline`; returns whether `cond` holds.
-// Woken at once by the state change `cond` reads. abseil 20220623 times its
-// waits against the wall clock, so each wait is cut to at most one second
-// and re-armed from the monotonic reading: a wall-clock step stretches a
-// wait by one second at most.
-inline bool AwaitUntil(absl::Mutex& mu, const absl::Condition& cond,
-                       const Clock& clock, absl::Duration deadline)
-    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu) {
-  while (!cond.Eval()) {
-    const absl::Duration left = deadline - clock.Monotonic();
-    if (left <= absl::ZeroDuration()) return false;
-    mu.AwaitWithTimeout(cond, std::min(left, absl::Seconds(1)));
-  }
-  return true;
-}
+// monotonic reading reaches `deadline` (absl::InfiniteDuration(): no
+// deadline); returns whether `cond` holds. Woken at once by the state change
+// `cond` reads, as absl::Mutex::Await is.
+//
+// Why not Mutex::AwaitWithTimeout: abseil 20220623 turns every timeout into
+// an absolute CLOCK_REALTIME deadline, so a wall clock stepped back during
+// the wait stretches it by the whole step. Here the deadline is kept by one
+// process-wide timer thread on std::chrono::steady_clock, which wakes the
+// waiter through `mu`; a wall-clock step changes nothing. `mu` may be
+// released and taken again inside (as Await does).
+bool AwaitUntil(absl::Mutex& mu, const absl::Condition& cond,
+                const Clock& clock, absl::Duration deadline)
+    ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu);
 
 }  // namespace qfp
 

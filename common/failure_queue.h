@@ -91,9 +91,9 @@ class FailureQueue {
   //     over them (any overflow mode: a payload alone larger than max_bytes,
   //     or more payloads than max_records); retry after records are
   //     released, or split the Append.
-  // An empty `payloads` succeeds at once with no ids.
   //   Unavailable: the commit failed (disk full, I/O error, read-only) or
   //     the queue is closing; retry later, the queue recovers by itself.
+  // An empty `payloads` succeeds at once with no ids.
   using AppendCallback =
       absl::AnyInvocable<void(absl::StatusOr<std::vector<int64_t>> ids)>;
 

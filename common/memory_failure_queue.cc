@@ -19,8 +19,7 @@ MemoryFailureQueue::MemoryFailureQueue(MemoryQueueOptions options)
       own_metrics_(options.metrics == nullptr
                        ? std::make_unique<MetricsRegistry>()
                        : nullptr),
-      registry_(options.metrics != nullptr ? *options.metrics
-                                           : *own_metrics_),
+      registry_(options.metrics != nullptr ? *options.metrics : *own_metrics_),
       commits_(registry_.AddCounter(
           Prefix(options) + "_commits_total",
           "Appends stored in the in-memory failure queue.")),
@@ -73,8 +72,8 @@ void MemoryFailureQueue::Append(std::vector<std::string> payloads,
                (records_.size() + batch_records > limits_.max_records ||
                 bytes_ + batch_bytes > limits_.max_bytes)) {
       result = absl::ResourceExhaustedError(absl::StrCat(
-          "failure queue full: holds ", records_.size(), " records / ",
-          bytes_, " bytes, limits ", limits_.max_records, " records / ",
+          "failure queue full: holds ", records_.size(), " records / ", bytes_,
+          " bytes, limits ", limits_.max_records, " records / ",
           limits_.max_bytes, " bytes; this Append has ", batch_records,
           " records / ", batch_bytes, " bytes"));
     } else {
@@ -115,7 +114,8 @@ void MemoryFailureQueue::Append(std::vector<std::string> payloads,
 absl::StatusOr<std::vector<QueueRecord>> MemoryFailureQueue::Read(
     int64_t after_id, size_t max_records, uint64_t max_bytes) const {
   absl::MutexLock lock(&mu_);
-  if (closed_) return absl::UnavailableError("failure queue (memory) is closed");
+  if (closed_)
+    return absl::UnavailableError("failure queue (memory) is closed");
   std::vector<QueueRecord> out;
   uint64_t total = 0;
   for (auto it = records_.upper_bound(after_id);
@@ -128,29 +128,45 @@ absl::StatusOr<std::vector<QueueRecord>> MemoryFailureQueue::Read(
 }
 
 void MemoryFailureQueue::Release(absl::Span<const int64_t> ids) {
-  absl::MutexLock lock(&mu_);
-  for (const int64_t id : ids) {
-    auto it = records_.find(id);
-    if (it == records_.end()) continue;
-    bytes_ -= it->second.size();
-    records_.erase(it);
+  std::shared_ptr<const std::function<void()>> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    bool released = false;
+    for (const int64_t id : ids) {
+      auto it = records_.find(id);
+      if (it == records_.end()) continue;
+      bytes_ -= it->second.size();
+      records_.erase(it);
+      released = true;
+    }
+    if (!released) return;
+    PublishLevelsLocked();
+    listener = listener_;
   }
-  PublishLevelsLocked();
+  if (listener != nullptr && *listener) (*listener)();
 }
 
 void MemoryFailureQueue::ReleaseRange(int64_t first, int64_t last) {
   if (first > last) return;
-  absl::MutexLock lock(&mu_);
-  auto begin = records_.lower_bound(first);
-  auto end = records_.upper_bound(last);
-  for (auto it = begin; it != end; ++it) bytes_ -= it->second.size();
-  records_.erase(begin, end);
-  PublishLevelsLocked();
+  std::shared_ptr<const std::function<void()>> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    if (closed_) return;
+    auto begin = records_.lower_bound(first);
+    auto end = records_.upper_bound(last);
+    if (begin == end) return;
+    for (auto it = begin; it != end; ++it) bytes_ -= it->second.size();
+    records_.erase(begin, end);
+    PublishLevelsLocked();
+    listener = listener_;
+  }
+  if (listener != nullptr && *listener) (*listener)();
 }
 
 void MemoryFailureQueue::SetCommitListener(std::function<void()> listener) {
-  auto shared = std::make_shared<const std::function<void()>>(
-      std::move(listener));
+  auto shared =
+      std::make_shared<const std::function<void()>>(std::move(listener));
   absl::MutexLock lock(&mu_);
   listener_ = std::move(shared);
 }

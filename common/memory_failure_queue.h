@@ -2,10 +2,11 @@
 // deployments without a directory to keep failures in. Nothing survives the
 // process: durable() is false.
 //
-// Every Append is complete before it returns: `done` runs inline (OK with the
-// ids, or the refusal), then, if something was stored or dropped, the commit
-// listener runs inline too, both without the queue lock held. "Committed"
-// here means "in the map"; stats().pending is always 0.
+// Every call is complete before it returns: Append runs `done` inline (OK
+// with the ids, or the refusal), and the commit listener runs inline after
+// an Append that stored something and after a Release or ReleaseRange that
+// released something, always without the queue lock held. "Committed" here
+// means "in the map"; stats().pending is always 0.
 //
 // Records are kept in a B-tree keyed by id, so Append, Release by id and the
 // start of a Read are O(log n), ReleaseRange is O(log n + released) and

@@ -15,6 +15,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -143,6 +144,8 @@ class SqliteFailureQueue final : public FailureQueue {
     uint64_t removed = 0;  // released and dropped
     uint64_t removed_bytes = 0;
     uint64_t dropped = 0;
+    // Only a failed COMMIT can leave frames that look committed.
+    bool failed_at_commit = false;
   };
 
   explicit SqliteFailureQueue(SqliteQueueOptions options);
@@ -934,6 +937,7 @@ absl::Status SqliteFailureQueue::RunTransaction(
   if (rc == SQLITE_OK) return absl::OkStatus();
 
   absl::Status error = Failed(step, rc);
+  outcome->failed_at_commit = std::string_view(step) == "COMMIT";
   // Some errors (an I/O error in COMMIT) end the transaction themselves.
   if (!sqlite3_get_autocommit(db_)) {
     const int rb = sqlite3_step(rollback_.get());
@@ -1043,7 +1047,7 @@ void SqliteFailureQueue::WriterLoop() {
         RunTransaction(appends, release_ids, release_ranges, committed_records,
                        committed_bytes, &outcome);
     commit_duration_.Observe(SystemClock::Get().Monotonic() - start);
-    if (!status.ok()) FenceFailedCommit();
+    if (outcome.failed_at_commit) FenceFailedCommit();
 
     std::function<void()> listener;
     bool drained = false;
@@ -1063,7 +1067,9 @@ void SqliteFailureQueue::WriterLoop() {
         last_error_ = absl::OkStatus();
         retry_at_ = absl::ZeroDuration();
         backoff_.Reset();
-        if (outcome.inserted > 0 || outcome.dropped > 0) listener = listener_;
+        // Whatever changed the records: new ones visible, some released or
+        // dropped (a reader may be waiting for the queue to drain).
+        if (outcome.inserted > 0 || outcome.removed > 0) listener = listener_;
         drained = outcome.removed > 0 && committed_records_ == 0;
       } else {
         commit_errors_.Increment();

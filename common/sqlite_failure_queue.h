@@ -26,13 +26,22 @@
 //     "format"   "1",
 //     "last_id"  the highest id ever committed, so that ids are not reused
 //                after a restart even when every record had been released.
+//     "fence"    a random value, rewritten right after every failed commit
+//                (see "What is durable when").
 //
 // What is durable when:
 //   * An Append whose `done` got OK: its records are in a committed
 //     transaction whose WAL frames were fsync'd (synchronous=FULL), so they
 //     survive a process crash and a power loss (if the disk honours fsync).
 //   * An Append whose `done` got an error: the queue does not hold it, and
-//     does not retry it (the caller decides).
+//     does not retry it (the caller decides). A COMMIT whose WAL fsync
+//     failed has often written its frames anyway, and SQLite's WAL recovery
+//     would revive them if the process died before the next transaction
+//     overwrote them; so the writer follows every failed commit at once,
+//     before telling anyone, with a one-row transaction whose frames
+//     overwrite them. If even that cannot write (the disk refuses writes
+//     outright), an error is logged: records reported as not stored may then
+//     reappear after a crash, as duplicates the next hops discard.
 //   * Releases: applied in the writer's next transaction, never waited for;
 //     one lost in a crash makes the record be read again after the restart.
 //
@@ -45,6 +54,20 @@
 // SqliteQueueOptions::commit_retry's back-off before its next transaction,
 // and resets it after a success, so the queue recovers by itself when the
 // disk does; Appends made meanwhile wait for that transaction.
+//
+// Limits: committed plus pending records count against QueueLimits, so a
+// kRefuse Append is refused at once, never after waiting; a Release frees
+// its room only once the writer applied it (stats().records drops then).
+// A payload SQLite cannot hold (about 1e9 bytes) is refused alone with
+// ResourceExhausted instead of failing its whole group. When releases empty
+// the queue, the writer runs PRAGMA incremental_vacuum and a truncating WAL
+// checkpoint, so a drained backlog gives its disk space back.
+//
+// Close (and the destructor) commits what is pending in one last try, then
+// stops the writer and closes the files; Read then returns Unavailable.
+// Called from a callback of the queue, Close only starts closing (the
+// writer cannot join itself); the teardown happens in the next Close or the
+// destructor.
 //
 // Metrics, named <metrics_prefix>_...: records, bytes (gauges),
 // commit_duration_seconds (histogram, BEGIN to COMMIT), commits_total,

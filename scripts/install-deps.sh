@@ -13,6 +13,7 @@ PACKAGES=(
   influxdb influxdb-client python3 python3-cryptography python3-grpcio
   python3-protobuf openssl curl
   util-linux procps
+  faketime  # libfaketime: tests/integration/test_clock_steps.py
   # the offline Helm chart test (tests/helm)
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev yamllint
 )

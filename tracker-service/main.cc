@@ -9,7 +9,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/logging.h"
@@ -162,8 +162,10 @@ int Main(int argc, char** argv) {
   // failure arrives to trigger it, and tell health checkers whether the
   // destination is usable.
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
-  absl::Notification stop_housekeeping;
+  absl::Mutex housekeeping_mu;
+  bool stop_housekeeping = false;  // guarded by housekeeping_mu
   std::thread housekeeping([&] {
+    const Clock& clock = SystemClock::Get();
     bool last_serving = true;
     do {
       if (counter) {
@@ -182,8 +184,12 @@ int Main(int argc, char** argv) {
           spdlog::warn("health: NOT_SERVING: {}", why);
         }
       }
-    } while (!stop_housekeeping.WaitForNotificationWithTimeout(
-        absl::Seconds(1)));
+      absl::MutexLock lock(&housekeeping_mu);
+      if (AwaitUntil(housekeeping_mu, absl::Condition(&stop_housekeeping),
+                     clock, clock.Monotonic() + absl::Seconds(1))) {
+        break;
+      }
+    } while (true);
   });
 
   const int signal_number = WaitForTerminationSignal();
@@ -194,7 +200,10 @@ int Main(int argc, char** argv) {
   // Streams get a moment to finish; then they are cancelled.
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(500));
-  stop_housekeeping.Notify();
+  {
+    absl::MutexLock lock(&housekeeping_mu);
+    stop_housekeeping = true;
+  }
   housekeeping.join();
   uint64_t left = 0;
   if (queue) left = queue->Stop(deadline);

@@ -5,14 +5,18 @@
 //       through the tracker into influxd, vs. Butler SOS's way of writing
 //       (one HTTP write per point).
 //   tracker_ingest_bench --mode=durable  failures/s acknowledged with the
-//       write-ahead log on vs. off.
+//       SQLite queue on (walDirectory set) vs. off (memory queue), with 1
+//       and with 8 concurrent producer streams. The two sides alternate
+//       which goes first; --runs runs, reported as min/median/max.
 //   tracker_ingest_bench --mode=drain    time to drain a backlog of
-//       --failures failures from the write-ahead log into influxd, vs.
-//       influxd's own bulk-write rate (5000-line bodies, no tracker).
+//       --failures failures from the SQLite queue into influxd, vs.
+//       influxd's own bulk-write rate (5000-line bodies, no tracker), in
+//       alternating order; --runs runs, reported as min/median/max.
 //
-// The tracker runs in this process (service, pipeline, WAL, writer: the
-// same objects qs-error-tracker builds); the client talks to it over real
-// gRPC on loopback.
+// The tracker runs in this process (service, durable queue, pipeline,
+// writer: the same objects qs-error-tracker builds); the clients talk to it
+// over real gRPC on loopback.
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <memory>
@@ -26,25 +30,27 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
+#include "common/sqlite_failure_queue.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tests/testing/influxd_process.h"
+#include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/line_protocol.h"
 #include "tracker-service/tracker_service.h"
-#include "tracker-service/write_ahead_log.h"
-#include "tracker-service/write_pipeline.h"
+#include "tracker-service/durable_queue.h"
 
 ABSL_FLAG(std::string, mode, "ingest", "ingest, durable or drain");
 ABSL_FLAG(int, failures, 200000, "failures sent (ingest, durable, drain)");
 ABSL_FLAG(int, baseline_points, 3000,
           "points written one HTTP request each for the ingest baseline");
 ABSL_FLAG(int, batch, 500, "failures per gRPC request");
+ABSL_FLAG(int, runs, 3, "runs of durable and drain (min/median/max)");
 
 namespace qfp::tracker {
 namespace {
@@ -53,9 +59,10 @@ using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
-PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds) {
+PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
+                        const std::string& producer = "bench") {
   PollFailure f;
-  f.mutable_id()->set_poller_id("bench");
+  f.mutable_id()->set_poller_id(producer);
   f.mutable_id()->set_instance_id("run");
   f.mutable_id()->set_sequence(sequence);
   // Distinct timestamps: every failure is its own point.
@@ -111,45 +118,37 @@ InfluxV1Settings Settings(const testing::InfluxdProcess& influx,
 // The tracker, in this process, listening on a loopback port.
 struct Tracker {
   TrackerConfig config;
+  MetricsRegistry metrics;
   std::unique_ptr<InfluxWriter> writer;
-  std::unique_ptr<WriteAheadLog> wal;
-  std::unique_ptr<WritePipeline> pipeline;
+  std::unique_ptr<DurableQueue> queue;
   std::unique_ptr<ErrorCounter> counter;
   std::unique_ptr<TrackerService> service;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
 
+  // `queue_dir` empty: the memory queue.
   Tracker(const testing::InfluxdProcess& influx, const std::string& db,
-          const std::string& wal_dir, std::vector<WalRecord>* replay) {
+          const std::string& queue_dir) {
     config.max_batch_size = 5000;
     config.dedupe_window = 0;  // every id is new here
     writer = MakeInfluxV1Writer(Settings(influx, db));
-    WritePipelineOptions options;
-    options.max_batch = 5000;
-    options.flush_interval = absl::Milliseconds(100);
-    options.max_buffered = 10000000;
-    if (!wal_dir.empty()) {
-      WriteAheadLogOptions wal_options;
-      wal_options.directory = wal_dir;
-      wal_options.max_bytes = uint64_t{8} << 30;
-      std::vector<WalRecord> ignored;
-      auto opened = WriteAheadLog::Open(wal_options,
-                                        replay ? replay : &ignored);
-      if (!opened.ok()) {
-        std::fprintf(stderr, "WAL: %s\n",
-                     std::string(opened.status().message()).c_str());
-        std::exit(1);
-      }
-      wal = *std::move(opened);
-      options.on_settled = [this](const std::vector<uint64_t>& lsns) {
-        wal->Release(lsns);
-      };
+    DurableQueueOptions options;
+    options.directory = queue_dir;
+    options.max_records = 100000000;
+    options.max_bytes = uint64_t{16} << 30;
+    options.pipeline.max_batch = 5000;
+    options.pipeline.flush_interval = absl::Milliseconds(100);
+    auto opened = DurableQueue::Open(options, *writer, metrics);
+    if (!opened.ok()) {
+      std::fprintf(stderr, "queue: %s\n",
+                   std::string(opened.status().message()).c_str());
+      std::exit(1);
     }
-    pipeline = std::make_unique<WritePipeline>(*writer, options);
+    queue = *std::move(opened);
     counter = std::make_unique<ErrorCounter>(SystemClock::Get());
-    pipeline->Start();
+    queue->Start();
     service = std::make_unique<TrackerService>(config, counter.get(),
-                                               pipeline.get(), wal.get());
+                                               queue.get(), metrics);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port);
@@ -158,13 +157,14 @@ struct Tracker {
   }
   ~Tracker() {
     server->Shutdown(std::chrono::system_clock::now());
-    pipeline->Stop(absl::Seconds(30));
+    queue->Stop(absl::Seconds(60));
   }
 };
 
-// Streams `n` failures and waits for every acknowledgement; returns the time
-// from the first send to the last acknowledgement.
-absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds) {
+// Streams `n` failures from `producer` and waits for every acknowledgement;
+// returns the time from the first send to the last acknowledgement.
+absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
+                       const std::string& producer = "bench") {
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                      grpc::InsecureChannelCredentials());
   auto stub = failedpolls::v1::FailedPollTracker::NewStub(channel);
@@ -180,7 +180,7 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds) {
     ReportFailuresRequest request;
     for (int i = 0; i < batch && sent < n; ++i, ++sent) {
       *request.add_failures() =
-          MakeFailure(static_cast<uint64_t>(sent) + 1, base_seconds);
+          MakeFailure(static_cast<uint64_t>(sent) + 1, base_seconds, producer);
     }
     if (!stream->Write(request)) break;
   }
@@ -197,6 +197,30 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds) {
   return took;
 }
 
+// `producers` concurrent streams of n / producers failures each; returns the
+// time until the last acknowledgement.
+absl::Duration SendConcurrently(int port, int n, int producers, int batch,
+                                int64_t base_seconds) {
+  std::vector<std::thread> threads;
+  const absl::Time start = absl::Now();
+  for (int p = 0; p < producers; ++p) {
+    threads.emplace_back([=] {
+      SendAll(port, n / producers, batch, base_seconds,
+              absl::StrCat("bench-", p));
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  return absl::Now() - start;
+}
+
+struct Spread {
+  double min, median, max;
+};
+Spread SpreadOf(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return Spread{values.front(), values[values.size() / 2], values.back()};
+}
+
 double PerSecond(int64_t n, absl::Duration d) {
   return static_cast<double>(n) / absl::ToDoubleSeconds(d);
 }
@@ -206,7 +230,7 @@ int Ingest(const testing::InfluxdProcess& influx) {
   const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400;
   double ours = 0;
   {
-    Tracker tracker(influx, "bench_ours", "", nullptr);
+    Tracker tracker(influx, "bench_ours", "");
     const absl::Time start = absl::Now();
     SendAll(tracker.port, n, absl::GetFlag(FLAGS_batch), base);
     if (!WaitForPoints(influx, "bench_ours", n, absl::Minutes(10))) {
@@ -242,107 +266,148 @@ int Ingest(const testing::InfluxdProcess& influx) {
 
 int Durable(const testing::InfluxdProcess& influx) {
   const int n = absl::GetFlag(FLAGS_failures);
-  const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400;
-  testing::TempDir dir;
-  double with_wal = 0;
-  double without_wal = 0;
-  {
-    Tracker tracker(influx, "bench_nowal", "", nullptr);
-    without_wal =
-        PerSecond(n, SendAll(tracker.port, n, absl::GetFlag(FLAGS_batch),
-                             base));
+  const int runs = absl::GetFlag(FLAGS_runs);
+  const int batch = absl::GetFlag(FLAGS_batch);
+  for (int producers : {1, 8}) {
+    std::vector<double> on_rates, off_rates, ratios;
+    for (int run = 0; run < runs; ++run) {
+      const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400 -
+                           (producers * runs + run) * 3600;
+      double on = 0, off = 0;
+      // Alternate which side goes first: whatever the machine does during
+      // the run (influxd compacting, page cache) falls on both sides.
+      for (int side = 0; side < 2; ++side) {
+        const bool queue_on = (side + run) % 2 == 0;
+        testing::TempDir dir;
+        const std::string db =
+            absl::StrCat("bench_", queue_on ? "on" : "off", producers, "_", run);
+        Tracker tracker(influx, db, queue_on ? dir.File("queue") : "");
+        const double rate = PerSecond(
+            n, SendConcurrently(tracker.port, n, producers, batch, base));
+        (queue_on ? on : off) = rate;
+        if (queue_on) {
+          std::printf(
+              "  run %d, %d producer(s), queue on: %.0f failures/s, %.0f "
+              "commits\n",
+              run + 1, producers, rate,
+              testing::MetricValue(tracker.metrics,
+                                   "qfp_tracker_queue_commits_total"));
+        } else {
+          std::printf("  run %d, %d producer(s), queue off: %.0f failures/s\n",
+                      run + 1, producers, rate);
+        }
+      }
+      on_rates.push_back(on);
+      off_rates.push_back(off);
+      ratios.push_back(on / off);
+    }
+    const Spread on = SpreadOf(on_rates), off = SpreadOf(off_rates),
+                 ratio = SpreadOf(ratios);
+    std::printf(
+        "durable ingest, %d producer stream(s), %d failures per side, %d "
+        "runs (min/median/max):\n"
+        "  SQLite queue on (acknowledged after COMMIT): %.0f / %.0f / %.0f "
+        "failures/s\n"
+        "  baseline, queue off (memory): %.0f / %.0f / %.0f failures/s\n"
+        "  ratio on/off: %.2f / %.2f / %.2f\n",
+        producers, n, runs, on.min, on.median, on.max, off.min, off.median,
+        off.max, ratio.min, ratio.median, ratio.max);
   }
-  {
-    Tracker tracker(influx, "bench_wal", dir.File("wal"), nullptr);
-    with_wal = PerSecond(
-        n, SendAll(tracker.port, n, absl::GetFlag(FLAGS_batch), base));
-    std::printf("WAL: %llu appends in %llu fsyncs (group commit)\n",
-                static_cast<unsigned long long>(  // NOLINT
-                    tracker.wal->stats().appended),
-                static_cast<unsigned long long>(  // NOLINT
-                    tracker.wal->stats().syncs));
-  }
-  std::printf(
-      "durable ingest: %d failures acknowledged, WAL on: %.0f failures/s\n"
-      "baseline (WAL off, acknowledged once queued in memory): %.0f "
-      "failures/s\n"
-      "ratio (WAL on / off): %.2f\n",
-      n, with_wal, without_wal, with_wal / without_wal);
   return 0;
 }
 
-int Drain(const testing::InfluxdProcess& influx) {
-  const int n = absl::GetFlag(FLAGS_failures);
-  const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400;
-  testing::TempDir dir;
-  {
-    // The backlog an outage leaves: n failures in the log, none written.
-    WriteAheadLogOptions options;
-    options.directory = dir.File("wal");
-    options.max_bytes = uint64_t{8} << 30;
-    std::vector<WalRecord> none;
-    auto wal = WriteAheadLog::Open(options, &none);
-    if (!wal.ok()) return 1;
-    std::vector<std::string> payloads;
-    for (int i = 1; i <= n; ++i) {
-      payloads.push_back(
-          MakeFailure(static_cast<uint64_t>(i), base).SerializeAsString());
-      if (payloads.size() == 5000 || i == n) {
-        if (!(*wal)->Append(payloads).ok()) return 1;
-        payloads.clear();
-      }
-    }
-  }
-  double drain = 0;
-  {
-    const absl::Time start = absl::Now();
-    std::vector<WalRecord> replay;
-    Tracker tracker(influx, "bench_drain", dir.File("wal"), &replay);
-    PointSchema schema;
-    std::vector<PendingPoint> points;
-    points.reserve(replay.size());
-    for (WalRecord& record : replay) {
-      PollFailure failure;
-      if (!failure.ParseFromString(record.payload)) return 1;
-      absl::StatusOr<std::string> line =
-          EncodeLine(FailureToPoint(failure, schema));
-      if (!line.ok()) return 1;
-      points.push_back(PendingPoint{*std::move(line), record.lsn});
-    }
-    tracker.pipeline->EnqueueReplay(std::move(points));
-    if (!WaitForPoints(influx, "bench_drain", n, absl::Minutes(20))) {
-      std::fprintf(stderr, "backlog not drained\n");
-      return 1;
-    }
-    drain = absl::ToDoubleSeconds(absl::Now() - start);
-  }
-  // influxd's own bulk rate: the same points, 5000-line bodies, no tracker.
-  std::unique_ptr<InfluxWriter> writer =
-      MakeInfluxV1Writer(Settings(influx, "bench_bulk"));
-  if (!writer->Prepare().ok()) return 1;
+// Fills `directory`'s queue with n encoded failures, none written: the
+// backlog an InfluxDB outage leaves.
+bool FillBacklog(const std::string& directory, int n, int64_t base) {
+  SqliteQueueOptions options;
+  options.directory = directory;
+  options.purpose = "qs-error-tracker queue";
+  options.limits.max_records = 100000000;
+  options.limits.max_bytes = uint64_t{16} << 30;
+  auto queue = OpenSqliteFailureQueue(options);
+  if (!queue.ok()) return false;
   PointSchema schema;
   std::vector<std::string> lines;
   for (int i = 1; i <= n; ++i) {
     lines.push_back(*EncodeLine(
         FailureToPoint(MakeFailure(static_cast<uint64_t>(i), base), schema)));
-  }
-  const absl::Time start = absl::Now();
-  for (size_t i = 0; i < lines.size(); i += 5000) {
-    std::string body;
-    for (size_t j = i; j < std::min(lines.size(), i + 5000); ++j) {
-      if (j > i) body.push_back('\n');
-      body.append(lines[j]);
+    if (lines.size() == 5000 || i == n) {
+      if (!(*queue)->AppendAndWait(std::move(lines)).ok()) return false;
+      lines.clear();
     }
-    if (writer->Write(body).kind != WriteResult::Kind::kOk) return 1;
   }
-  const double bulk = absl::ToDoubleSeconds(absl::Now() - start);
+  return true;
+}
+
+int Drain(const testing::InfluxdProcess& influx) {
+  const int n = absl::GetFlag(FLAGS_failures);
+  const int runs = absl::GetFlag(FLAGS_runs);
+  std::vector<double> drain_rates, bulk_rates, ratios;
+  for (int run = 0; run < runs; ++run) {
+    const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400 - run * 3600;
+    double drain = 0, bulk = 0;
+    for (int side = 0; side < 2; ++side) {
+      if ((side + run) % 2 == 0) {
+        testing::TempDir dir;
+        if (!FillBacklog(dir.File("queue"), n, base)) return 1;
+        const std::string db = absl::StrCat("bench_drain_", run);
+        const absl::Time start = absl::Now();
+        Tracker tracker(influx, db, dir.File("queue"));
+        const absl::Time give_up = start + absl::Minutes(20);
+        while (tracker.queue->backlog() > 0 && absl::Now() < give_up) {
+          absl::SleepFor(absl::Milliseconds(20));
+        }
+        if (tracker.queue->backlog() > 0) {
+          std::fprintf(stderr, "backlog not drained\n");
+          return 1;
+        }
+        drain = n / absl::ToDoubleSeconds(absl::Now() - start);
+        if (CountPoints(influx, db) != n) {
+          std::fprintf(stderr, "drained, but influxd holds %lld of %d\n",
+                       static_cast<long long>(CountPoints(influx, db)),  // NOLINT
+                       n);
+          return 1;
+        }
+      } else {
+        // influxd's own bulk rate: the same points, 5000-line bodies.
+        std::unique_ptr<InfluxWriter> writer =
+            MakeInfluxV1Writer(Settings(influx, absl::StrCat("bench_bulk_", run)));
+        if (!writer->Prepare().ok()) return 1;
+        PointSchema schema;
+        std::vector<std::string> lines;
+        for (int i = 1; i <= n; ++i) {
+          lines.push_back(*EncodeLine(FailureToPoint(
+              MakeFailure(static_cast<uint64_t>(i), base), schema)));
+        }
+        const absl::Time start = absl::Now();
+        for (size_t i = 0; i < lines.size(); i += 5000) {
+          std::string body;
+          for (size_t j = i; j < std::min(lines.size(), i + 5000); ++j) {
+            if (j > i) body.push_back('\n');
+            body.append(lines[j]);
+          }
+          if (writer->Write(body).kind != WriteResult::Kind::kOk) return 1;
+        }
+        bulk = n / absl::ToDoubleSeconds(absl::Now() - start);
+      }
+    }
+    std::printf("  run %d: drain %.0f points/s, bulk %.0f points/s\n",
+                run + 1, drain, bulk);
+    drain_rates.push_back(drain);
+    bulk_rates.push_back(bulk);
+    ratios.push_back(drain / bulk);
+  }
+  const Spread drain = SpreadOf(drain_rates), bulk = SpreadOf(bulk_rates),
+               ratio = SpreadOf(ratios);
   std::printf(
-      "drain: backlog of %d failures from the WAL into influxd in %.1f s "
-      "(%.0f points/s)\n"
-      "baseline (influxd bulk write, 5000-line bodies): %.1f s (%.0f "
-      "points/s)\n"
-      "ratio (drain rate / bulk rate): %.2f\n",
-      n, drain, n / drain, bulk, n / bulk, bulk / drain);
+      "drain: backlog of %d failures from the SQLite queue into influxd, %d "
+      "runs (min/median/max):\n"
+      "  drain: %.0f / %.0f / %.0f points/s\n"
+      "  baseline (influxd bulk write, 5000-line bodies): %.0f / %.0f / %.0f "
+      "points/s\n"
+      "  ratio drain/bulk: %.2f / %.2f / %.2f\n",
+      n, runs, drain.min, drain.median, drain.max, bulk.min, bulk.median,
+      bulk.max, ratio.min, ratio.median, ratio.max);
   return 0;
 }
 
