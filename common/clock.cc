@@ -1,5 +1,7 @@
 #include "common/clock.h"
 
+#include <unistd.h>
+
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -19,7 +21,16 @@ using SteadyTime = std::chrono::steady_clock::time_point;
 class DeadlineTimer {
  public:
   static DeadlineTimer& Get() {
-    static DeadlineTimer* timer = new DeadlineTimer();
+    // A child of fork() has no timer thread (only the forking thread is
+    // copied) and perhaps a copy of a locked mutex: it gets its own timer.
+    static std::mutex mu;
+    static DeadlineTimer* timer = nullptr;
+    static pid_t owner = 0;
+    std::lock_guard<std::mutex> lock(mu);
+    if (timer == nullptr || owner != getpid()) {
+      timer = new DeadlineTimer();  // never deleted: waiters may outlive main
+      owner = getpid();
+    }
     return *timer;
   }
 

@@ -208,7 +208,6 @@ class SqliteFailureQueue final : public FailureQueue {
   Stmt read_ ABSL_GUARDED_BY(read_mu_);
 
   mutable absl::Mutex mu_;
-  absl::CondVar wake_;
   std::vector<PendingAppend> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> release_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int64_t, int64_t>> release_ranges_ ABSL_GUARDED_BY(mu_);
@@ -723,7 +722,6 @@ void SqliteFailureQueue::Append(std::vector<std::string> payloads,
       pending_records_ += records;
       pending_bytes_ += bytes;
       pending_.push_back(std::move(append));
-      wake_.Signal();
       return;
     }
   }
@@ -777,7 +775,6 @@ void SqliteFailureQueue::Release(absl::Span<const int64_t> ids) {
   absl::MutexLock lock(&mu_);
   if (closing_) return;
   release_ids_.insert(release_ids_.end(), ids.begin(), ids.end());
-  wake_.Signal();
 }
 
 void SqliteFailureQueue::ReleaseRange(int64_t first, int64_t last) {
@@ -785,7 +782,6 @@ void SqliteFailureQueue::ReleaseRange(int64_t first, int64_t last) {
   absl::MutexLock lock(&mu_);
   if (closing_) return;
   release_ranges_.emplace_back(first, last);
-  wake_.Signal();
 }
 
 void SqliteFailureQueue::SetCommitListener(std::function<void()> listener) {
@@ -1015,14 +1011,19 @@ void SqliteFailureQueue::WriterLoop() {
       };
       // Wait for work, and after a failure for the back-off to pass; Close
       // cuts the back-off short.
+      // (Condition waits, not CondVar timeouts: abseil times those on the
+      // wall clock; AwaitUntil keeps the back-off on the monotonic one.)
+      const auto work_or_close = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return closing_ || has_work();
+      };
       while (!closing_) {
         if (!has_work()) {
-          wake_.Wait(&mu_);
+          mu_.Await(absl::Condition(&work_or_close));
           continue;
         }
-        const absl::Duration now = SystemClock::Get().Monotonic();
-        if (now >= retry_at_) break;
-        wake_.WaitWithTimeout(&mu_, retry_at_ - now);
+        if (SystemClock::Get().Monotonic() >= retry_at_) break;
+        AwaitUntil(mu_, absl::Condition(&closing_), SystemClock::Get(),
+                   retry_at_);
       }
       if (closing_ && (!has_work() || last_try_done)) {
         // Appends are refused once closing_ is set, so after the last try
@@ -1140,7 +1141,6 @@ void SqliteFailureQueue::Close() {
   {
     absl::MutexLock lock(&mu_);
     closing_ = true;
-    wake_.Signal();
     // From a callback: the writer ends after this round; the teardown is
     // left to a Close on another thread (the destructor at the latest).
     if (writer_id_ == std::this_thread::get_id()) return;

@@ -12,8 +12,8 @@
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "tracker-service/influx_http.h"
-#include "tracker-service/influx_writers.h"
+#include "tracker-service/http_client.h"
+#include "tracker-service/influx_api.h"
 
 namespace qfp::tracker {
 namespace {

@@ -39,7 +39,7 @@ struct InfluxV2Settings {
 // server or transport failure.
 // Write(): POST /api/v2/write?org=&bucket=&precision=ns with
 // `Authorization: Token`, the body gzip-compressed; answers map to
-// WriteResult kinds as in influx_http.h (ClassifyWriteAnswer).
+// WriteResult kinds as in influx_api.h (ClassifyWriteAnswer).
 // integer_numbers() is true: Butler SOS writes integers to 2.x.
 std::unique_ptr<InfluxWriter> MakeInfluxV2Writer(InfluxV2Settings settings);
 

@@ -38,7 +38,7 @@ struct InfluxV3Settings {
 // request, whose 409 then tells. Errors as for the 2.x writer.
 // Write(): POST /api/v3/write_lp?db=&precision=nanosecond (the spelling the
 // 3.x reference documents for that endpoint) with `Authorization: Bearer`,
-// gzip-compressed; answers map as in influx_http.h. For a 400/422 that lists
+// gzip-compressed; answers map as in influx_api.h. For a 400/422 that lists
 // the rejected lines (`data[]`), the message names their line numbers and
 // errors.
 // integer_numbers() is true: Butler SOS writes integers to 3.x.

@@ -1,5 +1,7 @@
 // qs-error-tracker: receives failed polls over gRPC, counts them and writes
 // them to InfluxDB as Butler SOS's error points.
+#include <malloc.h>
+
 #include <atomic>
 #include <iostream>
 #include <memory>
@@ -23,7 +25,7 @@
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/line_protocol.h"
-#include "tracker-service/influx_writers.h"
+#include "tracker-service/writer_factory.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
 #include "tracker-service/durable_queue.h"
@@ -167,7 +169,20 @@ int Main(int argc, char** argv) {
   std::thread housekeeping([&] {
     const Clock& clock = SystemClock::Get();
     bool last_serving = true;
+    uint64_t last_accepted = 0;
+    bool trimmed = true;
     do {
+      // After a burst glibc keeps the freed memory in its per-thread arenas
+      // (tens of MiB after a million failures); hand it back once the
+      // burst is over: nothing accepted for a second, nothing waiting.
+      if (const uint64_t accepted = service.accepted();
+          accepted != last_accepted) {
+        last_accepted = accepted;
+        trimmed = false;
+      } else if (!trimmed && (queue == nullptr || queue->backlog() == 0)) {
+        malloc_trim(0);
+        trimmed = true;
+      }
       if (counter) {
         if (std::optional<std::string> ended = counter->RollOver()) {
           spdlog::info("{}", *ended);

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_node.h"
-#include "tracker-service/influx_writers.h"
+#include "tracker-service/influx_api.h"
 
 namespace qfp::tracker {
 namespace {

@@ -1,5 +1,6 @@
 #include "tracker-service/tracker_service.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -96,6 +97,7 @@ void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
 void TrackerService::Handle(const ReportFailuresRequest& request,
                             ReportFailuresResponse& response) {
   std::vector<const PollFailure*> batch;
+  std::vector<const PollFailure*> repeats;
   std::vector<std::string> lines;
   batch.reserve(static_cast<size_t>(request.failures_size()));
   for (const PollFailure& failure : request.failures()) {
@@ -106,11 +108,16 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       Refuse(failure.id(), std::move(why), "invalid", response);
       continue;
     }
-    bool duplicate = recent_.Contains(failure.id());
-    for (const PollFailure* earlier : batch) {
-      duplicate |= SameId(earlier->id(), failure.id());
+    // The same id twice in one request: the repeat gets the outcome of the
+    // first copy (acknowledged only if that one is committed).
+    if (std::any_of(batch.begin(), batch.end(),
+                    [&](const PollFailure* earlier) {
+                      return SameId(earlier->id(), failure.id());
+                    })) {
+      repeats.push_back(&failure);
+      continue;
     }
-    if (duplicate) {
+    if (recent_.Contains(failure.id())) {
       // Accepted before: acknowledge again, write nothing twice.
       duplicates_.Increment();
       *response.add_accepted() = failure.id();
@@ -149,6 +156,9 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
       for (const PollFailure* failure : batch) {
         Refuse(failure->id(), why, reason, response);
       }
+      for (const PollFailure* failure : repeats) {
+        Refuse(failure->id(), why, reason, response);
+      }
       return;
     }
   }
@@ -165,6 +175,10 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     }
     recent_.Insert(failure->id());
     accepted_.Increment();
+    *response.add_accepted() = failure->id();
+  }
+  for (const PollFailure* failure : repeats) {
+    duplicates_.Increment();
     *response.add_accepted() = failure->id();
   }
 }

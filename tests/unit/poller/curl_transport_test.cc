@@ -457,7 +457,8 @@ void RunUntil(CurlTransport& transport, const Done& done, size_t n) {
 }
 
 std::string Describe(const RequestOutcome& o) {
-  return absl::StrCat("curl=", o.curl_code, " errno=", o.os_errno,
+  return absl::StrCat("error=", static_cast<int>(o.error),
+                      " name=", o.error_name, " errno=", o.os_errno,
                       " verify=", o.tls_verify_result,
                       " status=", o.http_status, " remote=", o.remote_address,
                       ":", o.remote_port, " text=", o.error_text);
@@ -474,6 +475,61 @@ RequestOutcome Fetch(const HttpRequest& request) {
   return done.outcomes[0];
 }
 
+// ---- libcurl's results in neutral terms -----------------------------------
+
+TEST(CurlResultTest, EveryCodeTheClassifierTellsApartHasItsOwnError) {
+  struct Case {
+    CURLcode code;
+    bool body_too_large;
+    TransportError error;
+  };
+  const Case kCases[] = {
+      {CURLE_OK, false, TransportError::kNone},
+      {CURLE_ABORTED_BY_CALLBACK, false, TransportError::kCancelled},
+      {CURLE_OPERATION_TIMEDOUT, false, TransportError::kTimeout},
+      {CURLE_COULDNT_RESOLVE_HOST, false, TransportError::kResolve},
+      {CURLE_COULDNT_CONNECT, false, TransportError::kConnect},
+      {CURLE_SEND_ERROR, false, TransportError::kSend},
+      {CURLE_RECV_ERROR, false, TransportError::kReceive},
+      {CURLE_GOT_NOTHING, false, TransportError::kEmptyReply},
+      {CURLE_SSL_CONNECT_ERROR, false, TransportError::kTlsHandshake},
+      {CURLE_PEER_FAILED_VERIFICATION, false, TransportError::kTlsVerify},
+      {CURLE_SSL_CERTPROBLEM, false, TransportError::kTlsSetup},
+      {CURLE_SSL_CACERT_BADFILE, false, TransportError::kTlsSetup},
+      {CURLE_SSL_CIPHER, false, TransportError::kTlsSetup},
+      {CURLE_SSL_ISSUER_ERROR, false, TransportError::kTlsSetup},
+      {CURLE_SSL_PINNEDPUBKEYNOTMATCH, false, TransportError::kTlsSetup},
+      {CURLE_SSL_INVALIDCERTSTATUS, false, TransportError::kTlsSetup},
+      {CURLE_SSL_CLIENTCERT, false, TransportError::kTlsSetup},
+      {CURLE_URL_MALFORMAT, false, TransportError::kBadUrl},
+      {CURLE_TOO_MANY_REDIRECTS, false, TransportError::kTooManyRedirects},
+      {CURLE_WRITE_ERROR, true, TransportError::kBodyTooLarge},
+      {CURLE_WRITE_ERROR, false, TransportError::kOther},
+      {CURLE_PARTIAL_FILE, false, TransportError::kBodyCutShort},
+      {CURLE_PARTIAL_FILE, true, TransportError::kBodyCutShort},
+      {CURLE_UNSUPPORTED_PROTOCOL, false, TransportError::kOther},
+      {CURLE_FAILED_INIT, false, TransportError::kOther},
+      {CURLE_OUT_OF_MEMORY, false, TransportError::kOther},
+      {static_cast<CURLcode>(999), false, TransportError::kOther},
+  };
+  for (const Case& c : kCases) {
+    EXPECT_EQ(CurlCodeToTransportError(c.code, c.body_too_large), c.error)
+        << CurlCodeName(c.code) << " body_too_large=" << c.body_too_large;
+  }
+}
+
+TEST(CurlResultTest, CodeNames) {
+  EXPECT_EQ(CurlCodeName(CURLE_OK), "");
+  EXPECT_EQ(CurlCodeName(CURLE_COULDNT_CONNECT), "CURLE_COULDNT_CONNECT");
+  EXPECT_EQ(CurlCodeName(CURLE_SEND_ERROR), "CURLE_SEND_ERROR");
+  EXPECT_EQ(CurlCodeName(CURLE_SSL_CACERT_BADFILE), "CURLE_SSL_CACERT_BADFILE");
+  EXPECT_EQ(CurlCodeName(CURLE_UNSUPPORTED_PROTOCOL),
+            "CURLE_UNSUPPORTED_PROTOCOL");
+  EXPECT_EQ(CurlCodeName(CURLE_PEER_FAILED_VERIFICATION),
+            "CURLE_PEER_FAILED_VERIFICATION");
+  EXPECT_EQ(CurlCodeName(999), "CURLE_999");
+}
+
 // ---- Plain sockets: no TLS peer needed
 // ---------------------------------------
 
@@ -481,7 +537,12 @@ TEST(CurlTransportTest, RefusedConnectReportsTheDialledAddress) {
   ClosedPort closed;
   const RequestOutcome o = Fetch(Request(
       absl::StrCat("https://127.0.0.1:", closed.port, "/engine/healthcheck")));
-  EXPECT_EQ(o.curl_code, CURLE_COULDNT_CONNECT) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kConnect) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_COULDNT_CONNECT");
+  // libcurl's code and words, for logs.
+  EXPECT_TRUE(
+      absl::StartsWith(o.error_text, "curl 7 (Couldn't connect to server): "))
+      << Describe(o);
   EXPECT_EQ(o.os_errno, ECONNREFUSED) << Describe(o);
   EXPECT_EQ(o.remote_address, "127.0.0.1");
   EXPECT_EQ(o.remote_port, closed.port);
@@ -510,7 +571,8 @@ TEST(CurlTransportTest, RefusedConnectOverIpv6) {
   const int port = ntohs(addr.sin6_port);
   const RequestOutcome o =
       Fetch(Request(absl::StrCat("https://[::1]:", port, "/")));
-  EXPECT_EQ(o.curl_code, CURLE_COULDNT_CONNECT) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kConnect) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_COULDNT_CONNECT");
   EXPECT_EQ(o.os_errno, ECONNREFUSED);
   EXPECT_EQ(o.remote_address, "::1");
   EXPECT_EQ(o.remote_port, port);
@@ -529,9 +591,11 @@ TEST(CurlTransportTest, SilentServerTimesOutWhileARefusedRequestEndsFirst) {
   EXPECT_EQ(transport.in_flight(), 2u);
   RunUntil(transport, done, 2);
   ASSERT_EQ(done.order, (std::vector<std::string>{"refused", "silent"}));
-  EXPECT_EQ(done.outcomes[0].curl_code, CURLE_COULDNT_CONNECT);
+  EXPECT_EQ(done.outcomes[0].error, TransportError::kConnect);
+  EXPECT_EQ(done.outcomes[0].error_name, "CURLE_COULDNT_CONNECT");
   const RequestOutcome& silent = done.outcomes[1];
-  EXPECT_EQ(silent.curl_code, CURLE_OPERATION_TIMEDOUT) << Describe(silent);
+  EXPECT_EQ(silent.error, TransportError::kTimeout) << Describe(silent);
+  EXPECT_EQ(silent.error_name, "CURLE_OPERATION_TIMEDOUT");
   EXPECT_EQ(silent.remote_address, "127.0.0.1");
   EXPECT_EQ(silent.remote_port, hole.port);
   EXPECT_GE(silent.elapsed, absl::Milliseconds(300));
@@ -561,8 +625,10 @@ TEST(CurlTransportTest, ConcurrencyBoundQueuesInOrder) {
     EXPECT_LE(transport.active(), 1u);
   }
   ASSERT_EQ(done.order, (std::vector<std::string>{"silent", "refused"}));
-  EXPECT_EQ(done.outcomes[0].curl_code, CURLE_OPERATION_TIMEDOUT);
-  EXPECT_EQ(done.outcomes[1].curl_code, CURLE_COULDNT_CONNECT);
+  EXPECT_EQ(done.outcomes[0].error, TransportError::kTimeout);
+  EXPECT_EQ(done.outcomes[0].error_name, "CURLE_OPERATION_TIMEDOUT");
+  EXPECT_EQ(done.outcomes[1].error, TransportError::kConnect);
+  EXPECT_EQ(done.outcomes[1].error_name, "CURLE_COULDNT_CONNECT");
 }
 
 TEST(CurlTransportTest, PlainHttpPeerOnAnHttpsUrl) {
@@ -577,7 +643,8 @@ TEST(CurlTransportTest, PlainHttpPeerOnAnHttpsUrl) {
   });
   const RequestOutcome o =
       Fetch(Request(absl::StrCat("https://127.0.0.1:", plain.port(), "/")));
-  EXPECT_EQ(o.curl_code, CURLE_SSL_CONNECT_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsHandshake) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CONNECT_ERROR");
   EXPECT_TRUE(absl::StrContains(o.error_text, "wrong version number"))
       << o.error_text;
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
@@ -596,7 +663,8 @@ TEST(CurlTransportTest, PeerClosingDuringTheHandshakeIsAReset) {
   });
   const RequestOutcome o =
       Fetch(Request(absl::StrCat("https://127.0.0.1:", closer.port(), "/")));
-  EXPECT_EQ(o.curl_code, CURLE_SSL_CONNECT_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsHandshake) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CONNECT_ERROR");
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->category, v1::ERROR_CATEGORY_CONNECTION_RESET) << c->message;
@@ -612,7 +680,8 @@ TEST(CurlTransportTest, PeerResettingDuringTheHandshake) {
   });
   const RequestOutcome o =
       Fetch(Request(absl::StrCat("https://127.0.0.1:", resetter.port(), "/")));
-  EXPECT_EQ(o.curl_code, CURLE_SSL_CONNECT_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsHandshake) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CONNECT_ERROR");
   EXPECT_EQ(o.os_errno, ECONNRESET) << Describe(o);
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
@@ -637,7 +706,8 @@ TEST(CurlTransportTest, DestructorCancelsRunningAndQueuedRequests) {
   }
   ASSERT_EQ(done.order, (std::vector<std::string>{"running", "queued"}));
   for (const RequestOutcome& o : done.outcomes) {
-    EXPECT_EQ(o.curl_code, CURLE_ABORTED_BY_CALLBACK);
+    EXPECT_EQ(o.error, TransportError::kCancelled);
+    EXPECT_EQ(o.error_name, "CURLE_ABORTED_BY_CALLBACK");
     const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
     ASSERT_TRUE(c.has_value());
     EXPECT_EQ(c->category, v1::ERROR_CATEGORY_UNKNOWN);
@@ -657,7 +727,8 @@ TEST(CurlTransportTest, StartFromADestructorCallbackStillGetsItsCallback) {
     });
   }
   ASSERT_EQ(done.outcomes.size(), 2u);
-  EXPECT_EQ(done.outcomes[1].curl_code, CURLE_ABORTED_BY_CALLBACK);
+  EXPECT_EQ(done.outcomes[1].error, TransportError::kCancelled);
+  EXPECT_EQ(done.outcomes[1].error_name, "CURLE_ABORTED_BY_CALLBACK");
 }
 
 TEST(CurlTransportTest, CallbackMayStartTheNextRequest) {
@@ -672,7 +743,8 @@ TEST(CurlTransportTest, CallbackMayStartTheNextRequest) {
   });
   RunUntil(transport, done, 2);
   EXPECT_EQ(done.order, (std::vector<std::string>{"first", "second"}));
-  EXPECT_EQ(done.outcomes[1].curl_code, CURLE_COULDNT_CONNECT);
+  EXPECT_EQ(done.outcomes[1].error, TransportError::kConnect);
+  EXPECT_EQ(done.outcomes[1].error_name, "CURLE_COULDNT_CONNECT");
 }
 
 TEST(CurlTransportTest, WakeupFromAnotherThreadEndsRun) {
@@ -695,12 +767,14 @@ TEST(CurlTransportTest, OnlyHttpsIsSpoken) {
   ClosedPort closed;
   const RequestOutcome o =
       Fetch(Request(absl::StrCat("http://127.0.0.1:", closed.port, "/")));
-  EXPECT_EQ(o.curl_code, CURLE_UNSUPPORTED_PROTOCOL) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kOther) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_UNSUPPORTED_PROTOCOL");
 }
 
 TEST(CurlTransportTest, MalformedUrl) {
   const RequestOutcome o = Fetch(Request("https://[not-an-address/"));
-  EXPECT_EQ(o.curl_code, CURLE_URL_MALFORMAT) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kBadUrl) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_URL_MALFORMAT");
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->error_code, "ERR_INVALID_URL");
@@ -747,7 +821,7 @@ TEST_F(CurlTlsTest, HealthyAnswerWithTheHeadersAsGiven) {
   request.headers.push_back("X-Qlik-Xrfkey: abc");
   request.headers.push_back("XVirtualProxy: /");
   const RequestOutcome o = Fetch(request);
-  EXPECT_EQ(o.curl_code, CURLE_OK) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
   EXPECT_EQ(o.http_status, 200);
   EXPECT_EQ(o.body, R"({"version":"12.1"})");
   EXPECT_EQ(o.tls_verify_result, 0);
@@ -799,7 +873,7 @@ TEST_F(CurlTlsTest, StatusesComeBackWithTheirBodies) {
                    });
   const TlsSettings tls = Trusting();
   const RequestOutcome missing = Fetch(Request(server.Url("/missing"), &tls));
-  EXPECT_EQ(missing.curl_code, CURLE_OK);
+  EXPECT_EQ(missing.error, TransportError::kNone);
   EXPECT_EQ(missing.http_status, 404);
   EXPECT_EQ(missing.body, "nope");
   const auto c404 = ClassifyOutcome(missing, ExpectedBody::kJsonArray);
@@ -822,7 +896,8 @@ TEST_F(CurlTlsTest, BodyOverTheCapEndsTheTransfer) {
   HttpRequest request = Request(server.Url("/qrs/app"), &tls);
   request.max_body_bytes = 1000;
   const RequestOutcome o = Fetch(request);
-  EXPECT_EQ(o.curl_code, CURLE_WRITE_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kBodyTooLarge) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_WRITE_ERROR");
   EXPECT_TRUE(o.body_too_large);
   EXPECT_EQ(o.body.size(), 1000u);
   EXPECT_EQ(o.http_status, 200);
@@ -833,7 +908,7 @@ TEST_F(CurlTlsTest, BodyOverTheCapEndsTheTransfer) {
 
   request.max_body_bytes = big.size();  // exactly fits
   const RequestOutcome fits = Fetch(request);
-  EXPECT_EQ(fits.curl_code, CURLE_OK) << Describe(fits);
+  EXPECT_EQ(fits.error, TransportError::kNone) << Describe(fits);
   EXPECT_FALSE(fits.body_too_large);
   EXPECT_EQ(fits.body, big);
 }
@@ -859,20 +934,23 @@ TEST_F(CurlTlsTest, Redirects) {
   const TlsSettings tls = Trusting();
 
   const RequestOutcome moved = Fetch(Request(server.Url("/moved"), &tls));
-  EXPECT_EQ(moved.curl_code, CURLE_OK) << Describe(moved);
+  EXPECT_EQ(moved.error, TransportError::kNone) << Describe(moved);
   EXPECT_EQ(moved.http_status, 200);
 
   HttpRequest loop = Request(server.Url("/loop"), &tls);
   loop.max_redirects = 2;
   const RequestOutcome looped = Fetch(loop);
-  EXPECT_EQ(looped.curl_code, CURLE_TOO_MANY_REDIRECTS) << Describe(looped);
+  EXPECT_EQ(looped.error, TransportError::kTooManyRedirects)
+      << Describe(looped);
+  EXPECT_EQ(looped.error_name, "CURLE_TOO_MANY_REDIRECTS");
   EXPECT_EQ(looped.http_status, 302);
   const auto c = ClassifyOutcome(looped, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->error_code, "ERR_FR_TOO_MANY_REDIRECTS");
 
   const RequestOutcome to_http = Fetch(Request(server.Url("/to-http"), &tls));
-  EXPECT_EQ(to_http.curl_code, CURLE_UNSUPPORTED_PROTOCOL) << Describe(to_http);
+  EXPECT_EQ(to_http.error, TransportError::kOther) << Describe(to_http);
+  EXPECT_EQ(to_http.error_name, "CURLE_UNSUPPORTED_PROTOCOL");
   EXPECT_EQ(to_http.http_status, 301);
 }
 
@@ -884,7 +962,8 @@ TEST_F(CurlTlsTest, MissingClientCertificateTls13) {
   tls.client_key_file.clear();
   const RequestOutcome o = Fetch(Request(server.Url("/"), &tls));
   // TLS 1.3 lets the client finish first; the alert comes on the next read.
-  EXPECT_EQ(o.curl_code, CURLE_RECV_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kReceive) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_RECV_ERROR");
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->category, v1::ERROR_CATEGORY_CERTIFICATE_ERROR) << c->message;
@@ -898,7 +977,8 @@ TEST_F(CurlTlsTest, MissingClientCertificateTls12) {
   tls.client_cert_file.clear();
   tls.client_key_file.clear();
   const RequestOutcome o = Fetch(Request(server.Url("/"), &tls));
-  EXPECT_EQ(o.curl_code, CURLE_SSL_CONNECT_ERROR) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsHandshake) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CONNECT_ERROR");
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->category, v1::ERROR_CATEGORY_CERTIFICATE_ERROR) << c->message;
@@ -912,7 +992,8 @@ TEST_F(CurlTlsTest, WrongKeyPassphraseIsOurCertificateProblem) {
   tls.client_key_file = pki().client_key_encrypted;
   tls.key_passphrase = "wrong";
   const RequestOutcome o = Fetch(Request(server.Url("/"), &tls));
-  EXPECT_EQ(o.curl_code, CURLE_SSL_CERTPROBLEM) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsSetup) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CERTPROBLEM");
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
   ASSERT_TRUE(c.has_value());
   EXPECT_EQ(c->category, v1::ERROR_CATEGORY_CERTIFICATE_ERROR);
@@ -937,7 +1018,8 @@ TEST_P(CurlBadCertTest, FailsVerificationLikeNode) {
   const TlsSettings tls = Trusting();
   const RequestOutcome o =
       Fetch(Request(server.Url("/engine/healthcheck"), &tls));
-  EXPECT_EQ(o.curl_code, CURLE_PEER_FAILED_VERIFICATION) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kTlsVerify) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_PEER_FAILED_VERIFICATION");
   EXPECT_EQ(o.tls_verify_result, param.verify_result) << Describe(o);
   EXPECT_EQ(o.http_status, 0);
   const auto c = ClassifyOutcome(o, ExpectedBody::kJsonObject);
@@ -960,7 +1042,7 @@ TEST_P(CurlBadCertTest, AcceptedWhenVerificationIsOff) {
   TlsSettings tls = Trusting();
   tls.verify_server = false;
   const RequestOutcome o = Fetch(Request(server.Url("/"), &tls));
-  EXPECT_EQ(o.curl_code, CURLE_OK) << Describe(o);
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
   EXPECT_EQ(o.http_status, 200);
 }
 

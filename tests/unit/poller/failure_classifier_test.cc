@@ -1,6 +1,5 @@
 #include "poller-service/failure_classifier.h"
 
-#include <curl/curl.h>
 #include <openssl/x509_vfy.h>
 
 #include <cerrno>
@@ -29,18 +28,30 @@ RequestOutcome Response(int status, std::string body) {
   return o;
 }
 
+// The body cap stopped the transfer (the curl transport: CURLE_WRITE_ERROR).
 RequestOutcome CutResponse(int status, std::string body) {
   RequestOutcome o = Response(status, std::move(body));
-  o.curl_code = CURLE_WRITE_ERROR;
+  o.error = TransportError::kBodyTooLarge;
+  o.error_name = "CURLE_WRITE_ERROR";
   o.body_too_large = true;
   o.error_text = "Failure writing output to destination";
   return o;
 }
 
-RequestOutcome Failed(CURLcode code, int os_errno = 0, std::string text = "",
-                      std::string address = "", int port = 0) {
+// The connection ended before the announced end of the body (the curl
+// transport: CURLE_PARTIAL_FILE).
+RequestOutcome ShortResponse(int status, std::string body) {
+  RequestOutcome o = Response(status, std::move(body));
+  o.error = TransportError::kBodyCutShort;
+  o.error_name = "CURLE_PARTIAL_FILE";
+  return o;
+}
+
+RequestOutcome Failed(TransportError error, int os_errno = 0,
+                      std::string text = "", std::string address = "",
+                      int port = 0) {
   RequestOutcome o;
-  o.curl_code = code;
+  o.error = error;
   o.os_errno = os_errno;
   o.error_text = std::move(text);
   o.remote_address = std::move(address);
@@ -50,21 +61,28 @@ RequestOutcome Failed(CURLcode code, int os_errno = 0, std::string text = "",
 
 // A verification failure: libcurl also knows the connected peer then.
 RequestOutcome BadCert(long verify_result) {  // NOLINT(runtime/int)
-  RequestOutcome o = Failed(CURLE_PEER_FAILED_VERIFICATION, 0,
+  RequestOutcome o = Failed(TransportError::kTlsVerify, 0,
                             "SSL certificate verify result", "10.0.0.5", 4747);
   o.tls_verify_result = verify_result;
   return o;
 }
 
 RequestOutcome Handshake(std::string text, int os_errno = 0) {
-  RequestOutcome o = Failed(CURLE_SSL_CONNECT_ERROR, os_errno, std::move(text),
-                            "10.0.0.5", 4747);
+  RequestOutcome o = Failed(TransportError::kTlsHandshake, os_errno,
+                            std::move(text), "10.0.0.5", 4747);
   o.tls_verify_result = 1;  // libcurl 7.88's "not verified" placeholder
   return o;
 }
 
 RequestOutcome WithStatus(RequestOutcome o, int status) {
   o.http_status = status;
+  return o;
+}
+
+// The transport's own name for the failure (the curl transport's CURLcode
+// name), which is the error code when nothing more specific is known.
+RequestOutcome Named(RequestOutcome o, std::string name) {
+  o.error_name = std::move(name);
   return o;
 }
 
@@ -150,15 +168,9 @@ std::vector<Row> Rows() {
       Fails("body_too_large_even_if_prefix_is_json", CutResponse(200, "[]"),
             kArray, v1::ERROR_CATEGORY_INVALID_RESPONSE, "ERR_INVALID_RESPONSE",
             200),
-      Fails(
-          "body_shorter_than_content_length",
-          [] {
-            RequestOutcome o = Response(200, "{}");
-            o.curl_code = CURLE_PARTIAL_FILE;
-            return o;
-          }(),
-          kObject, v1::ERROR_CATEGORY_INVALID_RESPONSE, "ERR_INVALID_RESPONSE",
-          200),
+      Fails("body_shorter_than_content_length", ShortResponse(200, "{}"),
+            kObject, v1::ERROR_CATEGORY_INVALID_RESPONSE,
+            "ERR_INVALID_RESPONSE", 200),
 
       // -- Statuses outside 2xx, as axios and Butler SOS name them.
       Fails("status_401", Response(401, ""), kObject,
@@ -191,98 +203,95 @@ std::vector<Row> Rows() {
             "", 101),
       Fails("status_500_with_body_over_cap", CutResponse(500, "<html>"),
             kObject, v1::ERROR_CATEGORY_HTTP_5XX, "ERR_BAD_RESPONSE", 500),
-      Fails(
-          "status_404_body_cut_short",
-          [] {
-            RequestOutcome o = Response(404, "Not fo");
-            o.curl_code = CURLE_PARTIAL_FILE;
-            return o;
-          }(),
-          kObject, v1::ERROR_CATEGORY_NOT_FOUND, "ERR_BAD_REQUEST", 404),
+      Fails("status_404_body_cut_short", ShortResponse(404, "Not fo"), kObject,
+            v1::ERROR_CATEGORY_NOT_FOUND, "ERR_BAD_REQUEST", 404),
 
       // -- Timeouts.
       Fails("timeout",
-            Failed(CURLE_OPERATION_TIMEDOUT, 0,
+            Failed(TransportError::kTimeout, 0,
                    "Operation timed out after 5000 milliseconds with 0 bytes "
                    "received",
                    "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_TIMEOUT, "ECONNABORTED"),
       Fails("timeout_during_connect",
-            Failed(CURLE_OPERATION_TIMEDOUT, EINPROGRESS,
+            Failed(TransportError::kTimeout, EINPROGRESS,
                    "Connection timed out after 5001 milliseconds", "10.0.0.5",
                    4747),
             kObject, v1::ERROR_CATEGORY_TIMEOUT, "ECONNABORTED"),
       Fails("timeout_after_status_line_has_no_status",
-            WithStatus(Failed(CURLE_OPERATION_TIMEDOUT), 200), kObject,
+            WithStatus(Failed(TransportError::kTimeout), 200), kObject,
             v1::ERROR_CATEGORY_TIMEOUT, "ECONNABORTED"),
 
       // -- Connect failures: the address and port dialled.
       Fails("refused",
-            Failed(CURLE_COULDNT_CONNECT, ECONNREFUSED,
+            Failed(TransportError::kConnect, ECONNREFUSED,
                    "Failed to connect to 10.0.0.5 port 4747 after 0 ms: "
                    "Couldn't connect to server",
                    "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
             kNone, "connect", "10.0.0.5", 4747),
       Fails("refused_ipv6",
-            Failed(CURLE_COULDNT_CONNECT, ECONNREFUSED, "", "::1", 4243),
+            Failed(TransportError::kConnect, ECONNREFUSED, "", "::1", 4243),
             kArray, v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
             kNone, "connect", "::1", 4243),
       Fails("connect_etimedout",
-            Failed(CURLE_COULDNT_CONNECT, ETIMEDOUT, "", "10.0.0.5", 4747),
+            Failed(TransportError::kConnect, ETIMEDOUT, "", "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_TIMEOUT, "ETIMEDOUT", kNone, "connect",
             "10.0.0.5", 4747),
-      Fails("host_unreachable",
-            Failed(CURLE_COULDNT_CONNECT, EHOSTUNREACH, "", "10.0.0.5", 4747),
-            kObject, v1::ERROR_CATEGORY_UNKNOWN, "EHOSTUNREACH", kNone,
-            "connect", "10.0.0.5", 4747),
+      Fails(
+          "host_unreachable",
+          Failed(TransportError::kConnect, EHOSTUNREACH, "", "10.0.0.5", 4747),
+          kObject, v1::ERROR_CATEGORY_UNKNOWN, "EHOSTUNREACH", kNone, "connect",
+          "10.0.0.5", 4747),
       Fails("network_unreachable",
-            Failed(CURLE_COULDNT_CONNECT, ENETUNREACH, "", "10.0.0.5", 4747),
+            Failed(TransportError::kConnect, ENETUNREACH, "", "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_UNKNOWN, "ENETUNREACH", kNone,
             "connect", "10.0.0.5", 4747),
       Fails("connect_failed_without_errno",
-            Failed(CURLE_COULDNT_CONNECT, 0, "", "10.0.0.5", 4747), kObject,
-            v1::ERROR_CATEGORY_UNKNOWN, "CURLE_COULDNT_CONNECT", kNone,
+            Named(Failed(TransportError::kConnect, 0, "", "10.0.0.5", 4747),
+                  "CURLE_COULDNT_CONNECT"),
+            kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_COULDNT_CONNECT", kNone,
             "connect", "10.0.0.5", 4747),
       Fails("connect_failed_nothing_dialled",
-            Failed(CURLE_COULDNT_CONNECT, ECONNREFUSED), kObject,
+            Failed(TransportError::kConnect, ECONNREFUSED), kObject,
             v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED", kNone,
             "connect", "", kNone),
 
       // -- Name resolution.
       Fails("host_not_found",
-            Failed(CURLE_COULDNT_RESOLVE_HOST, 0,
+            Failed(TransportError::kResolve, 0,
                    "Could not resolve host: sense1.invalid"),
             kObject, v1::ERROR_CATEGORY_HOST_NOT_FOUND, "ENOTFOUND", kNone,
             "getaddrinfo"),
 
       // -- Resets and closes.
       Fails("reset_on_read",
-            Failed(CURLE_RECV_ERROR, ECONNRESET,
+            Failed(TransportError::kReceive, ECONNRESET,
                    "Recv failure: Connection reset by peer", "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET", kNone,
             "read"),
       Fails("reset_on_write",
-            Failed(CURLE_SEND_ERROR, ECONNRESET,
+            Failed(TransportError::kSend, ECONNRESET,
                    "Send failure: Connection reset by peer"),
             kObject, v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET", kNone,
             "write"),
       // Seen with libcurl 7.88 over TLS: the reset is in the text, but the
       // saved errno is the EPIPE of the teardown that followed.
       Fails("reset_on_read_errno_overwritten",
-            Failed(CURLE_RECV_ERROR, EPIPE,
+            Failed(TransportError::kReceive, EPIPE,
                    "Recv failure: Connection reset by peer"),
             kObject, v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET", kNone,
             "read"),
       Fails("broken_pipe_on_write",
-            Failed(CURLE_SEND_ERROR, EPIPE, "Send failure: Broken pipe"),
+            Failed(TransportError::kSend, EPIPE, "Send failure: Broken pipe"),
             kObject, v1::ERROR_CATEGORY_UNKNOWN, "EPIPE", kNone, "write"),
       Fails("recv_error_without_errno",
-            Failed(CURLE_RECV_ERROR, 0, "Recv failure"), kObject,
-            v1::ERROR_CATEGORY_UNKNOWN, "CURLE_RECV_ERROR"),
+            Named(Failed(TransportError::kReceive, 0, "Recv failure"),
+                  "CURLE_RECV_ERROR"),
+            kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_RECV_ERROR"),
       Fails("closed_without_answer_socket_hang_up",
-            Failed(CURLE_GOT_NOTHING, 0, "Empty reply from server"), kObject,
-            v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET"),
+            Failed(TransportError::kEmptyReply, 0, "Empty reply from server"),
+            kObject, v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET"),
       Fails("reset_during_handshake",
             Handshake("Recv failure: Connection reset by peer", ECONNRESET),
             kObject, v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET", kNone,
@@ -347,47 +356,62 @@ std::vector<Row> Rows() {
             kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR, "EPROTO", kNone,
             "write"),
       Fails("client_cert_missing_tls13_alert_after_handshake",
-            Failed(CURLE_RECV_ERROR, 0,
+            Failed(TransportError::kReceive, 0,
                    "OpenSSL SSL_read: OpenSSL/3.0.22: error:0A00045C:SSL "
                    "routines::tlsv13 alert certificate required, errno 0",
                    "10.0.0.5", 4747),
             kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
             "ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED"),
       Fails("our_client_cert_unusable",
-            Failed(CURLE_SSL_CERTPROBLEM, 0,
-                   "could not load PEM client certificate"),
+            Named(Failed(TransportError::kTlsSetup, 0,
+                         "could not load PEM client certificate"),
+                  "CURLE_SSL_CERTPROBLEM"),
             kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
             "CURLE_SSL_CERTPROBLEM"),
-      Fails(
-          "our_ca_file_unusable",
-          Failed(CURLE_SSL_CACERT_BADFILE, 0, "error setting certificate file"),
-          kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
-          "CURLE_SSL_CACERT_BADFILE"),
+      Fails("our_ca_file_unusable",
+            Named(Failed(TransportError::kTlsSetup, 0,
+                         "error setting certificate file"),
+                  "CURLE_SSL_CACERT_BADFILE"),
+            kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
+            "CURLE_SSL_CACERT_BADFILE"),
 
       // -- Everything else.
       Fails("cancelled",
-            Failed(CURLE_ABORTED_BY_CALLBACK, 0,
+            Failed(TransportError::kCancelled, 0,
                    "cancelled: the transport was shut down"),
             kObject, v1::ERROR_CATEGORY_UNKNOWN, "ERR_CANCELED"),
       Fails("too_many_redirects",
-            WithStatus(Failed(CURLE_TOO_MANY_REDIRECTS, 0,
+            WithStatus(Failed(TransportError::kTooManyRedirects, 0,
                               "Maximum (5) redirects followed"),
                        302),
             kObject, v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
             302),
       Fails("redirect_to_plain_http",
-            WithStatus(Failed(CURLE_UNSUPPORTED_PROTOCOL, 0,
-                              "Protocol \"http\" not supported"),
+            WithStatus(Named(Failed(TransportError::kOther, 0,
+                                    "Protocol \"http\" not supported"),
+                             "CURLE_UNSUPPORTED_PROTOCOL"),
                        301),
             kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_UNSUPPORTED_PROTOCOL",
             301),
-      Fails("malformed_url", Failed(CURLE_URL_MALFORMAT), kObject,
+      Fails("malformed_url", Failed(TransportError::kBadUrl), kObject,
             v1::ERROR_CATEGORY_UNKNOWN, "ERR_INVALID_URL"),
       Fails("write_error_not_from_cap",
-            Failed(CURLE_WRITE_ERROR, 0, "Failure writing output"), kObject,
-            v1::ERROR_CATEGORY_UNKNOWN, "CURLE_WRITE_ERROR"),
-      Fails("curl_code_without_a_name", Failed(static_cast<CURLcode>(999)),
-            kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_999"),
+            Named(Failed(TransportError::kOther, 0, "Failure writing output"),
+                  "CURLE_WRITE_ERROR"),
+            kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_WRITE_ERROR"),
+      Fails("curl_code_without_a_name",
+            Named(Failed(TransportError::kOther), "CURLE_999"), kObject,
+            v1::ERROR_CATEGORY_UNKNOWN, "CURLE_999"),
+      Fails("transport_without_a_name_for_it", Failed(TransportError::kOther),
+            kObject, v1::ERROR_CATEGORY_UNKNOWN, "ERR_TRANSPORT"),
+      Fails("tls_setup_problem_keeps_the_transport_name",
+            Named(Failed(TransportError::kTlsSetup, 0, "no cipher match"),
+                  "CURLE_SSL_CIPHER"),
+            kObject, v1::ERROR_CATEGORY_CERTIFICATE_ERROR, "CURLE_SSL_CIPHER"),
+      Fails("body_cut_short_without_a_status",
+            Named(Failed(TransportError::kBodyCutShort, 0, "transfer closed"),
+                  "CURLE_PARTIAL_FILE"),
+            kObject, v1::ERROR_CATEGORY_UNKNOWN, "CURLE_PARTIAL_FILE"),
       Fails("completed_without_status", Response(0, "{}"), kObject,
             v1::ERROR_CATEGORY_UNKNOWN, ""),
   };
@@ -414,7 +438,7 @@ TEST_P(ClassifyTableTest, Classifies) {
   EXPECT_FALSE(got->message.empty());
   if (!row.in.error_text.empty() && row.in.http_status == 0) {
     EXPECT_NE(got->message.find(row.in.error_text), std::string::npos)
-        << "the message keeps libcurl's words: " << got->message;
+        << "the message keeps the transport's words: " << got->message;
   }
 }
 
@@ -542,14 +566,16 @@ TEST(HostileBodyTest, RandomBytesNeverCrash) {
 
 TEST(ClassifyAnyOutcomeTest, RandomOutcomesAlwaysHaveACategory) {
   std::mt19937 rng(7);
-  std::uniform_int_distribution<int> curl_code(0, 110);
+  std::uniform_int_distribution<int> error(
+      0, static_cast<int>(TransportError::kOther));
   std::uniform_int_distribution<int> os_errno(0, 140);
   std::uniform_int_distribution<int> status(0, 1000);
   std::uniform_int_distribution<long> verify(-5, 100);  // NOLINT(runtime/int)
   std::uniform_int_distribution<int> coin(0, 1);
   for (int i = 0; i < 20000; ++i) {
     RequestOutcome o;
-    o.curl_code = curl_code(rng);
+    o.error = static_cast<TransportError>(error(rng));
+    o.error_name = coin(rng) != 0 ? "CURLE_SOMETHING" : "";
     o.os_errno = os_errno(rng);
     o.http_status = coin(rng) != 0 ? status(rng) : 0;
     o.tls_verify_result = verify(rng);
@@ -561,7 +587,7 @@ TEST(ClassifyAnyOutcomeTest, RandomOutcomesAlwaysHaveACategory) {
     const auto got = ClassifyOutcome(o, coin(rng) != 0 ? kObject : kArray);
     if (!got.has_value()) {
       // Only a complete 2xx can be a success.
-      EXPECT_EQ(o.curl_code, CURLE_OK);
+      EXPECT_EQ(o.error, TransportError::kNone);
       EXPECT_GE(o.http_status, 200);
       EXPECT_LT(o.http_status, 300);
       continue;

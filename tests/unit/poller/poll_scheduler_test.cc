@@ -183,11 +183,11 @@ TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
   // what the scheduler goes by, whatever the transport.
   RequestOutcome from_curl;
   from_curl.cancelled = true;
-  from_curl.curl_code = 42;  // CURLE_ABORTED_BY_CALLBACK
+  from_curl.error = TransportError::kCancelled;
   RequestOutcome flag_only;
   flag_only.cancelled = true;
   for (const RequestOutcome& cancelled : {from_curl, flag_only}) {
-    SCOPED_TRACE(cancelled.curl_code);
+    SCOPED_TRACE(static_cast<int>(cancelled.error));
     PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
                             clock_);
     scheduler.Step(absl::ZeroDuration());

@@ -49,12 +49,13 @@
 #include "tests/testing/fake_http_server.h"
 #include "tests/testing/influxd_process.h"
 #include "tracker-service/failure_point.h"
+#include "tracker-service/influx_api.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/influx_v2_writer.h"
 #include "tracker-service/influx_v3_writer.h"
 #include "tracker-service/influx_writer.h"
-#include "tracker-service/influx_writers.h"
 #include "tracker-service/line_protocol.h"
+#include "tracker-service/writer_factory.h"
 
 namespace qfp::tracker {
 namespace {
@@ -1340,7 +1341,9 @@ TEST(MakeInfluxWriterTest, RefusesUnusableSettings) {
               HasSubstr("v3Config.database is empty"));
 }
 
-TEST(InfluxWritersHelpersTest, ParseRetentionDuration) {
+// --- The settings helpers of influx_api.h. ---
+
+TEST(InfluxApiHelpersTest, ParseRetentionDuration) {
   EXPECT_EQ(*ParseRetentionDuration(""), absl::ZeroDuration());
   EXPECT_EQ(*ParseRetentionDuration("0"), absl::ZeroDuration());
   EXPECT_EQ(*ParseRetentionDuration("10d"), absl::Hours(240));
@@ -1354,7 +1357,7 @@ TEST(InfluxWritersHelpersTest, ParseRetentionDuration) {
   }
 }
 
-TEST(InfluxWritersHelpersTest, BaseUrl) {
+TEST(InfluxApiHelpersTest, BaseUrl) {
   EXPECT_EQ(InfluxBaseUrl("influx.example.com", 8086),
             "http://influx.example.com:8086");
   EXPECT_EQ(InfluxBaseUrl("::1", 8181), "http://[::1]:8181");

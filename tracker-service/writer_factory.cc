@@ -1,12 +1,9 @@
-#include "tracker-service/influx_writers.h"
-
-#include <cstdint>
+#include "tracker-service/writer_factory.h"
 
 #include "absl/status/status.h"
-#include "absl/strings/ascii.h"
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "tracker-service/influx_api.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/influx_v2_writer.h"
 #include "tracker-service/influx_v3_writer.h"
@@ -85,69 +82,6 @@ absl::StatusOr<std::unique_ptr<InfluxWriter>> MakeInfluxWriter(
           "influxdbConfig.version: InfluxDB ", config.influxdb_version,
           " is not supported (1, 2 or 3)"));
   }
-}
-
-std::string InfluxBaseUrl(absl::string_view host, int port) {
-  if (absl::StrContains(host, ':') && !absl::StartsWith(host, "[")) {
-    return absl::StrCat("http://[", host, "]:", port);
-  }
-  return absl::StrCat("http://", host, ":", port);
-}
-
-absl::StatusOr<absl::Duration> ParseRetentionDuration(
-    absl::string_view duration) {
-  const absl::string_view text = absl::StripAsciiWhitespace(duration);
-  if (text.empty() || text == "0") return absl::ZeroDuration();
-  auto bad = [&duration](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", duration, "\" is not a retention duration (", why,
-                     "; e.g. 10d, 1h30m, or 0 to keep data forever)"));
-  };
-  // Longest units first: "ms" is milliseconds, not minutes then seconds.
-  struct Unit {
-    absl::string_view name;
-    absl::Duration size;
-  };
-  const Unit kUnits[] = {
-      {"ns", absl::Nanoseconds(1)},
-      {"us", absl::Microseconds(1)},
-      {"\xC2\xB5s", absl::Microseconds(1)},  // µs
-      {"ms", absl::Milliseconds(1)},
-      {"s", absl::Seconds(1)},
-      {"m", absl::Minutes(1)},
-      {"h", absl::Hours(1)},
-      {"d", absl::Hours(24)},
-      {"w", absl::Hours(24 * 7)},
-  };
-  absl::Duration total;
-  size_t i = 0;
-  while (i < text.size()) {
-    const size_t digits_start = i;
-    while (i < text.size() &&
-           absl::ascii_isdigit(static_cast<unsigned char>(text[i]))) {
-      ++i;
-    }
-    if (i == digits_start) return bad("expected a number");
-    int64_t count = 0;
-    if (!absl::SimpleAtoi(text.substr(digits_start, i - digits_start),
-                          &count)) {
-      return bad("number too large");
-    }
-    const absl::string_view rest = text.substr(i);
-    const Unit* unit = nullptr;
-    for (const Unit& candidate : kUnits) {
-      if (absl::StartsWith(rest, candidate.name)) {
-        unit = &candidate;
-        break;
-      }
-    }
-    if (unit == nullptr) return bad("unit must be ns, us, ms, s, m, h, d or w");
-    i += unit->name.size();
-    total += count * unit->size;
-    // Durations saturate instead of overflowing.
-    if (total == absl::InfiniteDuration()) return bad("too long");
-  }
-  return total;
 }
 
 }  // namespace qfp::tracker

@@ -1,0 +1,173 @@
+// TrackerService over real gRPC on loopback, with a real DurableQueue (in
+// memory; its writer points at a port where nothing listens, so what is
+// accepted stays queued and countable).
+#include "tracker-service/tracker_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "grpc/grpc.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "tests/testing/metric_value.h"
+#include "tracker-service/influx_v1_writer.h"
+
+namespace qfp::tracker {
+namespace {
+
+using failedpolls::v1::FailureId;
+using failedpolls::v1::PollFailure;
+using failedpolls::v1::ReportFailuresRequest;
+using failedpolls::v1::ReportFailuresResponse;
+
+// gRPC 1.51 can hang ~10 s in ~Server() when it drops the last library
+// reference; one reference held for the life of the binary avoids that.
+class GrpcLibraryEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override { grpc_init(); }
+};
+::testing::Environment* const kGrpcEnvironment =
+    ::testing::AddGlobalTestEnvironment(new GrpcLibraryEnvironment);
+
+PollFailure Failure(uint64_t sequence) {
+  PollFailure f;
+  f.mutable_id()->set_poller_id("p1");
+  f.mutable_id()->set_instance_id("i1");
+  f.mutable_id()->set_sequence(sequence);
+  f.mutable_occurred_at()->set_seconds(1764000000);
+  f.mutable_occurred_at()->set_nanos(static_cast<int32_t>(sequence));
+  f.set_source(failedpolls::v1::HEALTH_API);
+  f.set_server_name("sense1");
+  f.set_host("sense1:4747");
+  f.set_error_category(failedpolls::v1::ERROR_CATEGORY_TIMEOUT);
+  f.set_error_code("ECONNABORTED");
+  return f;
+}
+
+class TrackerServiceTest : public ::testing::Test {
+ protected:
+  // A queue of at most `max_records` points.
+  void Start(uint64_t max_records) {
+    InfluxV1Settings nowhere;
+    nowhere.host = "127.0.0.1";
+    nowhere.port = 9;
+    nowhere.database = "senseops";
+    writer_ = MakeInfluxV1Writer(nowhere);
+    DurableQueueOptions options;
+    options.max_records = max_records;
+    auto queue = DurableQueue::Open(options, *writer_, metrics_);
+    ASSERT_TRUE(queue.ok()) << queue.status();
+    queue_ = *std::move(queue);
+    service_ = std::make_unique<TrackerService>(config_, nullptr, queue_.get(),
+                                                metrics_);
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
+                             &port_);
+    builder.RegisterService(service_.get());
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(server_, nullptr);
+    stub_ = failedpolls::v1::FailedPollTracker::NewStub(grpc::CreateChannel(
+        absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
+  }
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    if (queue_) queue_->Stop(absl::ZeroDuration());
+  }
+
+  // Sends one request on a new stream and returns the one answer.
+  ReportFailuresResponse Send(const ReportFailuresRequest& request) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() +
+                         std::chrono::seconds(20));
+    auto stream = stub_->ReportFailures(&context);
+    EXPECT_TRUE(stream->Write(request));
+    ReportFailuresResponse response;
+    EXPECT_TRUE(stream->Read(&response));
+    stream->WritesDone();
+    EXPECT_TRUE(stream->Finish().ok());
+    return response;
+  }
+  double Metric(absl::string_view sample) const {
+    return testing::MetricValue(metrics_, sample);
+  }
+
+  TrackerConfig config_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<InfluxWriter> writer_;
+  std::unique_ptr<DurableQueue> queue_;
+  std::unique_ptr<TrackerService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<failedpolls::v1::FailedPollTracker::Stub> stub_;
+  int port_ = 0;
+};
+
+TEST_F(TrackerServiceTest, AcceptsCommitsAndAcknowledgesOnce) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(1);
+  *request.add_failures() = Failure(2);
+  ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(response.refused_size(), 0);
+  EXPECT_EQ(queue_->backlog(), 2u);
+  // A re-send is acknowledged again without a second point.
+  response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(queue_->backlog(), 2u);
+  EXPECT_EQ(Metric("qfp_tracker_failures_accepted_total"), 2);
+  EXPECT_EQ(Metric("qfp_tracker_failures_duplicate_total"), 2);
+}
+
+TEST_F(TrackerServiceTest, TheSameIdTwiceInOneRequestIsOnePoint) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(7);
+  *request.add_failures() = Failure(7);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(response.refused_size(), 0);
+  EXPECT_EQ(queue_->backlog(), 1u);
+}
+
+// A repeat must share the first copy's fate: acknowledging it while the
+// first copy is refused would tell the producer to forget a failure that
+// was never stored.
+TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
+  Start(1);
+  ReportFailuresRequest fill;
+  *fill.add_failures() = Failure(1);
+  ASSERT_EQ(Send(fill).accepted_size(), 1);  // the queue is now full
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(2);
+  *request.add_failures() = Failure(2);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 0);
+  ASSERT_EQ(response.refused_size(), 2);
+  for (const auto& refusal : response.refused()) {
+    EXPECT_EQ(refusal.id().sequence(), 2u);
+    EXPECT_NE(refusal.reason().find("full"), std::string::npos)
+        << refusal.reason();
+  }
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"buffer_full\"}"),
+            2);
+}
+
+TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(1);
+  PollFailure no_server = Failure(2);
+  no_server.clear_server_name();
+  *request.add_failures() = no_server;
+  const ReportFailuresResponse response = Send(request);
+  ASSERT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(response.accepted(0).sequence(), 1u);
+  ASSERT_EQ(response.refused_size(), 1);
+  EXPECT_EQ(response.refused(0).id().sequence(), 2u);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"invalid\"}"), 1);
+}
+
+}  // namespace
+}  // namespace qfp::tracker
