@@ -172,8 +172,11 @@ class SqliteFailureQueue final : public FailureQueue {
   absl::Status Failed(const char* step, int rc);
   // After a failed commit: overwrites what it may have left in the WAL.
   void FenceFailedCommit();
-  // Gives the pages of a drained queue back to the file system.
+  // Gives the pages of a drained queue back to the file system (when there
+  // are enough, at most every few seconds). Writer thread only.
   void ShrinkAfterDrain();
+  // Monotonic time of the last shrink; writer thread only.
+  absl::Duration last_shrink_ = absl::InfiniteDuration();
   void CloseConnections();
 
   const SqliteQueueOptions options_;
@@ -973,6 +976,29 @@ void SqliteFailureQueue::FenceFailedCommit() {
 }
 
 void SqliteFailureQueue::ShrinkAfterDrain() {
+  // A queue that keeps up drains many times a second; shrinking each time
+  // (a vacuum and a TRUNCATE checkpoint, each with its fsync) measured as
+  // most of the commit cost. Shrink only when there is something worth
+  // giving back, and not more often than every few seconds.
+  constexpr int64_t kShrinkMinFreePages = 1024;  // 4 MiB at 4 KiB pages
+  constexpr absl::Duration kShrinkMinInterval = absl::Seconds(10);
+  const absl::Duration now = SystemClock::Get().Monotonic();
+  if (last_shrink_ != absl::InfiniteDuration() &&
+      now - last_shrink_ < kShrinkMinInterval) {
+    return;
+  }
+  {
+    sqlite3_stmt* stmt = nullptr;
+    int64_t free_pages = 0;
+    if (sqlite3_prepare_v2(db_, "PRAGMA freelist_count", -1, &stmt,
+                           nullptr) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW) {
+      free_pages = sqlite3_column_int64(stmt, 0);
+    }
+    sqlite3_finalize(stmt);
+    if (free_pages < kShrinkMinFreePages) return;
+  }
+  last_shrink_ = now;
   int rc = ExecSql(db_, "PRAGMA incremental_vacuum");
   if (rc != SQLITE_OK) {
     spdlog::warn("failure queue {}: incremental_vacuum failed: {}", db_path_,

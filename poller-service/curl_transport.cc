@@ -14,6 +14,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::poller {
@@ -256,11 +257,174 @@ CURLcode Configure(Transfer& t) {
   return first_error;
 }
 
+}  // namespace
+
+std::string CurlCodeName(int curl_code) {
+  switch (curl_code) {
+    case CURLE_OK:
+      return "";
+    case CURLE_UNSUPPORTED_PROTOCOL:
+      return "CURLE_UNSUPPORTED_PROTOCOL";
+    case CURLE_FAILED_INIT:
+      return "CURLE_FAILED_INIT";
+    case CURLE_URL_MALFORMAT:
+      return "CURLE_URL_MALFORMAT";
+    case CURLE_COULDNT_RESOLVE_PROXY:
+      return "CURLE_COULDNT_RESOLVE_PROXY";
+    case CURLE_COULDNT_CONNECT:
+      return "CURLE_COULDNT_CONNECT";
+    case CURLE_WEIRD_SERVER_REPLY:
+      return "CURLE_WEIRD_SERVER_REPLY";
+    case CURLE_HTTP2:
+      return "CURLE_HTTP2";
+    case CURLE_PARTIAL_FILE:
+      return "CURLE_PARTIAL_FILE";
+    case CURLE_WRITE_ERROR:
+      return "CURLE_WRITE_ERROR";
+    case CURLE_OUT_OF_MEMORY:
+      return "CURLE_OUT_OF_MEMORY";
+    case CURLE_RANGE_ERROR:
+      return "CURLE_RANGE_ERROR";
+    case CURLE_SSL_CONNECT_ERROR:
+      return "CURLE_SSL_CONNECT_ERROR";
+    case CURLE_BAD_DOWNLOAD_RESUME:
+      return "CURLE_BAD_DOWNLOAD_RESUME";
+    case CURLE_FUNCTION_NOT_FOUND:
+      return "CURLE_FUNCTION_NOT_FOUND";
+    case CURLE_BAD_FUNCTION_ARGUMENT:
+      return "CURLE_BAD_FUNCTION_ARGUMENT";
+    case CURLE_INTERFACE_FAILED:
+      return "CURLE_INTERFACE_FAILED";
+    case CURLE_UNKNOWN_OPTION:
+      return "CURLE_UNKNOWN_OPTION";
+    case CURLE_SEND_ERROR:
+      return "CURLE_SEND_ERROR";
+    case CURLE_RECV_ERROR:
+      return "CURLE_RECV_ERROR";
+    case CURLE_SSL_ENGINE_NOTFOUND:
+      return "CURLE_SSL_ENGINE_NOTFOUND";
+    case CURLE_SSL_ENGINE_SETFAILED:
+      return "CURLE_SSL_ENGINE_SETFAILED";
+    case CURLE_SSL_CERTPROBLEM:
+      return "CURLE_SSL_CERTPROBLEM";
+    case CURLE_SSL_CIPHER:
+      return "CURLE_SSL_CIPHER";
+    case CURLE_BAD_CONTENT_ENCODING:
+      return "CURLE_BAD_CONTENT_ENCODING";
+    case CURLE_SSL_ENGINE_INITFAILED:
+      return "CURLE_SSL_ENGINE_INITFAILED";
+    case CURLE_SSL_CACERT_BADFILE:
+      return "CURLE_SSL_CACERT_BADFILE";
+    case CURLE_SSL_SHUTDOWN_FAILED:
+      return "CURLE_SSL_SHUTDOWN_FAILED";
+    case CURLE_AGAIN:
+      return "CURLE_AGAIN";
+    case CURLE_SSL_CRL_BADFILE:
+      return "CURLE_SSL_CRL_BADFILE";
+    case CURLE_SSL_ISSUER_ERROR:
+      return "CURLE_SSL_ISSUER_ERROR";
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return "CURLE_SSL_PINNEDPUBKEYNOTMATCH";
+    case CURLE_SSL_INVALIDCERTSTATUS:
+      return "CURLE_SSL_INVALIDCERTSTATUS";
+    case CURLE_HTTP2_STREAM:
+      return "CURLE_HTTP2_STREAM";
+    case CURLE_RECURSIVE_API_CALL:
+      return "CURLE_RECURSIVE_API_CALL";
+    case CURLE_SSL_CLIENTCERT:
+      return "CURLE_SSL_CLIENTCERT";
+    case CURLE_UNRECOVERABLE_POLL:
+      return "CURLE_UNRECOVERABLE_POLL";
+    // These have a TransportError of their own, so their names only show in
+    // logs. A code not named here is reported as CURLE_<n>, as it always was:
+    // the name is a failure's error code when nothing better is known.
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return "CURLE_COULDNT_RESOLVE_HOST";
+    case CURLE_OPERATION_TIMEDOUT:
+      return "CURLE_OPERATION_TIMEDOUT";
+    case CURLE_ABORTED_BY_CALLBACK:
+      return "CURLE_ABORTED_BY_CALLBACK";
+    case CURLE_TOO_MANY_REDIRECTS:
+      return "CURLE_TOO_MANY_REDIRECTS";
+    case CURLE_GOT_NOTHING:
+      return "CURLE_GOT_NOTHING";
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return "CURLE_PEER_FAILED_VERIFICATION";
+    default:
+      return absl::StrCat("CURLE_", curl_code);
+  }
+}
+
+TransportError CurlCodeToTransportError(int curl_code, bool body_too_large) {
+  switch (curl_code) {
+    case CURLE_OK:
+      return TransportError::kNone;
+    case CURLE_ABORTED_BY_CALLBACK:
+      return TransportError::kCancelled;
+    case CURLE_OPERATION_TIMEDOUT:
+      return TransportError::kTimeout;
+    case CURLE_COULDNT_RESOLVE_HOST:
+      return TransportError::kResolve;
+    case CURLE_COULDNT_CONNECT:
+      return TransportError::kConnect;
+    case CURLE_SEND_ERROR:
+      return TransportError::kSend;
+    case CURLE_RECV_ERROR:
+      return TransportError::kReceive;
+    case CURLE_GOT_NOTHING:
+      return TransportError::kEmptyReply;
+    case CURLE_SSL_CONNECT_ERROR:
+      return TransportError::kTlsHandshake;
+    case CURLE_PEER_FAILED_VERIFICATION:
+      return TransportError::kTlsVerify;
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CIPHER:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_CLIENTCERT:
+      return TransportError::kTlsSetup;
+    case CURLE_URL_MALFORMAT:
+      return TransportError::kBadUrl;
+    case CURLE_TOO_MANY_REDIRECTS:
+      return TransportError::kTooManyRedirects;
+    case CURLE_WRITE_ERROR:
+      // WriteBody refusing more than the cap is the only way this transport
+      // makes libcurl fail a write.
+      return body_too_large ? TransportError::kBodyTooLarge
+                            : TransportError::kOther;
+    case CURLE_PARTIAL_FILE:
+      return TransportError::kBodyCutShort;
+    default:
+      return TransportError::kOther;
+  }
+}
+
+namespace {
+
+// "curl 7 (Couldn't connect to server): <details>", the error_text of a
+// failed request.
+std::string CurlSays(CURLcode code, const std::string& details) {
+  std::string text = absl::StrCat("curl ", static_cast<int>(code), " (",
+                                  curl_easy_strerror(code), ")");
+  if (!details.empty()) absl::StrAppend(&text, ": ", details);
+  return text;
+}
+
+// Reports libcurl's result `code` in `out` in neutral terms (after
+// body_too_large is known).
+void SetResult(RequestOutcome& out, CURLcode code, const std::string& details) {
+  out.error = CurlCodeToTransportError(code, out.body_too_large);
+  if (code == CURLE_OK) return;
+  out.error_name = CurlCodeName(code);
+  out.error_text = CurlSays(code, details);
+}
+
 // Ends `t` without libcurl having run it (setup failure or cancellation).
 void EndWithoutTransfer(Transfer& t, CURLcode code, const std::string& why) {
   t.outcome = RequestOutcome{};
-  t.outcome.curl_code = static_cast<int>(code);
-  t.outcome.error_text = why;
+  SetResult(t.outcome, code, why);
   if (t.started != SteadyClock::time_point{}) {
     t.outcome.elapsed = absl::FromChrono(SteadyClock::now() - t.started);
   }
@@ -275,11 +439,10 @@ void EndCancelled(Transfer& t) {
 // Reads what libcurl learned about a finished transfer into its outcome.
 void FillOutcome(Transfer& t, CURLcode result) {
   RequestOutcome& out = t.outcome;
-  out.curl_code = static_cast<int>(result);
-  if (result != CURLE_OK) {
-    out.error_text = t.error_buffer[0] != '\0' ? std::string(t.error_buffer)
-                                               : curl_easy_strerror(result);
-  }
+  SetResult(out, result,
+            t.error_buffer[0] != '\0'
+                ? std::string(t.error_buffer)
+                : std::string(curl_easy_strerror(result)));
   long value = 0;  // NOLINT(runtime/int): libcurl's type
   if (curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &value) == CURLE_OK) {
     out.os_errno = static_cast<int>(value);

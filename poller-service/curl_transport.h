@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
@@ -23,6 +24,24 @@ namespace qfp::poller {
 // OpenSSL 3 initialises itself). The CurlTransport constructor calls it;
 // calling it early in main() makes an init failure show at start.
 int EnsureCurlGlobalInit();
+
+// How this transport reports libcurl's result `curl_code` (a CURLcode) in
+// RequestOutcome::error: CURLE_OK kNone; ABORTED_BY_CALLBACK kCancelled;
+// OPERATION_TIMEDOUT kTimeout; COULDNT_RESOLVE_HOST kResolve; COULDNT_CONNECT
+// kConnect; SEND_ERROR kSend; RECV_ERROR kReceive; GOT_NOTHING kEmptyReply;
+// SSL_CONNECT_ERROR kTlsHandshake; PEER_FAILED_VERIFICATION kTlsVerify;
+// SSL_CERTPROBLEM, SSL_CACERT_BADFILE, SSL_CIPHER, SSL_ISSUER_ERROR,
+// SSL_PINNEDPUBKEYNOTMATCH, SSL_INVALIDCERTSTATUS and SSL_CLIENTCERT
+// kTlsSetup; URL_MALFORMAT kBadUrl; TOO_MANY_REDIRECTS kTooManyRedirects;
+// WRITE_ERROR kBodyTooLarge when `body_too_large` (the body cap stopped the
+// transfer), else kOther; PARTIAL_FILE kBodyCutShort; anything else kOther.
+// Thread-safe.
+TransportError CurlCodeToTransportError(int curl_code, bool body_too_large);
+
+// The enum name of a libcurl result ("CURLE_SEND_ERROR"), "CURLE_<n>" for a
+// code without a name here, "" for CURLE_OK: RequestOutcome::error_name.
+// Thread-safe.
+std::string CurlCodeName(int curl_code);
 
 // Each request is a fresh TCP and TLS connection (no reuse between polls), so
 // every poll is a real attempt to reach the server, like Butler SOS's. HTTP/1.1
@@ -43,10 +62,12 @@ int EnsureCurlGlobalInit();
 // A server that fails verification never receives a request.
 //
 // The outcome's remote_address/remote_port are the connected peer, or for a
-// failed connect the address and port last dialled. tls_verify_result is
-// meaningful with CURLE_PEER_FAILED_VERIFICATION (0 there means only the host
-// name was wrong). A cancelled request (destructor) has curl_code
-// CURLE_ABORTED_BY_CALLBACK.
+// failed connect the address and port last dialled. libcurl's result is
+// reported in neutral terms (CurlCodeToTransportError), with its name in
+// error_name and "curl <code> (<libcurl's text>): <details>" in error_text.
+// tls_verify_result is meaningful with kTlsVerify (0 there means only the
+// host name was wrong). A cancelled request (destructor) has error kCancelled
+// (CURLE_ABORTED_BY_CALLBACK) and cancelled set.
 //
 // Callbacks run on the Run() thread, outside any libcurl call, so they may
 // call Start() (the new request runs from the next Run(); from a callback run

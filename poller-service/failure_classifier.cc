@@ -18,7 +18,7 @@
 //   up) is timeout; EHOSTUNREACH, ENETUNREACH and the rest are unknown. All
 //   carry the errno's name, syscall "connect" and the address dialled, as
 //   Node's connect errors do.
-// - The server closing without answering (CURLE_GOT_NOTHING, Node's "socket
+// - The server closing without answering (kEmptyReply, Node's "socket
 //   hang up") or during the TLS handshake (Node's "Client network socket
 //   disconnected before secure TLS connection was established") is
 //   connection_reset, ECONNRESET, with no syscall: Node's errors have none.
@@ -31,19 +31,26 @@
 //   the handshake (TLS 1.3 sends "certificate required" then) is
 //   certificate_error with Node's code for an OpenSSL error,
 //   ERR_SSL_<REASON> (ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED).
-// - Our own client certificate, key or CA file being unusable
-//   (CURLE_SSL_CERTPROBLEM, CURLE_SSL_CACERT_BADFILE) is certificate_error
-//   with the libcurl code's name: a certificate problem an operator must fix.
+// - Our own client certificate, key or CA file being unusable, and the other
+//   TLS setup problems (kTlsSetup) are certificate_error with the
+//   transport's name for it (the curl transport's CURLE_SSL_CERTPROBLEM,
+//   CURLE_SSL_CACERT_BADFILE, ...): a certificate problem an operator must
+//   fix.
 // - A 2xx answer whose body is cut (over the size cap, or shorter than its
 //   Content-Length) or is not the expected JSON is invalid_response,
 //   ERR_INVALID_RESPONSE (our category; Butler SOS counts it as a success).
 // - Cancellation (the transport shutting down) is unknown, ERR_CANCELED
 //   (axios's code for a cancelled request).
-// - Anything else is unknown with libcurl's code name (CURLE_SEND_ERROR, or
-//   CURLE_<n> for codes not named here).
+// - Anything else is unknown with the transport's name for it
+//   (RequestOutcome::error_name: the curl transport's CURLE_SEND_ERROR, or
+//   CURLE_<n> for codes it does not name).
+//
+// The outcome is transport-neutral (TransportError); only the words of the
+// libraries under the transport are read from error_text where the neutral
+// terms are too coarse (OpenSSL's reason for a TLS alert, a reset that the
+// saved errno no longer shows).
 #include "poller-service/failure_classifier.h"
 
-#include <curl/curl.h>
 #include <openssl/x509_vfy.h>
 
 #include <cctype>
@@ -79,95 +86,17 @@ std::string ErrnoName(int value) {
   return name != nullptr ? std::string(name) : absl::StrCat("ERRNO_", value);
 }
 
-// The enum name of the libcurl codes a poll can end with.
-std::string CurlCodeName(int code) {
-  switch (code) {
-    case CURLE_UNSUPPORTED_PROTOCOL:
-      return "CURLE_UNSUPPORTED_PROTOCOL";
-    case CURLE_FAILED_INIT:
-      return "CURLE_FAILED_INIT";
-    case CURLE_URL_MALFORMAT:
-      return "CURLE_URL_MALFORMAT";
-    case CURLE_COULDNT_RESOLVE_PROXY:
-      return "CURLE_COULDNT_RESOLVE_PROXY";
-    case CURLE_COULDNT_CONNECT:
-      return "CURLE_COULDNT_CONNECT";
-    case CURLE_WEIRD_SERVER_REPLY:
-      return "CURLE_WEIRD_SERVER_REPLY";
-    case CURLE_HTTP2:
-      return "CURLE_HTTP2";
-    case CURLE_PARTIAL_FILE:
-      return "CURLE_PARTIAL_FILE";
-    case CURLE_WRITE_ERROR:
-      return "CURLE_WRITE_ERROR";
-    case CURLE_OUT_OF_MEMORY:
-      return "CURLE_OUT_OF_MEMORY";
-    case CURLE_RANGE_ERROR:
-      return "CURLE_RANGE_ERROR";
-    case CURLE_SSL_CONNECT_ERROR:
-      return "CURLE_SSL_CONNECT_ERROR";
-    case CURLE_BAD_DOWNLOAD_RESUME:
-      return "CURLE_BAD_DOWNLOAD_RESUME";
-    case CURLE_FUNCTION_NOT_FOUND:
-      return "CURLE_FUNCTION_NOT_FOUND";
-    case CURLE_BAD_FUNCTION_ARGUMENT:
-      return "CURLE_BAD_FUNCTION_ARGUMENT";
-    case CURLE_INTERFACE_FAILED:
-      return "CURLE_INTERFACE_FAILED";
-    case CURLE_UNKNOWN_OPTION:
-      return "CURLE_UNKNOWN_OPTION";
-    case CURLE_SEND_ERROR:
-      return "CURLE_SEND_ERROR";
-    case CURLE_RECV_ERROR:
-      return "CURLE_RECV_ERROR";
-    case CURLE_SSL_ENGINE_NOTFOUND:
-      return "CURLE_SSL_ENGINE_NOTFOUND";
-    case CURLE_SSL_ENGINE_SETFAILED:
-      return "CURLE_SSL_ENGINE_SETFAILED";
-    case CURLE_SSL_CERTPROBLEM:
-      return "CURLE_SSL_CERTPROBLEM";
-    case CURLE_SSL_CIPHER:
-      return "CURLE_SSL_CIPHER";
-    case CURLE_BAD_CONTENT_ENCODING:
-      return "CURLE_BAD_CONTENT_ENCODING";
-    case CURLE_SSL_ENGINE_INITFAILED:
-      return "CURLE_SSL_ENGINE_INITFAILED";
-    case CURLE_SSL_CACERT_BADFILE:
-      return "CURLE_SSL_CACERT_BADFILE";
-    case CURLE_SSL_SHUTDOWN_FAILED:
-      return "CURLE_SSL_SHUTDOWN_FAILED";
-    case CURLE_AGAIN:
-      return "CURLE_AGAIN";
-    case CURLE_SSL_CRL_BADFILE:
-      return "CURLE_SSL_CRL_BADFILE";
-    case CURLE_SSL_ISSUER_ERROR:
-      return "CURLE_SSL_ISSUER_ERROR";
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-      return "CURLE_SSL_PINNEDPUBKEYNOTMATCH";
-    case CURLE_SSL_INVALIDCERTSTATUS:
-      return "CURLE_SSL_INVALIDCERTSTATUS";
-    case CURLE_HTTP2_STREAM:
-      return "CURLE_HTTP2_STREAM";
-    case CURLE_RECURSIVE_API_CALL:
-      return "CURLE_RECURSIVE_API_CALL";
-    case CURLE_SSL_CLIENTCERT:
-      return "CURLE_SSL_CLIENTCERT";
-    case CURLE_UNRECOVERABLE_POLL:
-      return "CURLE_UNRECOVERABLE_POLL";
-    default:
-      return absl::StrCat("CURLE_", code);
-  }
+// The transport's account of the failure, for the message: its own words,
+// else its name for the failure.
+std::string TransportSays(const RequestOutcome& outcome) {
+  if (!outcome.error_text.empty()) return outcome.error_text;
+  if (!outcome.error_name.empty()) return outcome.error_name;
+  return "the transport gave no details";
 }
 
-// "curl 7 (Couldn't connect to server): Failed to connect to ..." for logs.
-std::string CurlSays(const RequestOutcome& outcome) {
-  std::string text = absl::StrCat(
-      "curl ", outcome.curl_code, " (",
-      curl_easy_strerror(static_cast<CURLcode>(outcome.curl_code)), ")");
-  if (!outcome.error_text.empty()) {
-    absl::StrAppend(&text, ": ", outcome.error_text);
-  }
-  return text;
+// The transport's name for the failure, as the code of last resort.
+std::string TransportCode(const RequestOutcome& outcome) {
+  return outcome.error_name.empty() ? "ERR_TRANSPORT" : outcome.error_name;
 }
 
 // Up to 40 bytes of a body for a log line, non-printable bytes as '?'.
@@ -269,8 +198,8 @@ std::optional<Classification> ClassifyResponse(const RequestOutcome& outcome,
                                           outcome.body.size(), " bytes kept)"));
     }
     if (body_cut) {
-      return InvalidResponse(
-          outcome, absl::StrCat("the body was cut short: ", CurlSays(outcome)));
+      return InvalidResponse(outcome, absl::StrCat("the body was cut short: ",
+                                                   TransportSays(outcome)));
     }
     const JsonShape want = expected == ExpectedBody::kJsonObject
                                ? JsonShape::kObject
@@ -331,14 +260,15 @@ Classification ConnectFailure(const RequestOutcome& outcome) {
   Classification c;
   if (err == ECONNREFUSED) {
     c = Make(v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
-             CurlSays(outcome));
+             TransportSays(outcome));
   } else if (err == ETIMEDOUT) {
-    c = Make(v1::ERROR_CATEGORY_TIMEOUT, "ETIMEDOUT", CurlSays(outcome));
+    c = Make(v1::ERROR_CATEGORY_TIMEOUT, "ETIMEDOUT", TransportSays(outcome));
   } else if (err != 0) {
-    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err), CurlSays(outcome));
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err),
+             TransportSays(outcome));
   } else {
-    c = Make(v1::ERROR_CATEGORY_UNKNOWN, "CURLE_COULDNT_CONNECT",
-             CurlSays(outcome));
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, TransportCode(outcome),
+             TransportSays(outcome));
   }
   c.syscall = "connect";
   SetDialled(outcome, c);
@@ -357,12 +287,13 @@ Classification IoFailure(const RequestOutcome& outcome, const char* syscall) {
   Classification c;
   if (err == ECONNRESET) {
     c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
-             CurlSays(outcome));
+             TransportSays(outcome));
   } else if (err != 0) {
-    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err), CurlSays(outcome));
+    c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err),
+             TransportSays(outcome));
   } else {
-    return Make(v1::ERROR_CATEGORY_UNKNOWN, CurlCodeName(outcome.curl_code),
-                CurlSays(outcome));
+    return Make(v1::ERROR_CATEGORY_UNKNOWN, TransportCode(outcome),
+                TransportSays(outcome));
   }
   c.syscall = syscall;
   return c;
@@ -391,11 +322,11 @@ std::string NodeSslCode(absl::string_view text) {
   return code;
 }
 
-// CURLE_SSL_CONNECT_ERROR: the TLS handshake did not complete.
+// kTlsHandshake: the TLS handshake did not complete.
 Classification HandshakeFailure(const RequestOutcome& outcome) {
   if (outcome.os_errno == ECONNRESET) {
     Classification c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
-                            CurlSays(outcome));
+                            TransportSays(outcome));
     c.syscall = "read";
     return c;
   }
@@ -406,15 +337,15 @@ Classification HandshakeFailure(const RequestOutcome& outcome) {
     return Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
                 absl::StrCat("Client network socket disconnected before "
                              "secure TLS connection was established: ",
-                             CurlSays(outcome)));
+                             TransportSays(outcome)));
   }
-  Classification c =
-      Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, "EPROTO", CurlSays(outcome));
+  Classification c = Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, "EPROTO",
+                          TransportSays(outcome));
   c.syscall = "write";
   return c;
 }
 
-// CURLE_PEER_FAILED_VERIFICATION: the chain or the host name did not check.
+// kTlsVerify: the chain or the host name did not check.
 Classification VerificationFailure(const RequestOutcome& outcome) {
   const long result = outcome.tls_verify_result;  // NOLINT(runtime/int)
   // libcurl 7.88 checks the host name itself, after the handshake; when that
@@ -424,96 +355,91 @@ Classification VerificationFailure(const RequestOutcome& outcome) {
       result == X509_V_ERR_HOSTNAME_MISMATCH ||
       result == X509_V_ERR_IP_ADDRESS_MISMATCH) {
     return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
-                "ERR_TLS_CERT_ALTNAME_INVALID", CurlSays(outcome));
+                "ERR_TLS_CERT_ALTNAME_INVALID", TransportSays(outcome));
   }
   return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, VerifyErrorName(result),
-              CurlSays(outcome));
+              TransportSays(outcome));
 }
 
 Classification TransportFailure(const RequestOutcome& outcome) {
-  switch (outcome.curl_code) {
-    case CURLE_OPERATION_TIMEDOUT:
+  switch (outcome.error) {
+    case TransportError::kTimeout:
       return Make(v1::ERROR_CATEGORY_TIMEOUT, "ECONNABORTED",
-                  CurlSays(outcome));
-    case CURLE_COULDNT_RESOLVE_HOST: {
+                  TransportSays(outcome));
+    case TransportError::kResolve: {
       Classification c = Make(v1::ERROR_CATEGORY_HOST_NOT_FOUND, "ENOTFOUND",
-                              CurlSays(outcome));
+                              TransportSays(outcome));
       c.syscall = "getaddrinfo";
       return c;
     }
-    case CURLE_COULDNT_CONNECT:
+    case TransportError::kConnect:
       return ConnectFailure(outcome);
-    case CURLE_RECV_ERROR: {
+    case TransportError::kReceive: {
       // A TLS alert after the handshake (TLS 1.3's "certificate required")
       // arrives as a failed read with no errno.
       const std::string ssl_code = NodeSslCode(outcome.error_text);
       if (outcome.os_errno == 0 && !ssl_code.empty()) {
         return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, ssl_code,
-                    CurlSays(outcome));
+                    TransportSays(outcome));
       }
       return IoFailure(outcome, "read");
     }
-    case CURLE_SEND_ERROR:
+    case TransportError::kSend:
       return IoFailure(outcome, "write");
-    case CURLE_GOT_NOTHING:
+    case TransportError::kEmptyReply:
       return Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
-                  absl::StrCat("socket hang up: ", CurlSays(outcome)));
-    case CURLE_SSL_CONNECT_ERROR:
+                  absl::StrCat("socket hang up: ", TransportSays(outcome)));
+    case TransportError::kTlsHandshake:
       return HandshakeFailure(outcome);
-    case CURLE_PEER_FAILED_VERIFICATION:
+    case TransportError::kTlsVerify:
       return VerificationFailure(outcome);
-    case CURLE_SSL_CERTPROBLEM:
-    case CURLE_SSL_CACERT_BADFILE:
-    case CURLE_SSL_CIPHER:
-    case CURLE_SSL_ISSUER_ERROR:
-    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
-    case CURLE_SSL_INVALIDCERTSTATUS:
-    case CURLE_SSL_CLIENTCERT:
-      return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR,
-                  CurlCodeName(outcome.curl_code), CurlSays(outcome));
-    case CURLE_ABORTED_BY_CALLBACK:
+    case TransportError::kTlsSetup:
+      return Make(v1::ERROR_CATEGORY_CERTIFICATE_ERROR, TransportCode(outcome),
+                  TransportSays(outcome));
+    case TransportError::kCancelled:
       return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_CANCELED",
-                  absl::StrCat("canceled: ", CurlSays(outcome)));
-    case CURLE_URL_MALFORMAT:
+                  absl::StrCat("canceled: ", TransportSays(outcome)));
+    case TransportError::kBadUrl:
       return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_INVALID_URL",
-                  CurlSays(outcome));
-    case CURLE_TOO_MANY_REDIRECTS: {
+                  TransportSays(outcome));
+    case TransportError::kTooManyRedirects: {
       Classification c =
           Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
                absl::StrCat("Maximum number of redirects exceeded: ",
-                            CurlSays(outcome)));
+                            TransportSays(outcome)));
       if (outcome.http_status > 0) {
         c.http_status = static_cast<uint32_t>(outcome.http_status);
       }
       return c;
     }
-    default: {
-      Classification c =
-          Make(v1::ERROR_CATEGORY_UNKNOWN, CurlCodeName(outcome.curl_code),
-               CurlSays(outcome));
-      // A redirect to a scheme other than https ends here with the 3xx.
-      if (outcome.http_status > 0) {
-        c.http_status = static_cast<uint32_t>(outcome.http_status);
-      }
-      return c;
-    }
+    case TransportError::kNone:  // without a status line (see ClassifyOutcome)
+    case TransportError::kBodyTooLarge:
+    case TransportError::kBodyCutShort:
+    case TransportError::kOther:
+      break;
   }
+  Classification c = Make(v1::ERROR_CATEGORY_UNKNOWN, TransportCode(outcome),
+                          TransportSays(outcome));
+  // A redirect to a scheme other than https ends here with the 3xx.
+  if (outcome.http_status > 0) {
+    c.http_status = static_cast<uint32_t>(outcome.http_status);
+  }
+  return c;
 }
 
 }  // namespace
 
 std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome,
                                               ExpectedBody expected) {
-  // A body cut by our cap (libcurl then says CURLE_WRITE_ERROR) or by the
-  // server closing early still came with a status, which decides first: a
-  // 500 with a huge page is http_5xx.
-  const bool body_cut =
-      (outcome.body_too_large && outcome.curl_code == CURLE_WRITE_ERROR) ||
-      outcome.curl_code == CURLE_PARTIAL_FILE;
-  if (outcome.http_status > 0 && (outcome.curl_code == CURLE_OK || body_cut)) {
+  // A body cut by our cap or by the server closing early still came with a
+  // status, which decides first: a 500 with a huge page is http_5xx.
+  const bool body_cut = outcome.error == TransportError::kBodyTooLarge ||
+                        outcome.error == TransportError::kBodyCutShort;
+  if (outcome.http_status > 0 &&
+      (outcome.error == TransportError::kNone || body_cut)) {
     return ClassifyResponse(outcome, expected, body_cut);
   }
-  if (outcome.curl_code == CURLE_OK) {
+  if (outcome.error == TransportError::kNone) {
     // Cannot happen over HTTP; kept so that every input is classified.
     return Make(v1::ERROR_CATEGORY_UNKNOWN, "",
                 "the transfer completed without an HTTP status");

@@ -22,7 +22,7 @@ enum class ExpectedBody {
 struct Classification {
   failedpolls::v1::ErrorCategory category =
       failedpolls::v1::ERROR_CATEGORY_UNKNOWN;
-  std::string error_code;              // "" when there is none
+  std::string error_code;               // "" when there is none
   std::optional<uint32_t> http_status;  // a status line arrived
   // Set for a refused connect: the address and port dialled.
   std::string remote_address;

@@ -32,8 +32,7 @@ std::string Token(const ConfigNode& node) {
 
 // retentionDuration: empty, "0" (forever) or a duration of at least
 // `minimum`.
-std::string RetentionDuration(const ConfigNode& node,
-                              absl::Duration minimum) {
+std::string RetentionDuration(const ConfigNode& node, absl::Duration minimum) {
   std::string value = node.String("");
   absl::StatusOr<absl::Duration> parsed = ParseRetentionDuration(value);
   if (!parsed.ok()) {
@@ -156,9 +155,9 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   config.dedupe_window = static_cast<size_t>(own["dedupeWindow"].Int(
       static_cast<int64_t>(config.dedupe_window), 0, 100000000));
   config.wal_directory = own["walDirectory"].String("");
-  config.wal_max_bytes = static_cast<uint64_t>(own["walMaxBytes"].Int(
-      static_cast<int64_t>(config.wal_max_bytes), int64_t{1} << 20,
-      int64_t{1} << 40));
+  config.wal_max_bytes = static_cast<uint64_t>(
+      own["walMaxBytes"].Int(static_cast<int64_t>(config.wal_max_bytes),
+                             int64_t{1} << 20, int64_t{1} << 40));
   config.metrics_listen = own["metricsListen"].String("");
 
   if (!errors.empty()) return errors.ToStatus(source);

@@ -286,12 +286,17 @@ int Durable(const testing::InfluxdProcess& influx) {
             n, SendConcurrently(tracker.port, n, producers, batch, base));
         (queue_on ? on : off) = rate;
         if (queue_on) {
+          const double commits = testing::MetricValue(
+              tracker.metrics, "qfp_tracker_queue_commits_total");
           std::printf(
               "  run %d, %d producer(s), queue on: %.0f failures/s, %.0f "
-              "commits\n",
-              run + 1, producers, rate,
-              testing::MetricValue(tracker.metrics,
-                                   "qfp_tracker_queue_commits_total"));
+              "commits, %.2f ms per commit (BEGIN to COMMIT)\n",
+              run + 1, producers, rate, commits,
+              1000 *
+                  testing::MetricValue(
+                      tracker.metrics,
+                      "qfp_tracker_queue_commit_duration_seconds_sum") /
+                  commits);
         } else {
           std::printf("  run %d, %d producer(s), queue off: %.0f failures/s\n",
                       run + 1, producers, rate);
