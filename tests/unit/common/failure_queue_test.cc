@@ -1173,39 +1173,5 @@ TEST(SqliteFailureQueueTest, ProbeEveryAcknowledgedRecordIsCommitted) {
   RecordProperty("commits", static_cast<int>(stats.commits));
 }
 
-// Not a test: prints rows/s for 1 and 8 appenders of 100-record batches
-// through AppendAndWait. Run with --gtest_also_run_disabled_tests.
-TEST(SqliteFailureQueueTest, DISABLED_Throughput) {
-  for (const int threads_n : {1, 8}) {
-    testing::TempDir dir;
-    std::unique_ptr<FailureQueue> queue =
-        MustOpen(SqliteOptions(dir.File("q")));
-    ASSERT_NE(queue, nullptr);
-    std::atomic<uint64_t> rows{0};
-    std::atomic<bool> stop{false};
-    std::vector<std::thread> threads;
-    const absl::Time start = absl::Now();
-    for (int t = 0; t < threads_n; ++t) {
-      threads.emplace_back([&] {
-        const std::vector<std::string> batch(100, std::string(200, 'r'));
-        while (!stop.load()) {
-          if (queue->AppendAndWait(batch).ok()) rows += batch.size();
-        }
-      });
-    }
-    absl::SleepFor(absl::Seconds(3));
-    stop = true;
-    for (std::thread& t : threads) t.join();
-    const double seconds = absl::ToDoubleSeconds(absl::Now() - start);
-    const QueueStats stats = queue->stats();
-    std::printf(
-        "%d appender(s), 100-record batches of 200 B: %.0f rows/s, %llu "
-        "commits, %.0f rows per commit\n",
-        threads_n, rows.load() / seconds,
-        static_cast<unsigned long long>(stats.commits),
-        stats.commits ? static_cast<double>(rows.load()) / stats.commits : 0.0);
-  }
-}
-
 }  // namespace
 }  // namespace qfp
