@@ -441,4 +441,18 @@ std::string MetricsRegistry::RenderText() const {
   return out;
 }
 
+void LabeledFamily::ForEachSeries(
+    const std::function<void(const SeriesBase&)>& visit) const {
+  absl::MutexLock lock(&mu_);
+  for (const auto& [values, series] : series_) visit(*series);
+}
+
+uint64_t Counter::Sum() const {
+  uint64_t sum = 0;
+  ForEachSeries([&sum](const SeriesBase& series) {
+    sum += static_cast<const Series&>(series).value();
+  });
+  return sum;
+}
+
 }  // namespace qfp

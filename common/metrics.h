@@ -101,6 +101,8 @@ class LabeledFamily : public MetricFamily {
   SeriesBase& FindOrCreate(absl::Span<const absl::string_view> values);
   // The one series of a family without labels.
   SeriesBase& Unlabeled() const;
+  // Calls `visit` for every series, under the family's mutex.
+  void ForEachSeries(const std::function<void(const SeriesBase&)>& visit) const;
 
   virtual std::unique_ptr<SeriesBase> NewSeries() const = 0;
   virtual void RenderSeries(const SeriesBase& series,
@@ -156,6 +158,8 @@ class Counter final : public LabeledFamily {
   // For a counter registered without labels.
   void Increment(uint64_t n = 1) { Self().Increment(n); }
   uint64_t value() const { return Self().value(); }
+  // The sum over every series (for totals in logs: one count, kept once).
+  uint64_t Sum() const;
 
  private:
   friend class MetricsRegistry;

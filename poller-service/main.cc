@@ -170,7 +170,7 @@ int Main(int argc, char** argv) {
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
   PollScheduler scheduler(config, plan, *transport, client,
-                          SystemClock::Get(), &metrics);
+                          SystemClock::Get(), metrics);
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}",
@@ -193,7 +193,7 @@ int Main(int argc, char** argv) {
   const uint64_t left = client.Shutdown(
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
   const uint64_t dropped = client.spool().stats().dropped;
-  const SchedulerStats& polls = scheduler.stats();
+  const SchedulerStats polls = scheduler.stats();
   const std::string overflow =
       dropped == 0 ? std::string()
                    : absl::StrCat("; ", dropped,

@@ -14,23 +14,25 @@ using failedpolls::v1::PollFailure;
 PollScheduler::PollScheduler(const PollerConfig& config,
                              std::vector<PollTarget> plan,
                              HttpTransport& transport, FailureSink& sink,
-                             const Clock& clock, MetricsRegistry* metrics)
-    : config_(config), transport_(transport), sink_(sink), clock_(clock) {
-  if (metrics != nullptr) {
-    polls_ = &metrics->AddCounter("qfp_poller_polls_total",
-                                  "Polls started, by source.", {"source"});
-    failed_ = &metrics->AddCounter(
-        "qfp_poller_poll_failures_total",
-        "Failed polls, by source and error_category.", {"source", "category"});
-    skipped_ = &metrics->AddCounter(
-        "qfp_poller_polls_skipped_total",
-        "Rounds skipped because the previous poll of the target was still "
-        "running, by source.",
-        {"source"});
-    poll_seconds_ = &metrics->AddHistogram("qfp_poller_poll_duration_seconds",
-                                           "Time one poll took, by source.",
-                                           {"source"}, DefaultLatencyBuckets());
-  }
+                             const Clock& clock, MetricsRegistry& metrics)
+    : config_(config),
+      transport_(transport),
+      sink_(sink),
+      clock_(clock),
+      polls_(metrics.AddCounter("qfp_poller_polls_total",
+                                "Polls started, by source.", {"source"})),
+      failed_(metrics.AddCounter("qfp_poller_poll_failures_total",
+                                 "Failed polls, by source and error_category.",
+                                 {"source", "category"})),
+      skipped_(metrics.AddCounter(
+          "qfp_poller_polls_skipped_total",
+          "Rounds skipped because the previous poll of the target was still "
+          "running, by source.",
+          {"source"})),
+      poll_seconds_(metrics.AddHistogram("qfp_poller_poll_duration_seconds",
+                                         "Time one poll took, by source.",
+                                         {"source"},
+                                         DefaultLatencyBuckets())) {
   const absl::Duration now = clock_.Monotonic();
   targets_.reserve(plan.size());
   for (PollTarget& target : plan) {
@@ -40,16 +42,21 @@ PollScheduler::PollScheduler(const PollerConfig& config,
   instance_id_ = absl::StrFormat("%016x", absl::Uniform<uint64_t>(rng_));
 }
 
+SchedulerStats PollScheduler::stats() const {
+  SchedulerStats stats;
+  stats.polls_started = polls_.Sum();
+  stats.polls_failed = failed_.Sum();
+  stats.polls_skipped = skipped_.Sum();
+  return stats;
+}
+
 void PollScheduler::Step(absl::Duration max_wait) {
   const absl::Duration now = clock_.Monotonic();
   absl::Duration next_due = now + max_wait;
   for (TargetState& state : targets_) {
     if (state.next_due <= now) {
       if (state.in_flight) {
-        ++stats_.polls_skipped;
-        if (skipped_ != nullptr) {
-          skipped_->WithLabels({SourceName(state.target.source)}).Increment();
-        }
+        skipped_.WithLabels({SourceName(state.target.source)}).Increment();
         spdlog::warn(
             "{}: previous poll still running at the next due time; skipping "
             "this round",
@@ -80,10 +87,7 @@ void PollScheduler::Run(const std::atomic<bool>& stop) {
 
 void PollScheduler::StartPoll(TargetState& state) {
   state.in_flight = true;
-  ++stats_.polls_started;
-  if (polls_ != nullptr) {
-    polls_->WithLabels({SourceName(state.target.source)}).Increment();
-  }
+  polls_.WithLabels({SourceName(state.target.source)}).Increment();
   HttpRequest request = MakeRequest(state.target, config_, rng_);
   spdlog::debug("{}: GET {}", state.target.Key(), MaskedUrl(state.target));
   transport_.Start(request, [this, &state](RequestOutcome outcome) {
@@ -98,10 +102,8 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
     spdlog::info("{}: poll cancelled at shutdown", state.target.Key());
     return;
   }
-  if (poll_seconds_ != nullptr) {
-    poll_seconds_->WithLabels({SourceName(state.target.source)})
-        .Observe(outcome.elapsed);
-  }
+  poll_seconds_.WithLabels({SourceName(state.target.source)})
+      .Observe(outcome.elapsed);
   std::optional<Classification> failed =
       ClassifyOutcome(outcome, state.target.expected_body);
   if (!failed.has_value()) {
@@ -110,14 +112,9 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
                   absl::ToInt64Milliseconds(outcome.elapsed));
     return;
   }
-  ++stats_.polls_failed;
   const PollTarget& target = state.target;
-  if (failed_ != nullptr) {
-    failed_
-        ->WithLabels(
-            {SourceName(target.source), CategoryName(failed->category)})
-        .Increment();
-  }
+  failed_.WithLabels({SourceName(target.source), CategoryName(failed->category)})
+      .Increment();
   PollFailure failure;
   failure.mutable_id()->set_poller_id(config_.poller_id);
   failure.mutable_id()->set_instance_id(instance_id_);

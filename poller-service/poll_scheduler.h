@@ -37,14 +37,15 @@ struct SchedulerStats {
 // across threads.
 class PollScheduler {
  public:
-  // `config`, `transport`, `sink`, `clock` (and `metrics`, where the
-  // scheduler registers its counters when set) must outlive the scheduler.
+  // `config`, `transport`, `sink`, `clock` and `metrics` (where the
+  // scheduler registers its counters, the one place its counts are kept)
+  // must outlive the scheduler.
   // Every target is first due at construction time; then every
   // `target.interval` of monotonic time (fixed rate, a round skipped while
   // the previous poll still runs, no catch-up burst after a stall).
   PollScheduler(const PollerConfig& config, std::vector<PollTarget> plan,
                 HttpTransport& transport, FailureSink& sink, const Clock& clock,
-                MetricsRegistry* metrics = nullptr);
+                MetricsRegistry& metrics);
 
   // Starts every due poll, then drives transfers until the next poll is due
   // or `max_wait` (monotonic time) has passed, whichever is sooner.
@@ -56,7 +57,8 @@ class PollScheduler {
   // them).
   void Run(const std::atomic<bool>& stop);
 
-  const SchedulerStats& stats() const { return stats_; }
+  // Totals over every source, read from the metrics.
+  SchedulerStats stats() const;
   const std::string& instance_id() const { return instance_id_; }
 
  private:
@@ -78,11 +80,10 @@ class PollScheduler {
   absl::BitGen rng_;
   std::string instance_id_;
   uint64_t next_sequence_ = 1;
-  SchedulerStats stats_;
-  Counter* polls_ = nullptr;           // label: source
-  Counter* failed_ = nullptr;          // labels: source, category
-  Counter* skipped_ = nullptr;         // label: source
-  Histogram* poll_seconds_ = nullptr;  // label: source
+  Counter& polls_;            // label: source
+  Counter& failed_;           // labels: source, category
+  Counter& skipped_;          // label: source
+  Histogram& poll_seconds_;   // label: source
 };
 
 }  // namespace qfp::poller

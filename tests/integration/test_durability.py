@@ -7,17 +7,23 @@ qs-poller. Each scenario counts the failures the poller logged ("failed
 poll: " lines, per server) and checks that influxd holds exactly that many
 distinct points per server, none missing and none doubled:
 
-  (a) the tracker (write-ahead log on) is killed with SIGKILL in the middle
-      of a stream of more than 10 000 failures, then started again;
+  (a) the tracker (SQLite queue in walDirectory) is killed with SIGKILL in
+      the middle of a stream of more than 10 000 failures, then started
+      again;
   (b) influxd is down for 30 s while failures keep coming;
   (c) the poller runs 20 s before the tracker starts;
   (d) the poller is killed with SIGKILL with unacknowledged failures in its
-      disk spool, then started again before the tracker is;
-  (e) the write-ahead log reaches its cap while influxd is down (refusals,
-      health still answered, full recovery), and a WAL directory that cannot
-      be created stops the tracker at start;
-  (f) a torn (cut) or corrupt (flipped byte) WAL tail is truncated at start
-      and everything before it is written.
+      disk spool (failures.db in spoolDirectory), then started again before
+      the tracker is;
+  (e) the tracker's queue reaches its cap (walMaxBytes) while influxd is
+      down (refusals, health still answered, full recovery), and a
+      walDirectory that cannot be created stops the tracker at start;
+  (f) a failures.db that is garbage or truncated, or that belongs to the
+      other service, stops the tracker or the poller at start with an error
+      naming the file (an exit status, not a crash), and is left untouched.
+
+Both queues are SQLite databases (common/sqlite_failure_queue.h); the tests
+read them with Python's sqlite3, read-only (support/stack.py).
 
 The polling interval is the shortest the config accepts (100 ms); with 62
 failing servers that is about 600 failures a second.
@@ -26,7 +32,9 @@ failing servers that is about 600 failures a second.
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
+import random
 import re
 import shutil
 import tempfile
@@ -45,8 +53,13 @@ REQUEST_TIMEOUT_MS = 2000
 POLLER_SHUTDOWN_MS = 30000
 DRAIN_TIMEOUT_S = 90     # influxd catching up after an outage (backoff <= 30 s)
 
-REPLAYING = re.compile(r"write-ahead log: replaying (\d+) failures")
-RELOADED = re.compile(r"failure spool in .*?: (\d+) unacknowledged failures")
+# qs-poller at start (poller-service/main.cc).
+RELOADED = re.compile(r"failure spool SQLite database (\S+): (\d+) "
+                      r"unacknowledged failures \((\d+) bytes\) reloaded")
+# qs-error-tracker at start when its queue holds records (main.cc).
+WRITTEN_FIRST = re.compile(r"SQLite database (\S+): (\d+) failures accepted "
+                           r"earlier and not yet confirmed by InfluxDB are "
+                           r"written first")
 
 
 class DurabilityTest(unittest.TestCase):
@@ -71,15 +84,18 @@ class DurabilityTest(unittest.TestCase):
             shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def setUp(self):
+        self.started = time.monotonic()
         self.dir = os.path.join(self.tmp, self._testMethodName)
         os.makedirs(self.dir)
         self.processes: list[procs.Proc] = []
-        self.influx = InfluxD(os.path.join(self.dir, "influxd")).start()
+        self.influx = InfluxD(os.path.join(self.dir, "influxd"))
+        # Registered before anything starts: runs even when setUp fails.
+        self.addCleanup(self._stop_everything)
+        self.influx.start()
         self.tracker_port = procs.free_port()
         self.wal_dir = os.path.join(self.dir, "wal")
-        self.started = time.monotonic()
 
-    def tearDown(self):
+    def _stop_everything(self):
         for proc in reversed(self.processes):
             proc.stop(timeout=5)
         self.influx.stop()
@@ -233,12 +249,15 @@ class DurabilityTest(unittest.TestCase):
         time.sleep(2)  # failures keep coming; the poller keeps them
         tracker = self.start_tracker(config, name="tracker2")
         # Acknowledged failures not yet confirmed by influxd when the
-        # tracker died come back from its log. How many depends on where in
-        # a flush cycle the kill fell (the log may even be empty right after
-        # a write was confirmed), so the count is only shown.
-        replayed = REPLAYING.search(tracker.log_text())
-        print(f"\n  replayed from the WAL: "
-              f"{replayed.group(1) if replayed else 0}", end="", flush=True)
+        # tracker died come back from its queue. How many depends on where
+        # in a flush cycle the kill fell (the queue may even be empty right
+        # after a write was confirmed), so the count is only shown.
+        opened = stack.QUEUE_OPENED.search(tracker.log_text())
+        self.assertIsNotNone(opened, tracker.log_text()[-2000:])
+        self.assertEqual(opened.group(1), stack.queue_db_path(self.wal_dir))
+        self.assertEqual(opened.group(2), stack.TRACKER_QUEUE_PURPOSE)
+        print(f"\n  reloaded from the queue: {opened.group(3)}", end="",
+              flush=True)
         # The poller finds the tracker again by itself. Its backoff is
         # capped at 10 s, but a stream started while gRPC's channel still
         # holds the failure of an earlier connect fails at once and doubles
@@ -330,14 +349,25 @@ class DurabilityTest(unittest.TestCase):
         logged_first = self.kill_between_rounds(first, servers,
                                                 at_least=8 * servers,
                                                 timeout=30)
-        self.assertTrue(any(name.startswith("spool-")
-                            for name in os.listdir(spool_dir)),
-                        os.listdir(spool_dir))
+        # Every failure logged is in the spool, once, as a PollFailure.
+        self.assertEqual(stack.queue_meta(spool_dir)["purpose"],
+                         stack.POLLER_SPOOL_PURPOSE)
+        records = stack.queue_records(spool_dir)
+        self.assertEqual(len(records), logged_first)
+        keys = collections.Counter(stack.poll_failure_key(payload)
+                                   for _, payload in records)
+        self.assertEqual(max(keys.values()), 1)
+        self.assertEqual(
+            collections.Counter(server for server, _ in keys),
+            stack.failures_by_server(first.log_text()))
 
         second = self.start_poller(config, name="poller2")
         reloaded = RELOADED.search(second.log_text())
         self.assertIsNotNone(reloaded, second.log_text()[-2000:])
-        self.assertEqual(int(reloaded.group(1)), logged_first)
+        self.assertEqual(reloaded.group(1), stack.queue_db_path(spool_dir))
+        self.assertEqual(int(reloaded.group(2)), logged_first)
+        self.assertEqual(int(reloaded.group(3)),
+                         sum(len(payload) for _, payload in records))
         time.sleep(1)
         tracker = self.start_tracker(config)
         self.assertGreaterEqual(self.wait_points(logged_first, 40),
@@ -345,9 +375,9 @@ class DurabilityTest(unittest.TestCase):
         time.sleep(1)
         self.finish(second, tracker, [first, second])
 
-    # -- (e) WAL cap reached; WAL directory unusable -------------------------
+    # -- (e) queue cap reached; walDirectory unusable --------------------
 
-    def test_e_wal_cap_reached_then_recovers(self):
+    def test_e_queue_cap_reached_then_recovers(self):
         cap = 1 << 20  # the smallest walMaxBytes the config accepts
         config = self.write_config(self.servers(60, HTTP500_SERVERS),
                                    wal=True, wal_max_bytes=cap)
@@ -356,42 +386,54 @@ class DurabilityTest(unittest.TestCase):
         self.assertGreaterEqual(self.wait_points(500, 30), 500)
 
         self.influx.stop()  # nothing is released from now on
-        self.wait_log(tracker, "write-ahead log full", timeout=60)
+        self.wait_log(tracker, "failure queue full", timeout=60)
         self.assertRegex(tracker.log_text(),
                          r"refused \d+ failures since the last report "
                          r"\(producers keep and resend them\): "
-                         r"write-ahead log full")
-        self.wait_log(poller, "write-ahead log full", timeout=15)
+                         r"failure queue full")
+        self.wait_log(poller, "failure queue full", timeout=15)
         self.assertRegex(poller.log_text(),
-                         r"tracker refused a failure .*: write-ahead log full")
+                         r"tracker refused \d+ failures since the last "
+                         r"report .*: failure queue full")
         # Still answering health (NOT_SERVING: its destination is down).
         client = self.tracker_client()
         self.wait_health(client, 2)
         time.sleep(3)
         self.assertTrue(tracker.running)
         self.assertEqual(client.health(), 2)
-        # Nothing beyond the cap was made durable, so nothing beyond it was
+        # Nothing beyond the cap was committed, so nothing beyond it was
         # acknowledged: a crash now loses nothing, since everything
-        # acknowledged is in the log and everything refused is still held by
-        # the poller.
+        # acknowledged is in the queue and everything refused is still held
+        # by the poller.
         tracker.kill9()
-        on_disk = sum(os.path.getsize(path)
-                      for path in stack.wal_segments(self.wal_dir))
-        self.assertLessEqual(on_disk, cap)
-        in_log = sum(len(stack.wal_records(path))
-                     for path in stack.wal_segments(self.wal_dir))
+        in_queue, queued_bytes = stack.queue_totals(self.wal_dir)
+        self.assertLessEqual(queued_bytes, cap)
+        self.assertGreater(queued_bytes, cap // 2)  # it did fill up
+        # Each record is one failure's line, none twice.
+        keys = collections.Counter(
+            stack.line_protocol_key(payload)
+            for _, payload in stack.queue_records(self.wal_dir))
+        self.assertEqual(sum(keys.values()), in_queue)
+        self.assertEqual(max(keys.values()), 1)
         tracker = self.start_tracker(config, name="tracker2")
-        replayed = REPLAYING.search(tracker.log_text())
-        self.assertIsNotNone(replayed, tracker.log_text()[-2000:])
-        self.assertEqual(int(replayed.group(1)), in_log)
+        log = tracker.log_text()
+        opened = stack.QUEUE_OPENED.search(log)
+        self.assertIsNotNone(opened, log[-2000:])
+        self.assertEqual(int(opened.group(3)), in_queue)
+        self.assertEqual(int(opened.group(4)), queued_bytes)
+        first = WRITTEN_FIRST.search(log)
+        self.assertIsNotNone(first, log[-2000:])
+        self.assertEqual(int(first.group(2)), in_queue)
         self.wait_log(tracker, "producer connected", timeout=30)
-        self.wait_log(tracker, "write-ahead log full", timeout=30)
+        self.wait_log(tracker, "failure queue full", timeout=30)
         self.wait_health(client, 2)  # the restarted tracker answers too
 
         self.influx.restart()
         self.wait_log(tracker, "succeed again", timeout=45)
         time.sleep(3)
         self.finish(poller, tracker, [poller])
+        # Everything written was released: the queue is empty.
+        self.assertEqual(stack.queue_totals(self.wal_dir), (0, 0))
 
     def test_e_wal_directory_unusable_at_start(self):
         blocker = os.path.join(self.dir, "a-file")
@@ -405,78 +447,190 @@ class DurabilityTest(unittest.TestCase):
         log = tracker.log_text()
         self.assertNotEqual(status, 0, log)
         self.assertIn(wal_dir, log)
-        self.assertIn("write-ahead log", log)
+        self.assertIn("walDirectory", log)
         self.assertNotIn("listening on", log)
 
-    # -- (f) corrupt WAL tail ----------------------------------------------
+    # -- (f) damaged or foreign failures.db --------------------------------
 
-    def leave_points_in_wal(self):
-        """Runs tracker and poller while influxd is down, so every failure
-        stays in the WAL; returns the poller (stopped)."""
-        self.influx.stop()  # its ports stay reserved for restart()
-        config = self.write_config(self.servers(20), wal=True)
-        tracker = self.start_tracker(config, name="tracker1",
-                                     extra_args=["--shutdown_deadline_ms=1000"])
-        poller = self.start_poller(config)
-        self.wait_failures(poller, 1000, timeout=30)
-        self.stop_poller(poller)
+    def cores_in(self, directory) -> list[str]:
+        return [name for name in os.listdir(directory)
+                if name == "core" or name.startswith("core.")]
+
+    def assert_refused_at_start(self, start, db_path, *texts):
+        """``start()`` runs a service on ``db_path`` and returns (status,
+        output) once it exited. It must exit by itself with a non-zero
+        status (not a signal: no crash), name the file (and ``texts``),
+        never listen, and leave the file as it was."""
+        with open(db_path, "rb") as f:
+            before = hashlib.sha256(f.read()).hexdigest()
+        status, output = start()
+        self.assertGreater(status, 0, output[-3000:])
+        self.assertIn(db_path, output)
+        for text in texts:
+            self.assertIn(text, output)
+        self.assertNotIn("listening on", output)
+        self.assertNotIn("qs-poller started", output)
+        with open(db_path, "rb") as f:
+            self.assertEqual(hashlib.sha256(f.read()).hexdigest(), before,
+                             f"{db_path} was modified")
+        self.assertEqual(self.cores_in(self.dir), [])
+        return output
+
+    def start_tracker_on(self, wal_dir, name):
+        """A start of the tracker on ``wal_dir`` that must fail."""
+        config = self.write_config(self.servers(1), wal=True, wal_dir=wal_dir)
+
+        def start():
+            tracker = stack.start_tracker_only(config, self.dir, name=name,
+                                               cwd=self.dir)
+            self.processes.append(tracker)
+            procs.wait_until(lambda: not tracker.running
+                             or "listening on" in tracker.log_text(), 20,
+                             message=f"{name} to exit")
+            if tracker.running:
+                self.fail(f"{name} started on {wal_dir}:\n"
+                          f"{tracker.log_text()[-2000:]}")
+            return tracker.wait(timeout=5), tracker.log_text()
+        return start
+
+    def start_poller_on(self, spool_dir):
+        """A start of the poller on ``spool_dir`` that must fail."""
+        config = self.write_config(self.servers(1), wal=False,
+                                   spool_dir=spool_dir)
+
+        def start():
+            result = stack.run_poller_once(config, timeout=20, cwd=self.dir)
+            return result.returncode, result.stdout + result.stderr
+        return start
+
+    def make_tracker_queue(self, count=3000) -> str:
+        """A walDirectory whose failures.db holds ``count`` failures (sent
+        while influxd is down), left by a clean stop (so everything is in
+        failures.db itself, no -wal file)."""
+        from support.grpc_client import failure
+        self.influx.stop()
+        wal_dir = os.path.join(self.dir, "tracker-queue")
+        config = self.write_config(self.servers(1), wal=True, wal_dir=wal_dir)
+        tracker = self.start_tracker(config, name="tracker-filler",
+                                     extra_args=["--shutdown_deadline_ms=500"])
+        client = self.tracker_client()
+        base = int(time.time()) - 3600
+        for first in range(1, count + 1, 500):
+            batch = [failure(seq, server=f"filled-{seq % 7}",
+                             seconds=base + seq, poller="filler")
+                     for seq in range(first, min(first + 500, count + 1))]
+            (answer,) = client.report([batch])
+            self.assertEqual(len(answer.accepted), len(batch))
         self.assertEqual(tracker.stop(timeout=20), 0)
-        last = tracker.log_text().splitlines()[-1]
-        self.assertIn("stay in the write-ahead log", last)
-        self.assertIn(self.wal_dir, last)
-        return config, poller
+        self.assertIn("stay in SQLite database "
+                      f"{stack.queue_db_path(wal_dir)}",
+                      tracker.log_text().splitlines()[-1])
+        self.assertEqual(stack.queue_totals(wal_dir)[0], count)
+        return wal_dir
 
-    def corrupt_tail_and_recover(self, corrupt):
-        config, poller = self.leave_points_in_wal()
-        segments = [(path, stack.wal_records(path))
-                    for path in stack.wal_segments(self.wal_dir)]
-        segments = [(path, records) for path, records in segments if records]
-        self.assertTrue(segments, os.listdir(self.wal_dir))
-        every = [payload for _, records in segments
-                 for _, payload in records]
-        # One record per failure the poller logged (all accepted once).
-        self.assertEqual(len(every), stack.failure_count(poller.log_text()))
-        last_path, last_records = segments[-1]
-        corrupt(last_path, last_records[-1])
-        kept = every[:-1]
-        # What the tracker should read back: everything before the damage.
-        self.assertEqual(sum(len(stack.wal_records(path))
-                             for path, _ in segments), len(kept))
+    def make_poller_spool(self, at_least=500) -> str:
+        """A spoolDirectory whose failures.db holds at least ``at_least``
+        unacknowledged failures (no tracker), left by a clean stop."""
+        spool_dir = os.path.join(self.dir, "poller-spool")
+        config = self.write_config(self.servers(20), wal=False,
+                                   spool_dir=spool_dir)
+        poller = stack.start_poller(
+            config, self.dir, name="poller-filler",
+            extra_args=["--shutdown_deadline_ms=300"])
+        self.processes.append(poller)
+        self.wait_failures(poller, at_least, timeout=30)
+        self.assertEqual(poller.stop(timeout=20), 0)
+        self.assertIn("resent at next start",
+                      poller.log_text().splitlines()[-1])
+        self.assertGreaterEqual(stack.queue_totals(spool_dir)[0], at_least)
+        return spool_dir
 
+    def test_f_tracker_refuses_garbage_database(self):
+        rng = random.Random(5)
+        for name, content in [
+                ("garbage", bytes(rng.getrandbits(8) for _ in range(65536))),
+                # The header is right, the rest is not a database.
+                ("garbage-after-header", b"SQLite format 3\0" + bytes(
+                    rng.getrandbits(8) for _ in range(65536)))]:
+            with self.subTest(name):
+                wal_dir = os.path.join(self.dir, name)
+                os.makedirs(wal_dir)
+                db_path = stack.queue_db_path(wal_dir)
+                with open(db_path, "wb") as f:
+                    f.write(content)
+                output = self.assert_refused_at_start(
+                    self.start_tracker_on(wal_dir, f"tracker-{name}"), db_path,
+                    "walDirectory")
+                self.assertIn("failure queue database", output)
+
+    def test_f_tracker_refuses_truncated_database(self):
+        wal_dir = self.make_tracker_queue()
+        intact = stack.queue_db_path(wal_dir)
+        size = os.path.getsize(intact)
+        # A file cut in the middle, after its first page, inside its header.
+        for cut in (size // 2, 4096, 50):
+            with self.subTest(cut=cut):
+                damaged_dir = os.path.join(self.dir, f"cut-{cut}")
+                os.makedirs(damaged_dir)
+                db_path = stack.queue_db_path(damaged_dir)
+                shutil.copyfile(intact, db_path)
+                os.truncate(db_path, cut)
+                self.assert_refused_at_start(
+                    self.start_tracker_on(damaged_dir, f"tracker-cut-{cut}"),
+                    db_path, "walDirectory", "failure queue database")
+
+    def test_f_poller_refuses_garbage_or_truncated_spool(self):
+        spool_dir = self.make_poller_spool()
+        intact = stack.queue_db_path(spool_dir)
+        rng = random.Random(6)
+
+        def garbage(path):
+            with open(path, "wb") as f:
+                f.write(bytes(rng.getrandbits(8) for _ in range(65536)))
+
+        damages = {
+            "garbage": garbage,
+            "truncated": lambda path: os.truncate(
+                path, os.path.getsize(intact) // 2),
+        }
+        for name, damage in damages.items():
+            with self.subTest(name):
+                damaged_dir = os.path.join(self.dir, f"spool-{name}")
+                os.makedirs(damaged_dir)
+                db_path = stack.queue_db_path(damaged_dir)
+                shutil.copyfile(intact, db_path)
+                damage(db_path)
+                output = self.assert_refused_at_start(
+                    self.start_poller_on(damaged_dir), db_path,
+                    "spoolDirectory", "failure queue database")
+                self.assertIn("qs-poller: ", output)
+
+    def test_f_database_of_the_other_service_refused(self):
+        tracker_dir = self.make_tracker_queue(count=1000)
+        spool_dir = self.make_poller_spool(at_least=200)
+        spooled = stack.queue_totals(spool_dir)
+        # The poller on the tracker's queue: refused, nothing consumed.
+        self.assert_refused_at_start(
+            self.start_poller_on(tracker_dir),
+            stack.queue_db_path(tracker_dir), "spoolDirectory",
+            f"belongs to '{stack.TRACKER_QUEUE_PURPOSE}', not to "
+            f"'{stack.POLLER_SPOOL_PURPOSE}'")
+        self.assertEqual(stack.queue_totals(tracker_dir)[0], 1000)
+        # The tracker on the poller's spool: refused, nothing consumed.
+        self.assert_refused_at_start(
+            self.start_tracker_on(spool_dir, "tracker-on-spool"),
+            stack.queue_db_path(spool_dir), "walDirectory",
+            f"belongs to '{stack.POLLER_SPOOL_PURPOSE}', not to "
+            f"'{stack.TRACKER_QUEUE_PURPOSE}'")
+        self.assertEqual(stack.queue_totals(spool_dir), spooled)
+        # Each still opens for its own service, with every record.
         self.influx.restart()
-        tracker = self.start_tracker(config, name="tracker2")
-        log = tracker.log_text()
-        self.assertIn("truncating", log)
-        self.assertIn(last_path, log)
-        replayed = REPLAYING.search(log)
-        self.assertIsNotNone(replayed, log[-2000:])
-        self.assertEqual(int(replayed.group(1)), len(kept))
-        expected = collections.Counter(
-            stack.poll_failure_key(payload) for payload in kept)
-        self.assertEqual(max(expected.values()), 1)
-        self.wait_points(len(expected), 60)
-        self.assertEqual(tracker.stop(timeout=20), 0)
-        self.assertIn("every point written", tracker.log_text())
-        self.assertEqual(stack.stored_point_keys(self.influx), expected)
-
-    def test_f_wal_tail_cut(self):
-        def cut(path, record):
-            offset, payload = record
-            # A torn write: the last record lost its end.
-            os.truncate(path, os.path.getsize(path) - 7)
-            self.assertGreater(len(payload), 7)
-        self.corrupt_tail_and_recover(cut)
-
-    def test_f_wal_last_record_flipped(self):
-        def flip(path, record):
-            offset, payload = record
-            at = offset + stack.WAL_RECORD_HEADER + len(payload) // 2
-            with open(path, "r+b") as f:
-                f.seek(at)
-                byte = f.read(1)
-                f.seek(at)
-                f.write(bytes([byte[0] ^ 0x5A]))
-        self.corrupt_tail_and_recover(flip)
+        config = self.write_config(self.servers(1), wal=True,
+                                   wal_dir=tracker_dir)
+        tracker = self.start_tracker(config, name="tracker-own")
+        opened = stack.QUEUE_OPENED.search(tracker.log_text())
+        self.assertIsNotNone(opened, tracker.log_text()[-2000:])
+        self.assertEqual(int(opened.group(3)), 1000)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ class EndToEndTest(unittest.TestCase):
     def test_both_services_exit_cleanly(self):
         self.assertEqual(self.poller_exit, 0, self.poller.log_text()[-2000:])
         self.assertEqual(self.tracker_exit, 0, self.tracker.log_text()[-2000:])
-        self.assertIn("all", self.poller.log_text().splitlines()[-1])
+        self.assertIn("every failure acknowledged by the tracker, 0 failures "
+                      "left in spool", self.poller.log_text().splitlines()[-1])
 
     def test_one_point_per_failed_attempt_and_none_for_healthy(self):
         log = self.poller.log_text()
@@ -245,7 +246,12 @@ class EndToEndTest(unittest.TestCase):
         self.assertGreater(
             tracker[("qfp_tracker_write_duration_seconds_count", ())], 0)
         self.assertEqual(tracker[("qfp_tracker_destination_healthy", ())], 1)
-        self.assertIn(("qfp_tracker_buffered_points", ()), tracker)
+        # The queue's gauges (a memory queue here: no walDirectory); the
+        # poller's spool is the same kind of queue.
+        self.assertIn(("qfp_tracker_queue_records", ()), tracker)
+        self.assertIn(("qfp_tracker_queue_bytes", ()), tracker)
+        self.assertIn(("qfp_poller_spool_records", ()), poller)
+        self.assertIn(("qfp_poller_spool_bytes", ()), poller)
 
     def test_client_certificate_presented(self):
         requests = self.site.requests("http500")

@@ -12,7 +12,6 @@ import collections
 import json
 import os
 import re
-import struct
 
 from support import procs
 
@@ -108,9 +107,12 @@ def write_config(path: str, config: dict) -> str:
 
 
 def start_tracker(config_path: str, log_dir: str, *, name="tracker",
-                  extra_args=()) -> procs.Proc:
+                  extra_args=(), env: dict | None = None) -> procs.Proc:
+    """Start qs-error-tracker and wait until it listens. ``env`` is added to
+    this process's environment (a value None removes the variable)."""
     proc = procs.Proc([procs.bin_path("qs-error-tracker"), "--config",
-                       config_path, *extra_args], name=name, log_dir=log_dir)
+                       config_path, *extra_args], name=name, log_dir=log_dir,
+                      env=_merged_env(env) if env else None)
     proc.start()
     proc.wait_for_log("listening on", timeout=20)
     return proc
@@ -182,15 +184,16 @@ def start_poller_env(config_path: str, log_dir: str, *, env: dict,
 
 
 def run_poller_once(config_path: str, *args, env: dict | None = None,
-                    timeout: float = 30):
+                    timeout: float = 30, cwd: str | None = None):
     """Run ``qs-poller --config F ARGS`` to completion (``--check-config``,
     a config that must be rejected); returns the CompletedProcess.
-    ``env`` as for ``start_poller_env``."""
+    ``env`` as for ``start_poller_env``; ``cwd`` is where a core dump would
+    land."""
     import subprocess
     full_env = _merged_env(env or {})
     return subprocess.run([procs.bin_path("qs-poller"), "--config",
                            config_path, *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env)
+                          text=True, timeout=timeout, env=full_env, cwd=cwd)
 
 
 def stop_all(processes, timeout: float = 20.0) -> dict:
@@ -257,7 +260,7 @@ def scrape_metrics(port: int, timeout: float = 10) -> dict:
 
 
 # --------------------------------------------------------------------------
-# Added for the issue-5 durability tests (tracker WAL, poller spool).
+# Added for the issue-5 durability tests (tracker queue, poller spool).
 # --------------------------------------------------------------------------
 
 _FAILURE_SERVER = re.compile(r"failed poll: (\S+) server=(.*?) host=")
@@ -319,49 +322,112 @@ def stored_point_keys(influx) -> collections.Counter:
 
 
 def start_tracker_only(config_path: str, log_dir: str, *, name="tracker",
-                       extra_args=()) -> procs.Proc:
+                       extra_args=(), env: dict | None = None,
+                       cwd: str | None = None) -> procs.Proc:
     """Start qs-error-tracker without waiting for it to listen (for a start
-    that must fail)."""
+    that must fail, or one that may be killed before it listens). ``env`` as
+    for ``start_tracker``; ``cwd`` is where a core dump would land."""
     proc = procs.Proc([procs.bin_path("qs-error-tracker"), "--config",
-                       config_path, *extra_args], name=name, log_dir=log_dir)
+                       config_path, *extra_args], name=name, log_dir=log_dir,
+                      env=_merged_env(env) if env else None, cwd=cwd)
     return proc.start()
 
 
-# The tracker's write-ahead log (tracker-service/write_ahead_log.h): segment
-# files wal-<16 hex>.log, an 8-byte magic, then records
-# [u32 LE length][u32 LE CRC-32 of payload][payload = serialized PollFailure].
-WAL_MAGIC = b"QFPWAL1\n"
-WAL_SEGMENT = re.compile(r"^wal-([0-9a-f]{16})\.log$")
-WAL_RECORD_HEADER = 8
+# The failure queue both services keep (common/sqlite_failure_queue.h): the
+# tracker's walDirectory and the poller's spoolDirectory each hold
+# failures.db (SQLite, WAL journal) with
+#   failures(id INTEGER PRIMARY KEY, enqueued_at_ms INTEGER NOT NULL,
+#            payload BLOB NOT NULL)
+#   queue_meta(key TEXT PRIMARY KEY, value TEXT NOT NULL)  ("purpose", ...)
+# Tracker payload: the failure's line-protocol line; poller payload: a
+# serialized failedpolls.v1.PollFailure. Tests only ever read it, through a
+# read-only connection (the live service may hold it open: WAL lets both).
+QUEUE_DB = "failures.db"
+TRACKER_QUEUE_PURPOSE = "qs-error-tracker queue"
+POLLER_SPOOL_PURPOSE = "qs-poller spool"
+# "failure queue: opened <path> (<purpose>): N records, B bytes reloaded"
+QUEUE_OPENED = re.compile(
+    r"failure queue: opened (\S+) \((.*?)\): (\d+) records, (\d+) bytes "
+    r"reloaded")
 
 
-def wal_segments(directory: str) -> list[str]:
-    """The segment files of a WAL directory, oldest first."""
-    names = sorted(name for name in os.listdir(directory)
-                   if WAL_SEGMENT.match(name))
-    return [os.path.join(directory, name) for name in names]
+def queue_db_path(directory: str) -> str:
+    return os.path.join(directory, QUEUE_DB)
 
 
-def wal_records(path: str) -> list[tuple[int, bytes]]:
-    """``[(offset, payload)]`` of the valid records of one segment, in
-    order, stopping at the first torn or corrupt one (as the tracker
-    does)."""
-    import zlib
-    with open(path, "rb") as f:
-        data = f.read()
-    if not data.startswith(WAL_MAGIC):
-        return []
-    records = []
-    offset = len(WAL_MAGIC)
-    while len(data) - offset >= WAL_RECORD_HEADER:
-        length, crc = struct.unpack_from("<II", data, offset)
-        start = offset + WAL_RECORD_HEADER
-        payload = data[start:start + length]
-        if len(payload) != length or zlib.crc32(payload) != crc:
-            break
-        records.append((offset, payload))
-        offset = start + length
-    return records
+def open_queue_readonly(directory: str):
+    """A read-only sqlite3 connection to ``directory``'s failures.db (the
+    caller closes it). SQLite may create empty -wal/-shm files next to a
+    database that has none; it never writes to failures.db itself."""
+    import sqlite3
+    path = queue_db_path(directory)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(path)
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+
+
+def queue_records(directory: str) -> list[tuple[int, bytes]]:
+    """``[(id, payload)]`` of the committed records, in id order."""
+    connection = open_queue_readonly(directory)
+    try:
+        return [(row[0], bytes(row[1])) for row in connection.execute(
+            "SELECT id, payload FROM failures ORDER BY id")]
+    finally:
+        connection.close()
+
+
+def queue_totals(directory: str) -> tuple[int, int]:
+    """(records, payload bytes) committed in ``directory``'s queue."""
+    connection = open_queue_readonly(directory)
+    try:
+        count, size = connection.execute(
+            "SELECT count(*), coalesce(sum(length(payload)), 0) "
+            "FROM failures").fetchone()
+        return int(count), int(size)
+    finally:
+        connection.close()
+
+
+def queue_meta(directory: str) -> dict:
+    """``{key: value}`` of queue_meta ("purpose", "format", "last_id")."""
+    connection = open_queue_readonly(directory)
+    try:
+        return dict(connection.execute("SELECT key, value FROM queue_meta"))
+    finally:
+        connection.close()
+
+
+def line_protocol_key(line) -> tuple[str, int]:
+    """(server_name tag, timestamp in ns) of one line-protocol line (the
+    tracker's queue payload): the key its point has in influxd."""
+    if isinstance(line, (bytes, bytearray)):
+        line = bytes(line).decode("utf-8")
+    # The series (measurement and tags) ends at the first unescaped space.
+    tags, escaped, at = [], False, 0
+    current = []
+    for at, char in enumerate(line):
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char in ", ":
+            tags.append("".join(current))
+            current = []
+            if char == " ":
+                break
+        else:
+            current.append(char)
+    else:
+        raise ValueError(f"no fields in line {line!r}")
+    server = None
+    for tag in tags[1:]:  # tags[0] is the measurement
+        key, _, value = tag.partition("=")
+        if key == "server_name":
+            server = value
+    if server is None:
+        raise ValueError(f"no server_name tag in line {line!r}")
+    return server, int(line.rsplit(" ", 1)[1])
 
 
 def _protobuf_fields(data: bytes):
@@ -413,3 +479,105 @@ def poll_failure_key(payload: bytes) -> tuple[str, int]:
                 elif inner == 2 and inner_wire == 0:
                     nanos = inner_value
     return server, seconds * 1_000_000_000 + nanos
+
+
+# --------------------------------------------------------------------------
+# Added for the issue-8 crash-consistency and disk-fault tests: producers
+# written in Python, driving the public gRPC API the way a poller does.
+# --------------------------------------------------------------------------
+
+def stored_columns(influx, *columns: str) -> list[tuple]:
+    """``[(time in ns, column...)]`` of every failed-poll point in influxd
+    ([] before the database exists); fields and tags alike."""
+    from support.influxd import InfluxError, quote_identifier
+    selected = ", ".join(quote_identifier(c) for c in columns)
+    try:
+        answer = influx.query(
+            f"SELECT {selected} FROM {quote_identifier(MEASUREMENT)}",
+            db=DB, epoch="ns")
+    except InfluxError as error:
+        if "database not found" in str(error):
+            return []
+        raise
+    rows = []
+    for result in answer.get("results", []):
+        for series in result.get("series", []):
+            at = [series["columns"].index(c) for c in ("time", *columns)]
+            for row in series.get("values", []):
+                rows.append(tuple(row[i] for i in at))
+    return rows
+
+
+def reconnecting_channel(address: str):
+    """A gRPC channel to ``address`` on its own connection that retries a
+    restarted server within 0.1 to 0.5 s (gRPC's default back-off grows to
+    minutes after a few failed connects, far slower than a poller's)."""
+    import grpc
+    return grpc.insecure_channel(address, options=[
+        # A connection of its own, as each poller has (gRPC would otherwise
+        # share one between channels of a process with the same target).
+        ("grpc.use_local_subchannel_pool", 1),
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.min_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", 500),
+    ])
+
+
+class StreamEnded(Exception):
+    """The tracker ended a ReportFailures stream without an error."""
+
+
+class FailureStream:
+    """One ReportFailures stream, driven request by request: ``send(batch)``
+    writes one request and returns the tracker's answer to it (one answer per
+    request), so a test knows exactly which failures each answer covers.
+    The stream waits for the channel to be ready and lives at most
+    ``timeout`` seconds; a broken stream raises ``grpc.RpcError`` (or
+    ``StreamEnded``) from ``send``."""
+
+    _END = object()
+
+    def __init__(self, channel, timeout: float):
+        import queue
+        from support.grpc_client import pb, pb_grpc
+        self._pb = pb
+        self._requests = queue.SimpleQueue()
+        stub = pb_grpc.FailedPollTrackerStub(channel)
+        self._call = stub.ReportFailures(iter(self._requests.get, self._END),
+                                         timeout=timeout, wait_for_ready=True)
+
+    def send(self, failures):
+        self._requests.put(self._pb.ReportFailuresRequest(failures=failures))
+        try:
+            return next(self._call)
+        except StopIteration:
+            raise StreamEnded("the tracker ended the stream") from None
+
+    def close(self):
+        self._requests.put(self._END)
+        self._call.cancel()
+
+
+def unique_failure(producer: int, sequence: int, *, base_ns: int,
+                   poller: str, instance: str):
+    """A PollFailure that maps to its own InfluxDB point: server_name
+    ``producer-NN``, occurred_at ``base_ns + sequence`` microseconds (so no
+    two of a producer share a timestamp) and error_code
+    ``P<producer>-S<sequence>``, which names it among the stored points."""
+    from support.grpc_client import failure
+    message = failure(sequence, server=f"producer-{producer:02d}",
+                      poller=poller, instance=instance,
+                      code=failure_code(producer, sequence))
+    at = base_ns + sequence * 1000
+    message.occurred_at.seconds = at // 1_000_000_000
+    message.occurred_at.nanos = at % 1_000_000_000
+    return message
+
+
+def failure_code(producer: int, sequence: int) -> str:
+    return f"P{producer}-S{sequence}"
+
+
+def point_time_for(sequence: int, base_ns: int) -> int:
+    """The point time ``unique_failure`` gives ``sequence``."""
+    return base_ns + sequence * 1000

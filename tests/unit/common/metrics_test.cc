@@ -641,5 +641,18 @@ TEST_F(MetricsServerTest, DestructorStops) {
   EXPECT_FALSE(Conn(port).connected());
 }
 
+TEST(CounterTest, SumAddsEverySeries) {
+  MetricsRegistry registry;
+  Counter& c = registry.AddCounter("qfp_sum_total", "Sum.", {"source", "kind"});
+  EXPECT_EQ(c.Sum(), 0u);
+  c.WithLabels({"a", "x"}).Increment(3);
+  c.WithLabels({"b", "x"}).Increment(4);
+  c.WithLabels({"a", "y"}).Increment();
+  EXPECT_EQ(c.Sum(), 8u);
+  Counter& plain = registry.AddCounter("qfp_plain_total", "Plain.");
+  plain.Increment(5);
+  EXPECT_EQ(plain.Sum(), 5u);
+}
+
 }  // namespace
 }  // namespace qfp

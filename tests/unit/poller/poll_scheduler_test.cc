@@ -89,13 +89,14 @@ class PollSchedulerTest : public ::testing::Test {
 
   PollerConfig config_;
   FakeClock clock_;
+  MetricsRegistry metrics_;
   FakeTransport transport_;
   VectorSink sink_;
 };
 
 TEST_F(PollSchedulerTest, PollsAtStartThenEveryInterval) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());
   ASSERT_EQ(transport_.started.size(), 1u);
   transport_.Complete(Healthy());
@@ -111,7 +112,7 @@ TEST_F(PollSchedulerTest, PollsAtStartThenEveryInterval) {
 
 TEST_F(PollSchedulerTest, FailureCarriesEveryTagFieldAndIdentity) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());
   clock_.Advance(absl::Milliseconds(1500));
   transport_.Complete(Status(500));
@@ -138,7 +139,7 @@ TEST_F(PollSchedulerTest, FailureCarriesEveryTagFieldAndIdentity) {
 
 TEST_F(PollSchedulerTest, SequenceNumbersIncrease) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   for (int i = 0; i < 3; ++i) {
     scheduler.Step(absl::ZeroDuration());
     transport_.Complete(Status(503));
@@ -152,7 +153,7 @@ TEST_F(PollSchedulerTest, SequenceNumbersIncrease) {
 
 TEST_F(PollSchedulerTest, SkipsARoundWhileThePreviousPollRuns) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());
   clock_.Advance(absl::Seconds(10));
   scheduler.Step(absl::ZeroDuration());  // still in flight: skipped
@@ -167,7 +168,7 @@ TEST_F(PollSchedulerTest, SkipsARoundWhileThePreviousPollRuns) {
 
 TEST_F(PollSchedulerTest, NoBurstOfCatchUpRoundsAfterAStall) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());
   transport_.Complete(Healthy());
   clock_.Advance(absl::Minutes(5));  // 30 intervals missed
@@ -188,8 +189,9 @@ TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
   flag_only.cancelled = true;
   for (const RequestOutcome& cancelled : {from_curl, flag_only}) {
     SCOPED_TRACE(static_cast<int>(cancelled.error));
+    MetricsRegistry metrics;  // one scheduler per registry
     PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                            clock_);
+                            clock_, metrics);
     scheduler.Step(absl::ZeroDuration());
     ASSERT_EQ(transport_.started.size(), 1u);
     transport_.Complete(cancelled);
@@ -201,7 +203,7 @@ TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
 TEST_F(PollSchedulerTest, CountsPollsAndFailuresInMetrics) {
   MetricsRegistry metrics;
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_, &metrics);
+                          clock_, metrics);
   scheduler.Step(absl::ZeroDuration());
   transport_.Complete(Status(503));
   clock_.Advance(absl::Seconds(10));
@@ -221,7 +223,7 @@ TEST_F(PollSchedulerTest, CountsPollsAndFailuresInMetrics) {
 
 TEST_F(PollSchedulerTest, DrainEndsWhenTheLastPollFinishes) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());
   ASSERT_EQ(transport_.started.size(), 1u);
   transport_.waits.clear();
@@ -238,8 +240,11 @@ TEST_F(PollSchedulerTest, DrainEndsWhenTheLastPollFinishes) {
 }
 
 TEST_F(PollSchedulerTest, TwoInstancesHaveDifferentInstanceIds) {
-  PollScheduler a(config_, BuildPollPlan(config_), transport_, sink_, clock_);
-  PollScheduler b(config_, BuildPollPlan(config_), transport_, sink_, clock_);
+  MetricsRegistry metrics_a, metrics_b;
+  PollScheduler a(config_, BuildPollPlan(config_), transport_, sink_, clock_,
+                  metrics_a);
+  PollScheduler b(config_, BuildPollPlan(config_), transport_, sink_, clock_,
+                  metrics_b);
   EXPECT_NE(a.instance_id(), b.instance_id());
   EXPECT_EQ(a.instance_id().size(), 16u);
 }
@@ -273,7 +278,7 @@ class PollSchedulerClockStepTest
 
 TEST_P(PollSchedulerClockStepTest, CadenceIsUnchangedByAWallClockStep) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);  // 10 s interval
+                          clock_, metrics_);  // 10 s interval
   ASSERT_THAT(Drive(scheduler, 25), ElementsAreArray({0, 10, 20}));
 
   clock_.StepWall(GetParam());  // at t = 25 s, halfway to the next poll
@@ -303,7 +308,7 @@ TEST_P(PollSchedulerClockStepTest, CadenceIsUnchangedByAWallClockStep) {
 
 TEST_P(PollSchedulerClockStepTest, OccurredAtFollowsTheSteppedWallClock) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   ASSERT_THAT(Drive(scheduler, 25), ElementsAreArray({0, 10, 20}));
   clock_.StepWall(GetParam());
   clock_.Advance(absl::Seconds(5));
@@ -321,7 +326,7 @@ TEST_P(PollSchedulerClockStepTest, OccurredAtFollowsTheSteppedWallClock) {
 
 TEST_P(PollSchedulerClockStepTest, ShutdownDrainIsBoundedOnMonotonicTime) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
-                          clock_);
+                          clock_, metrics_);
   scheduler.Step(absl::ZeroDuration());  // a poll that never ends
   ASSERT_EQ(transport_.in_flight(), 1u);
   transport_.waits.clear();
