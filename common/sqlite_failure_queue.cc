@@ -516,6 +516,12 @@ absl::Status SqliteFailureQueue::CheckOrCreateSchema() {
   if (const int rc = ExecSql(db_, "PRAGMA synchronous=FULL"); rc != SQLITE_OK) {
     return OpenError("cannot set synchronous=FULL", rc);
   }
+  // Temporary tables and indices in memory: the containers run with a
+  // read-only root file system, where SQLite's default temp directory is.
+  if (const int rc = ExecSql(db_, "PRAGMA temp_store=MEMORY");
+      rc != SQLITE_OK) {
+    return OpenError("cannot set temp_store=MEMORY", rc);
+  }
   if (!fresh) return absl::OkStatus();
 
   // One transaction: a crash leaves either nothing or the whole schema.
