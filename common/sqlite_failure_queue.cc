@@ -49,7 +49,11 @@ using Stmt = std::unique_ptr<sqlite3_stmt, StmtDeleter>;
 // "disk I/O error (SQLite code 1290)": the connection's last message, which
 // is more specific than the code's, and the extended code for searches.
 std::string SqliteText(sqlite3* db, int rc) {
-  const char* msg = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+  // The connection's message describes its most recent call, which is not
+  // always the one that returned `rc` (finalizing or resetting a statement
+  // clears it): then the code's own text is the truthful one.
+  const bool current = db != nullptr && sqlite3_errcode(db) == rc;
+  const char* msg = current ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
   return absl::StrCat(msg, " (SQLite code ", rc, ")");
 }
 
@@ -59,6 +63,9 @@ int ExecSql(sqlite3* db, const char* sql) {
 }
 
 int Prepare(sqlite3* db, const char* sql, Stmt* out) {
+  // Finalize the old statement first: finalizing clears the connection's
+  // error message, which must describe this prepare.
+  out->reset();
   sqlite3_stmt* raw = nullptr;
   const int rc = sqlite3_prepare_v2(db, sql, -1, &raw, nullptr);
   out->reset(raw);
@@ -172,6 +179,9 @@ class SqliteFailureQueue final : public FailureQueue {
   absl::Status Failed(const char* step, int rc);
   // After a failed commit: overwrites what it may have left in the WAL.
   void FenceFailedCommit();
+  // With nothing to commit after a failed commit: one fsync'd write to see
+  // whether the disk works again. True when it does (the error is cleared).
+  bool ProbeAfterFailure();
   // Gives the pages of a drained queue back to the file system (when there
   // are enough, at most every few seconds). Writer thread only.
   void ShrinkAfterDrain();
@@ -981,6 +991,26 @@ void SqliteFailureQueue::FenceFailedCommit() {
   }
 }
 
+bool SqliteFailureQueue::ProbeAfterFailure() {
+  // The fence write is a real, fsync'd one-row transaction.
+  const int rc = sqlite3_step(fence_.get());
+  sqlite3_reset(fence_.get());
+  if (!sqlite3_get_autocommit(db_)) {
+    sqlite3_step(rollback_.get());
+    sqlite3_reset(rollback_.get());
+  }
+  absl::MutexLock lock(&mu_);
+  if (last_error_.ok()) return false;  // nothing failed: no probe was due
+  if (rc != SQLITE_DONE) {
+    retry_at_ = SystemClock::Get().Monotonic() + backoff_.Next();
+    return false;
+  }
+  last_error_ = absl::OkStatus();
+  retry_at_ = absl::ZeroDuration();
+  backoff_.Reset();
+  return true;
+}
+
 void SqliteFailureQueue::ShrinkAfterDrain() {
   // A queue that keeps up drains many times a second; shrinking each time
   // (a vacuum and a TRUNCATE checkpoint, each with its fsync) measured as
@@ -1049,7 +1079,10 @@ void SqliteFailureQueue::WriterLoop() {
         return closing_ || has_work();
       };
       while (!closing_) {
-        if (!has_work()) {
+        // After a failed commit there is always something to do: if nothing
+        // else, probe the disk once the back-off has passed, so that the
+        // error clears (and health recovers) without new traffic.
+        if (!has_work() && last_error_.ok()) {
           mu_.Await(absl::Condition(&work_or_close));
           continue;
         }
@@ -1072,6 +1105,14 @@ void SqliteFailureQueue::WriterLoop() {
       }
       committed_records = committed_records_;
       committed_bytes = committed_bytes_;
+    }
+
+    if (appends.empty() && release_ids.empty() && release_ranges.empty()) {
+      if (!ProbeAfterFailure()) continue;
+      spdlog::info("failure queue {}: commits succeed again after {} failed",
+                   db_path_, failed_in_a_row);
+      failed_in_a_row = 0;
+      continue;
     }
 
     Outcome outcome;

@@ -262,6 +262,28 @@ TEST_F(FailureQueueFaultTest, WriteFailuresFailCommitsAndTheQueueRecovers) {
   RunOutage(write_fault_);
 }
 
+// Health follows last_error: after the disk recovers, the error must clear
+// by itself even when nothing is appended (a tracker taken out of service
+// for being unhealthy gets no traffic that would clear it).
+TEST_F(FailureQueueFaultTest, TheErrorClearsWithoutNewTraffic) {
+  std::unique_ptr<FailureQueue> queue = MustOpen(dir_.File("q"));
+  ASSERT_NE(queue, nullptr);
+  ASSERT_TRUE(queue->AppendAndWait({"before"}).ok());
+  Break(sync_fault_);
+  EXPECT_FALSE(queue->AppendAndWait({"during"}).ok());
+  EXPECT_FALSE(queue->stats().last_error.ok());
+  // Still failing while the fault lasts, probes or not.
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_FALSE(queue->stats().last_error.ok());
+  Heal();
+  const absl::Time give_up = absl::Now() + absl::Seconds(15);
+  while (!queue->stats().last_error.ok() && absl::Now() < give_up) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_TRUE(queue->stats().last_error.ok()) << queue->stats().last_error;
+  EXPECT_EQ(queue->stats().records, 1u);
+}
+
 // A process that dies after a failed commit (before any later commit) must
 // not find the failed records in its database after the restart: SQLite may
 // have written their WAL frames before the fsync failed.
