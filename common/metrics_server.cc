@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "common/clock.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "spdlog/spdlog.h"
@@ -225,9 +226,11 @@ absl::Status MetricsServer::Start(absl::string_view address) {
 
   // httplib's stop() is ignored until the accept loop runs; waiting here
   // makes Stop reliable and means the port is served when Start returns.
-  const absl::Time deadline = absl::Now() + kStartTimeout;
+  const Clock& clock = SystemClock::Get();
+  const absl::Duration deadline = clock.Monotonic() + kStartTimeout;
   while (!state_->http.is_running() &&
-         !state_->listener_done.HasBeenNotified() && absl::Now() < deadline) {
+         !state_->listener_done.HasBeenNotified() &&
+         clock.Monotonic() < deadline) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   if (!state_->http.is_running() && state_->listener_done.HasBeenNotified()) {
@@ -245,17 +248,22 @@ void MetricsServer::Stop() {
   port_ = 0;
   state->stopping.store(true);
 
-  const absl::Time deadline = absl::Now() + kStopTimeout;
+  const Clock& clock = SystemClock::Get();
+  const absl::Duration deadline = clock.Monotonic() + kStopTimeout;
   // Normally already running (Start waited); see there.
   while (!state->http.is_running() && !state->listener_done.HasBeenNotified() &&
-         absl::Now() < deadline) {
+         clock.Monotonic() < deadline) {
     absl::SleepFor(absl::Milliseconds(1));
   }
   // Closes the listening socket; the loop then waits for the workers, each
   // bounded by the I/O and keep-alive timeouts.
   state->http.stop();
-  if (state->listener_done.WaitForNotificationWithTimeout(deadline -
-                                                          absl::Now())) {
+  // Polled on the monotonic clock (a Notification's timeout is wall time).
+  while (!state->listener_done.HasBeenNotified() &&
+         clock.Monotonic() < deadline) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  if (state->listener_done.HasBeenNotified()) {
     listener_.join();
   } else {
     // A client is keeping a worker busy. The thread owns `state`, so it can
