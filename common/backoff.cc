@@ -11,8 +11,8 @@ absl::Duration BackOff::Next() {
   const absl::Duration nominal = current_;
   current_ = std::min(current_ * options_.multiplier, options_.max);
   if (options_.jitter <= 0) return nominal;
-  return nominal * absl::Uniform(rng_, 1.0 - options_.jitter,
-                                 1.0 + options_.jitter);
+  return nominal *
+         absl::Uniform(rng_, 1.0 - options_.jitter, 1.0 + options_.jitter);
 }
 
 void BackOff::Reset() { current_ = options_.initial; }

@@ -32,7 +32,8 @@ class SystemClock final : public Clock {
  public:
   absl::Time Now() const override { return absl::Now(); }
   absl::Duration Monotonic() const override {
-    return absl::FromChrono(std::chrono::steady_clock::now().time_since_epoch());
+    return absl::FromChrono(
+        std::chrono::steady_clock::now().time_since_epoch());
   }
   // The process-wide instance.
   static const Clock& Get() {

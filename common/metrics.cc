@@ -422,8 +422,8 @@ void MetricsRegistry::AddCallbackGauge(absl::string_view name,
 void MetricsRegistry::AddCallbackCounter(absl::string_view name,
                                          absl::string_view help,
                                          std::function<double()> read) {
-  Register(std::make_unique<CallbackGauge>(name, help, std::move(read),
-                                           "counter"));
+  Register(
+      std::make_unique<CallbackGauge>(name, help, std::move(read), "counter"));
 }
 
 std::string MetricsRegistry::RenderText() const {

@@ -1026,8 +1026,8 @@ void SqliteFailureQueue::ShrinkAfterDrain() {
   {
     sqlite3_stmt* stmt = nullptr;
     int64_t free_pages = 0;
-    if (sqlite3_prepare_v2(db_, "PRAGMA freelist_count", -1, &stmt,
-                           nullptr) == SQLITE_OK &&
+    if (sqlite3_prepare_v2(db_, "PRAGMA freelist_count", -1, &stmt, nullptr) ==
+            SQLITE_OK &&
         sqlite3_step(stmt) == SQLITE_ROW) {
       free_pages = sqlite3_column_int64(stmt, 0);
     }

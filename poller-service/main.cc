@@ -12,14 +12,14 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/command_line.h"
+#include "common/failure_queue.h"
 #include "common/logging.h"
+#include "common/memory_failure_queue.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
+#include "common/sqlite_failure_queue.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
-#include "common/failure_queue.h"
-#include "common/memory_failure_queue.h"
-#include "common/sqlite_failure_queue.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poll_scheduler.h"
 #include "poller-service/poller_config.h"
@@ -47,16 +47,15 @@ namespace {
 
 constexpr int kExitConfigError = 2;
 
-void PrintPlan(const PollerConfig& config, const std::vector<PollTarget>& plan) {
+void PrintPlan(const PollerConfig& config,
+               const std::vector<PollTarget>& plan) {
   std::printf("Poll plan: %zu targets, tracker %s, poller id %s\n", plan.size(),
               config.tracker_address.c_str(), config.poller_id.c_str());
-  std::printf("TLS: client cert %s, key %s%s, CA %s, verify server: %s\n",
-              config.tls.client_cert_file.c_str(),
-              config.tls.client_key_file.c_str(),
-              config.tls.key_passphrase.empty() ? ""
-                                                : " (passphrase ********)",
-              config.tls.ca_file.c_str(),
-              config.tls.verify_server ? "yes" : "no");
+  std::printf(
+      "TLS: client cert %s, key %s%s, CA %s, verify server: %s\n",
+      config.tls.client_cert_file.c_str(), config.tls.client_key_file.c_str(),
+      config.tls.key_passphrase.empty() ? "" : " (passphrase ********)",
+      config.tls.ca_file.c_str(), config.tls.verify_server ? "yes" : "no");
   for (const PollTarget& target : plan) {
     std::printf("\n%s\n  GET %s\n  every %lld ms, timeout %lld ms\n",
                 target.Key().c_str(), MaskedUrl(target).c_str(),
@@ -169,8 +168,8 @@ int Main(int argc, char** argv) {
 
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
-  PollScheduler scheduler(config, plan, *transport, client,
-                          SystemClock::Get(), metrics);
+  PollScheduler scheduler(config, plan, *transport, client, SystemClock::Get(),
+                          metrics);
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}",
@@ -195,9 +194,10 @@ int Main(int argc, char** argv) {
   const uint64_t dropped = client.spool().stats().dropped;
   const SchedulerStats polls = scheduler.stats();
   const std::string overflow =
-      dropped == 0 ? std::string()
-                   : absl::StrCat("; ", dropped,
-                                  " dropped earlier because the spool was full");
+      dropped == 0
+          ? std::string()
+          : absl::StrCat("; ", dropped,
+                         " dropped earlier because the spool was full");
   if (left == 0) {
     spdlog::info(
         "qs-poller stopped: {} polls, {} failed, every failure acknowledged "

@@ -141,8 +141,8 @@ std::string MaskedHeader(absl::string_view header) {
   const size_t colon = header.find(':');
   if (colon == absl::string_view::npos) return std::string(header);
   const std::string name = absl::AsciiStrToLower(header.substr(0, colon));
-  for (absl::string_view secret : {"authorization", "cookie", "token",
-                                   "secret", "key", "password", "session"}) {
+  for (absl::string_view secret : {"authorization", "cookie", "token", "secret",
+                                   "key", "password", "session"}) {
     if (absl::StrContains(name, secret)) {
       return absl::StrCat(header.substr(0, colon), ": ********");
     }

@@ -31,8 +31,7 @@ PollScheduler::PollScheduler(const PollerConfig& config,
           {"source"})),
       poll_seconds_(metrics.AddHistogram("qfp_poller_poll_duration_seconds",
                                          "Time one poll took, by source.",
-                                         {"source"},
-                                         DefaultLatencyBuckets())) {
+                                         {"source"}, DefaultLatencyBuckets())) {
   const absl::Duration now = clock_.Monotonic();
   targets_.reserve(plan.size());
   for (PollTarget& target : plan) {
@@ -113,7 +112,8 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
     return;
   }
   const PollTarget& target = state.target;
-  failed_.WithLabels({SourceName(target.source), CategoryName(failed->category)})
+  failed_
+      .WithLabels({SourceName(target.source), CategoryName(failed->category)})
       .Increment();
   PollFailure failure;
   failure.mutable_id()->set_poller_id(config_.poller_id);

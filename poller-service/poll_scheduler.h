@@ -80,10 +80,10 @@ class PollScheduler {
   absl::BitGen rng_;
   std::string instance_id_;
   uint64_t next_sequence_ = 1;
-  Counter& polls_;            // label: source
-  Counter& failed_;           // labels: source, category
-  Counter& skipped_;          // label: source
-  Histogram& poll_seconds_;   // label: source
+  Counter& polls_;           // label: source
+  Counter& failed_;          // labels: source, category
+  Counter& skipped_;         // label: source
+  Histogram& poll_seconds_;  // label: source
 };
 
 }  // namespace qfp::poller

@@ -62,9 +62,9 @@ void CheckKeyFile(const ConfigNode& node, const std::string& path,
   // A null passphrase makes OpenSSL fail on an encrypted key rather than
   // prompt on a terminal.
   std::string pass = passphrase;
-  EVP_PKEY* key = PEM_read_PrivateKey(
-      file, nullptr, nullptr,
-      const_cast<char*>(pass.empty() ? "" : pass.c_str()));
+  EVP_PKEY* key =
+      PEM_read_PrivateKey(file, nullptr, nullptr,
+                          const_cast<char*>(pass.empty() ? "" : pass.c_str()));
   std::fclose(file);
   if (key == nullptr) {
     node.Error(absl::StrCat(
@@ -78,8 +78,8 @@ void CheckKeyFile(const ConfigNode& node, const std::string& path,
   ERR_clear_error();
 }
 
-constexpr int64_t kMinSpoolBytes = int64_t{1} << 20;   // 1 MiB
-constexpr int64_t kMaxSpoolBytes = int64_t{1} << 40;   // 1 TiB
+constexpr int64_t kMinSpoolBytes = int64_t{1} << 20;  // 1 MiB
+constexpr int64_t kMaxSpoolBytes = int64_t{1} << 40;  // 1 TiB
 
 // The spool directory is created now (as the poller will at start) so that a
 // path it could never use is reported with its key, not at the first failure.
@@ -87,8 +87,9 @@ std::string CheckSpoolDirectory(const ConfigNode& node) {
   if (!node.present()) return "";
   std::string path = node.String();
   if (path.empty()) {
-    node.Error("must not be empty (leave it out to keep failures in memory "
-               "only)");
+    node.Error(
+        "must not be empty (leave it out to keep failures in memory "
+        "only)");
     return "";
   }
   std::error_code error;
@@ -103,9 +104,9 @@ std::string CheckSpoolDirectory(const ConfigNode& node) {
     return "";
   }
   if (access(path.c_str(), W_OK | X_OK) != 0) {
-    node.Error(absl::StrCat("directory \"", path, "\" is not writable: ",
-                            std::error_code(errno, std::generic_category())
-                                .message()));
+    node.Error(absl::StrCat(
+        "directory \"", path, "\" is not writable: ",
+        std::error_code(errno, std::generic_category()).message()));
     return "";
   }
   return path;
@@ -162,9 +163,10 @@ MonitoredServer ParseServer(const ConfigNode& node,
       ConfigNode vp = item["virtualProxy"];
       std::string value = vp.String();
       if (vp.present() && !absl::StartsWith(value, "/")) {
-        vp.Error(absl::StrCat("expected a virtual proxy starting with \"/\", "
-                              "got \"",
-                              value, "\""));
+        vp.Error(
+            absl::StrCat("expected a virtual proxy starting with \"/\", "
+                         "got \"",
+                         value, "\""));
         continue;
       }
       if (!value.empty()) server.virtual_proxies.push_back(value);
@@ -248,11 +250,10 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.max_pending_failures =
       static_cast<size_t>(poller["maxPendingFailures"].Int(
           static_cast<int64_t>(config.max_pending_failures), 100, 100000000));
-  config.max_spool_bytes = static_cast<uint64_t>(poller["maxSpoolBytes"].Int(
-      static_cast<int64_t>(config.max_spool_bytes), kMinSpoolBytes,
-      kMaxSpoolBytes));
-  config.spool_directory =
-      CheckSpoolDirectory(poller["spoolDirectory"]);
+  config.max_spool_bytes = static_cast<uint64_t>(
+      poller["maxSpoolBytes"].Int(static_cast<int64_t>(config.max_spool_bytes),
+                                  kMinSpoolBytes, kMaxSpoolBytes));
+  config.spool_directory = CheckSpoolDirectory(poller["spoolDirectory"]);
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

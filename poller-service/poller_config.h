@@ -25,8 +25,8 @@ struct MonitoredServer {
   std::map<std::string, std::string> server_tags;
   // Extra health-check headers, in file order (sent in that order).
   std::vector<std::pair<std::string, std::string>> headers;
-  bool sessions_enabled = false;           // userSessions.enable
-  std::string sessions_host;               // userSessions.host
+  bool sessions_enabled = false;             // userSessions.enable
+  std::string sessions_host;                 // userSessions.host
   std::vector<std::string> virtual_proxies;  // "/", "/sales", ...
 };
 
@@ -39,7 +39,7 @@ struct PollerConfig {
   bool sessions_enabled = false;     // userSessions.enableSessionExtract
   absl::Duration sessions_interval;  // userSessions.pollingInterval
 
-  bool app_names_enabled = false;  // appNames.enableAppNameExtract
+  bool app_names_enabled = false;     // appNames.enableAppNameExtract
   absl::Duration app_names_interval;  // appNames.extractInterval
   std::string app_names_host;         // appNames.hostIP
 

@@ -33,8 +33,8 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
-  return grpc::CreateCustomChannel(
-      options.address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(options.address,
+                                   grpc::InsecureChannelCredentials(), args);
 }
 }  // namespace
 
@@ -125,9 +125,8 @@ uint64_t TrackerClient::Shutdown(absl::Duration deadline) {
     }
     if (thread_.joinable()) {
       // A stream blocked in Write past the deadline is cancelled.
-      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return loop_done_;
-      };
+      auto done = [this]()
+                      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return loop_done_; };
       if (!AwaitUntil(mu_, absl::Condition(&done), clock_,
                       stop_deadline_ + absl::Seconds(1)) &&
           active_context_ != nullptr) {
@@ -169,10 +168,8 @@ void TrackerClient::Loop() {
     // A stream that ended at once over a connected channel (the tracker
     // refusing streams, say) must not turn into a busy loop.
     const bool was_stopping = stopping_;
-    auto stop_called = [this, was_stopping]()
-                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                             return stopping_ != was_stopping;
-                           };
+    auto stop_called = [this, was_stopping]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                           mu_) { return stopping_ != was_stopping; };
     AwaitUntil(mu_, absl::Condition(&stop_called), clock_,
                std::min(clock_.Monotonic() + backoff.Next(), stop_deadline_));
   }
@@ -252,9 +249,8 @@ ReportFailuresRequest TrackerClient::NextRequest() {
     if (!fresh.ok()) {
       static LogRateLimiter limiter(absl::Seconds(10));
       if (uint64_t n = limiter.Add(); n > 0) {
-        spdlog::error("cannot read spool {} ({} times): {}",
-                      spool_->Describe(), n,
-                      std::string(fresh.status().message()));
+        spdlog::error("cannot read spool {} ({} times): {}", spool_->Describe(),
+                      n, std::string(fresh.status().message()));
       }
     } else if (!fresh->empty()) {
       offered = fresh->back().id;
@@ -297,8 +293,8 @@ void TrackerClient::RunStream() {
     stream_broken_ = false;
   }
   stream_starts_.Increment();
-  std::unique_ptr<grpc::ClientReaderWriter<ReportFailuresRequest,
-                                           ReportFailuresResponse>>
+  std::unique_ptr<
+      grpc::ClientReaderWriter<ReportFailuresRequest, ReportFailuresResponse>>
       stream = stub_->ReportFailures(&context);
 
   std::thread reader([&] {
@@ -334,10 +330,9 @@ void TrackerClient::RunStream() {
                          return changes_ != seen_changes || stream_broken_ ||
                                 stopping_ != was_stopping;
                        };
-    const absl::Duration wake =
-        std::min(retry_.empty() ? absl::InfiniteDuration()
-                                : retry_.front().first,
-                 stop_deadline_);
+    const absl::Duration wake = std::min(
+        retry_.empty() ? absl::InfiniteDuration() : retry_.front().first,
+        stop_deadline_);
     AwaitUntil(mu_, absl::Condition(&changed), clock_, wake);
   }
 

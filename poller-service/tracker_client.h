@@ -116,8 +116,7 @@ class TrackerClient final : public FailureSink {
   std::deque<std::pair<absl::Duration, int64_t>> retry_ ABSL_GUARDED_BY(mu_);
   bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Duration stop_deadline_ ABSL_GUARDED_BY(mu_) =
-      absl::InfiniteDuration();
+  absl::Duration stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mu_) = nullptr;
   std::thread thread_;

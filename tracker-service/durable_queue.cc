@@ -44,8 +44,7 @@ DurableQueue::DurableQueue(std::unique_ptr<FailureQueue> queue,
                            InfluxWriter& writer,
                            const WritePipelineOptions& options,
                            MetricsRegistry& metrics)
-    : queue_(std::move(queue)),
-      pipeline_(writer, *queue_, options, metrics) {}
+    : queue_(std::move(queue)), pipeline_(writer, *queue_, options, metrics) {}
 
 DurableQueue::~DurableQueue() { Stop(absl::ZeroDuration()); }
 

@@ -45,9 +45,8 @@ std::optional<std::string> ErrorCounter::RollOver() {
 std::optional<std::string> ErrorCounter::RollOverLocked() {
   const absl::CivilDay today = UtcDay(clock_.Now());
   if (today <= day_) return std::nullopt;
-  std::string summary = SummaryLocked(
-      absl::StrCat("Final error counts for ", absl::FormatCivilTime(day_),
-                   " (UTC): "));
+  std::string summary = SummaryLocked(absl::StrCat(
+      "Final error counts for ", absl::FormatCivilTime(day_), " (UTC): "));
   day_ = today;
   total_ = 0;
   types_.clear();

@@ -5,27 +5,27 @@
 #define QFP_TRACKER_INFLUX_WRITER_H_
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace qfp::tracker {
 
 struct WriteResult {
   enum class Kind {
-    kOk,           // 2xx: every line stored
-    kBadPoints,    // 400/422: some lines rejected (partial write possible)
-    kTooLarge,     // 413: body too large; split and retry
-    kThrottled,    // 429/503: retry after `retry_after`
-    kAuth,         // 401/403: credentials wrong; keep points, retry slowly
-    kNotFound,     // 404: database/bucket missing; Prepare() again
-    kRetryable,    // network error or other 5xx: back off and retry
+    kOk,         // 2xx: every line stored
+    kBadPoints,  // 400/422: some lines rejected (partial write possible)
+    kTooLarge,   // 413: body too large; split and retry
+    kThrottled,  // 429/503: retry after `retry_after`
+    kAuth,       // 401/403: credentials wrong; keep points, retry slowly
+    kNotFound,   // 404: database/bucket missing; Prepare() again
+    kRetryable,  // network error or other 5xx: back off and retry
   };
   Kind kind = Kind::kOk;
-  int http_status = 0;           // 0 when no response arrived
-  std::string message;           // server's error text or transport error
-  absl::Duration retry_after;    // from Retry-After, when given
+  int http_status = 0;         // 0 when no response arrived
+  std::string message;         // server's error text or transport error
+  absl::Duration retry_after;  // from Retry-After, when given
 };
 
 class InfluxWriter {

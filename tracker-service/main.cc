@@ -15,20 +15,20 @@
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/logging.h"
+#include "common/metrics.h"
+#include "common/metrics_server.h"
 #include "common/termination_signal.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/grpcpp.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "spdlog/spdlog.h"
-#include "common/metrics.h"
-#include "common/metrics_server.h"
+#include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/line_protocol.h"
-#include "tracker-service/writer_factory.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
-#include "tracker-service/durable_queue.h"
+#include "tracker-service/writer_factory.h"
 
 ABSL_FLAG(std::string, config, "",
           "Butler SOS config file (YAML) with errorTracking, influxdbConfig "
@@ -109,9 +109,10 @@ int Main(int argc, char** argv) {
     }
     queue = *std::move(opened);
     if (queue->reloaded() > 0) {
-      spdlog::info("{}: {} failures accepted earlier and not yet confirmed "
-                   "by InfluxDB are written first",
-                   queue->Describe(), queue->reloaded());
+      spdlog::info(
+          "{}: {} failures accepted earlier and not yet confirmed "
+          "by InfluxDB are written first",
+          queue->Describe(), queue->reloaded());
     }
     queue->Start();
     spdlog::info(

@@ -36,16 +36,16 @@ struct TrackerConfig {
   PointSchema schema;
 
   // Butler-SOS.failedPolls.tracker.*
-  std::string listen = "0.0.0.0:50051";               // listen
-  absl::Duration flush_interval = absl::Seconds(1);   // flushIntervalMs
-  size_t max_buffered_points = 1000000;               // maxBufferedPoints
-  size_t dedupe_window = 1000000;                     // dedupeWindow
+  std::string listen = "0.0.0.0:50051";              // listen
+  absl::Duration flush_interval = absl::Seconds(1);  // flushIntervalMs
+  size_t max_buffered_points = 1000000;              // maxBufferedPoints
+  size_t dedupe_window = 1000000;                    // dedupeWindow
   // Write-ahead log: failures are acknowledged only once on disk here.
   // Empty: acknowledged once queued in memory.
-  std::string wal_directory;                          // walDirectory
-  uint64_t wal_max_bytes = uint64_t{1} << 30;         // walMaxBytes
+  std::string wal_directory;                   // walDirectory
+  uint64_t wal_max_bytes = uint64_t{1} << 30;  // walMaxBytes
   // Prometheus /metrics and /healthz; empty: off.
-  std::string metrics_listen;                         // metricsListen
+  std::string metrics_listen;  // metricsListen
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 

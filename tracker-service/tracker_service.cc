@@ -145,8 +145,8 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     // the whole request.
     if (absl::Status status = queue_->Append(std::move(lines)); !status.ok()) {
       const std::string why(status.message());
-      const char* reason = absl::IsResourceExhausted(status) ? "buffer_full"
-                                                             : "store";
+      const char* reason =
+          absl::IsResourceExhausted(status) ? "buffer_full" : "store";
       if (uint64_t n = refusal_log_.Add(batch.size()); n > 0) {
         spdlog::warn(
             "refused {} failures since the last report (producers keep and "

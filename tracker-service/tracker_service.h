@@ -7,14 +7,14 @@
 #include <cstdint>
 #include <string>
 
-#include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "common/log_rate_limiter.h"
 #include "common/metrics.h"
+#include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
-#include "tracker-service/tracker_config.h"
-#include "tracker-service/durable_queue.h"
 #include "tracker-service/recent_failures.h"
+#include "tracker-service/tracker_config.h"
 
 namespace qfp::tracker {
 

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <limits>
 
-#include "common/log_rate_limiter.h"
 #include "absl/strings/str_cat.h"
+#include "common/log_rate_limiter.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::tracker {
@@ -47,15 +47,16 @@ WritePipeline::WritePipeline(InfluxWriter& writer, FailureQueue& queue,
       points_rejected_(metrics.AddCounter(
           "qfp_tracker_points_rejected_total",
           "Points dropped without being written, by reason.", {"reason"})),
-      write_attempts_(metrics.AddCounter(
-          "qfp_tracker_write_attempts_total",
-          "HTTP writes to InfluxDB, by outcome.", {"outcome"})),
-      write_seconds_(metrics.AddHistogram(
-          "qfp_tracker_write_duration_seconds",
-          "Time of one HTTP write to InfluxDB.", {}, DefaultLatencyBuckets())) {
-  metrics.AddCallbackGauge("qfp_tracker_destination_healthy",
-                           "1 while InfluxDB takes writes, 0 while it does not.",
-                           [this] { return healthy() ? 1.0 : 0.0; });
+      write_attempts_(metrics.AddCounter("qfp_tracker_write_attempts_total",
+                                         "HTTP writes to InfluxDB, by outcome.",
+                                         {"outcome"})),
+      write_seconds_(metrics.AddHistogram("qfp_tracker_write_duration_seconds",
+                                          "Time of one HTTP write to InfluxDB.",
+                                          {}, DefaultLatencyBuckets())) {
+  metrics.AddCallbackGauge(
+      "qfp_tracker_destination_healthy",
+      "1 while InfluxDB takes writes, 0 while it does not.",
+      [this] { return healthy() ? 1.0 : 0.0; });
   queue_.SetCommitListener([this] {
     absl::MutexLock lock(&mu_);
     ++commits_;
@@ -81,8 +82,8 @@ void WritePipeline::Start() {
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { Loop(); });
 }
 
-void WritePipeline::Settle(const std::vector<QueueRecord>& batch,
-                           size_t begin, size_t end) {
+void WritePipeline::Settle(const std::vector<QueueRecord>& batch, size_t begin,
+                           size_t end) {
   // A batch is a run of consecutive records of the queue (read in id order
   // with nothing skipped), so its ids can be released as one range.
   if (begin < end) queue_.ReleaseRange(batch[begin].id, batch[end - 1].id);
@@ -129,10 +130,8 @@ bool WritePipeline::Pause(absl::Duration delay) {
   while (true) {
     // A Stop wakes the pause so that its deadline is taken into account.
     const bool was_stopping = stopping_;
-    auto stop_called = [this, was_stopping]()
-                           ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-                             return stopping_ != was_stopping;
-                           };
+    auto stop_called = [this, was_stopping]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
+                           mu_) { return stopping_ != was_stopping; };
     if (!AwaitUntil(mu_, absl::Condition(&stop_called), clock_,
                     std::min(end, stop_deadline_))) {
       break;
@@ -193,9 +192,9 @@ std::vector<QueueRecord> WritePipeline::NextBatch() {
     }
     absl::MutexLock lock(&mu_);
     const bool full = batch.size() >= options_.max_batch;
-    const bool due =
-        !batch.empty() &&
-        (stopping_ || clock_.Monotonic() >= first_seen + options_.flush_interval);
+    const bool due = !batch.empty() &&
+                     (stopping_ || clock_.Monotonic() >=
+                                       first_seen + options_.flush_interval);
     if (full || due) {
       read_after_ = batch.back().id;
       return batch;

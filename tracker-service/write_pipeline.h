@@ -82,8 +82,7 @@ class WritePipeline {
   // stop deadline came first (what is left stays in the queue).
   bool WriteBatch(const std::vector<QueueRecord>& batch);
   // Releases batch[begin, end) from the queue.
-  void Settle(const std::vector<QueueRecord>& batch, size_t begin,
-              size_t end);
+  void Settle(const std::vector<QueueRecord>& batch, size_t begin, size_t end);
   // Sleeps `delay` (monotonic), returning early (false) when the stop
   // deadline passes.
   bool Pause(absl::Duration delay);

@@ -38,12 +38,12 @@
 #include "tests/testing/influxd_process.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
+#include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/line_protocol.h"
 #include "tracker-service/tracker_service.h"
-#include "tracker-service/durable_queue.h"
 
 ABSL_FLAG(std::string, mode, "ingest", "ingest, durable or drain");
 ABSL_FLAG(int, failures, 200000, "failures sent (ingest, durable, drain)");
@@ -85,8 +85,8 @@ PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
 // Points stored in `db` (SELECT count), -1 on error.
 int64_t CountPoints(const testing::InfluxdProcess& influx,
                     const std::string& db) {
-  absl::StatusOr<std::string> answer = influx.Query(
-      "SELECT count(error_count) FROM butler_sos_errors", db);
+  absl::StatusOr<std::string> answer =
+      influx.Query("SELECT count(error_count) FROM butler_sos_errors", db);
   if (!answer.ok()) return -1;
   nlohmann::json json = nlohmann::json::parse(*answer, nullptr, false);
   try {
@@ -96,8 +96,8 @@ int64_t CountPoints(const testing::InfluxdProcess& influx,
   }
 }
 
-bool WaitForPoints(const testing::InfluxdProcess& influx,
-                   const std::string& db, int64_t n, absl::Duration limit) {
+bool WaitForPoints(const testing::InfluxdProcess& influx, const std::string& db,
+                   int64_t n, absl::Duration limit) {
   const absl::Time give_up = absl::Now() + limit;
   while (absl::Now() < give_up) {
     if (CountPoints(influx, db) >= n) return true;
@@ -279,8 +279,8 @@ int Durable(const testing::InfluxdProcess& influx) {
       for (int side = 0; side < 2; ++side) {
         const bool queue_on = (side + run) % 2 == 0;
         testing::TempDir dir;
-        const std::string db =
-            absl::StrCat("bench_", queue_on ? "on" : "off", producers, "_", run);
+        const std::string db = absl::StrCat("bench_", queue_on ? "on" : "off",
+                                            producers, "_", run);
         Tracker tracker(influx, db, queue_on ? dir.File("queue") : "");
         const double rate = PerSecond(
             n, SendConcurrently(tracker.port, n, producers, batch, base));
@@ -368,15 +368,16 @@ int Drain(const testing::InfluxdProcess& influx) {
         }
         drain = n / absl::ToDoubleSeconds(absl::Now() - start);
         if (CountPoints(influx, db) != n) {
-          std::fprintf(stderr, "drained, but influxd holds %lld of %d\n",
-                       static_cast<long long>(CountPoints(influx, db)),  // NOLINT
-                       n);
+          std::fprintf(
+              stderr, "drained, but influxd holds %lld of %d\n",
+              static_cast<long long>(CountPoints(influx, db)),  // NOLINT
+              n);
           return 1;
         }
       } else {
         // influxd's own bulk rate: the same points, 5000-line bodies.
-        std::unique_ptr<InfluxWriter> writer =
-            MakeInfluxV1Writer(Settings(influx, absl::StrCat("bench_bulk_", run)));
+        std::unique_ptr<InfluxWriter> writer = MakeInfluxV1Writer(
+            Settings(influx, absl::StrCat("bench_bulk_", run)));
         if (!writer->Prepare().ok()) return 1;
         PointSchema schema;
         std::vector<std::string> lines;
@@ -396,8 +397,8 @@ int Drain(const testing::InfluxdProcess& influx) {
         bulk = n / absl::ToDoubleSeconds(absl::Now() - start);
       }
     }
-    std::printf("  run %d: drain %.0f points/s, bulk %.0f points/s\n",
-                run + 1, drain, bulk);
+    std::printf("  run %d: drain %.0f points/s, bulk %.0f points/s\n", run + 1,
+                drain, bulk);
     drain_rates.push_back(drain);
     bulk_rates.push_back(bulk);
     ratios.push_back(drain / bulk);

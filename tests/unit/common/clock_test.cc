@@ -88,9 +88,9 @@ TEST(AwaitUntilTest, ManyConcurrentWaitersEachGetTheirOwnOutcome) {
         absl::MutexLock lock(&mu);
         const int seen = flips;
         auto changed = [&] { return flips != seen; };
-        const bool r = AwaitUntil(mu, absl::Condition(&changed), clock,
-                                  clock.Monotonic() + absl::Microseconds(
-                                                          100 + 50 * t));
+        const bool r =
+            AwaitUntil(mu, absl::Condition(&changed), clock,
+                       clock.Monotonic() + absl::Microseconds(100 + 50 * t));
         (r ? woken : timed_out).fetch_add(1);
         if (r) EXPECT_NE(flips, seen);
         if (!r) EXPECT_EQ(flips, seen);

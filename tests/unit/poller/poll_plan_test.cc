@@ -72,11 +72,11 @@ TEST(PollPlanTest, HealthCheckRequestCarriesServerHeadersAndNoQuery) {
   absl::BitGen rng;
   HttpRequest request = MakeRequest(BuildPollPlan(config)[0], config, rng);
   EXPECT_EQ(request.url, "https://sense1.example.com:4747/engine/healthcheck");
-  EXPECT_THAT(request.headers,
-              ElementsAre("Accept: application/json, text/plain, */*",
-                          "Content-Type: application/json",
-                          "Cache-Control: no-cache", "X-Custom: one",
-                          "X-Other: two"));
+  EXPECT_THAT(
+      request.headers,
+      ElementsAre("Accept: application/json, text/plain, */*",
+                  "Content-Type: application/json", "Cache-Control: no-cache",
+                  "X-Custom: one", "X-Other: two"));
   EXPECT_EQ(request.timeout, absl::Milliseconds(5000));
   EXPECT_EQ(request.tls, &config.tls);
 }
@@ -92,11 +92,11 @@ TEST(PollPlanTest, SessionRequestHasMatchingFreshXrfkeyAndNoServerHeaders) {
                 MatchesRegex("https://sense1.example.com:4243/qps/sales/"
                              "session\\?Xrfkey=[0-9a-zA-Z]{16}"));
     const std::string key = request.url.substr(request.url.size() - 16);
-    EXPECT_THAT(request.headers,
-                ElementsAre("Accept: application/json, text/plain, */*",
-                            "Content-Type: application/json",
-                            "Cache-Control: no-cache",
-                            "XVirtualProxy: /sales", "X-Qlik-Xrfkey: " + key));
+    EXPECT_THAT(
+        request.headers,
+        ElementsAre("Accept: application/json, text/plain, */*",
+                    "Content-Type: application/json", "Cache-Control: no-cache",
+                    "XVirtualProxy: /sales", "X-Qlik-Xrfkey: " + key));
     keys.insert(key);
   }
   EXPECT_EQ(keys.size(), 50u) << "every request needs its own Xrfkey";

@@ -77,15 +77,15 @@ TEST_F(PollerConfigTest, FullButlerSosTemplateShapedFileLoads) {
 }
 
 TEST_F(PollerConfigTest, ReadsOwnSectionAndHeadersInFileOrder) {
-  absl::StatusOr<PollerConfig> config = Parse(
-      Minimal("        headers:\n"
-              "          X-Zeta: 1\n"
-              "          X-Alpha: two words\n") +
-      "  failedPolls:\n"
-      "    poller:\n"
-      "      trackerAddress: tracker.local:6000\n"
-      "      pollerId: poller-7\n"
-      "      requestTimeout: 2500\n");
+  absl::StatusOr<PollerConfig> config =
+      Parse(Minimal("        headers:\n"
+                    "          X-Zeta: 1\n"
+                    "          X-Alpha: two words\n") +
+            "  failedPolls:\n"
+            "    poller:\n"
+            "      trackerAddress: tracker.local:6000\n"
+            "      pollerId: poller-7\n"
+            "      requestTimeout: 2500\n");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->tracker_address, "tracker.local:6000");
   EXPECT_EQ(config->poller_id, "poller-7");
@@ -123,9 +123,9 @@ TEST_F(PollerConfigTest, ReadsSpoolKeysAndCreatesTheDirectory) {
 TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
   std::string yaml = absl::StrReplaceAll(
       Minimal(), {{"client_key.pem", "client_key_encrypted.pem"}});
-  yaml = absl::StrReplaceAll(
-      yaml, {{"    clientCertCA:", "    clientCertPassphrase: correct horse\n"
-                                   "    clientCertCA:"}});
+  yaml = absl::StrReplaceAll(yaml, {{"    clientCertCA:",
+                                     "    clientCertPassphrase: correct horse\n"
+                                     "    clientCertCA:"}});
   absl::StatusOr<PollerConfig> config = Parse(yaml);
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->tls.key_passphrase, "correct horse");
@@ -145,9 +145,8 @@ class PollerConfigBrokenTest
 
 TEST_P(PollerConfigBrokenTest, ReportsKeyPathAndProblem) {
   const BrokenCase& c = GetParam();
-  std::string yaml = c.from == "*" ? c.to
-                                   : absl::StrReplaceAll(
-                                         Minimal(), {{c.from, c.to}});
+  std::string yaml =
+      c.from == "*" ? c.to : absl::StrReplaceAll(Minimal(), {{c.from, c.to}});
   absl::StatusOr<PollerConfig> config = Parse(yaml);
   ASSERT_FALSE(config.ok()) << "accepted:\n" << yaml;
   EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument);
@@ -282,8 +281,7 @@ TEST_F(PollerConfigTest, MissingFileNamesIt) {
   absl::StatusOr<PollerConfig> config =
       LoadPollerConfig(dir_.File("absent.yaml"));
   ASSERT_FALSE(config.ok());
-  EXPECT_THAT(std::string(config.status().message()),
-              HasSubstr("absent.yaml"));
+  EXPECT_THAT(std::string(config.status().message()), HasSubstr("absent.yaml"));
 }
 
 }  // namespace

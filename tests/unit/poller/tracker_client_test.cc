@@ -15,12 +15,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/memory_failure_queue.h"
+#include "common/sqlite_failure_queue.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "common/memory_failure_queue.h"
-#include "common/sqlite_failure_queue.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 
@@ -121,9 +121,9 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
         }
         for (const PollFailure& failure : request.failures()) {
           const Key key = KeyOf(failure.id());
-          const bool refuse_first =
-              refuse_once_ && refuse_once_(failure.id().sequence()) &&
-              refused_once_.insert(key).second;
+          const bool refuse_first = refuse_once_ &&
+                                    refuse_once_(failure.id().sequence()) &&
+                                    refused_once_.insert(key).second;
           if (refuse_all_ || refuse_first) {
             ++refusals_;
             auto* refusal = response.add_refused();
@@ -201,8 +201,7 @@ TrackerClientOptions FastOptions(const std::string& address) {
   TrackerClientOptions options;
   options.address = address;
   options.max_batch = 64;
-  options.backoff = {absl::Milliseconds(20), 2.0, 0.2,
-                     absl::Milliseconds(300)};
+  options.backoff = {absl::Milliseconds(20), 2.0, 0.2, absl::Milliseconds(300)};
   options.refusal_delay = absl::Milliseconds(50);
   return options;
 }
@@ -267,8 +266,7 @@ TEST(TrackerClientTest, DeliversAndGetsAcknowledgements) {
 TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
   FakeTracker tracker;
   const int port = ClosedPort();
-  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)),
-                       OpenMemorySpool());
+  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)), OpenMemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 200; ++i) c.client.Deliver(Failure(i));
   // While nothing listens no stream starts (the client waits for the
@@ -319,9 +317,8 @@ TEST(TrackerClientTest, BrokenStreamLosesNothing) {
 }
 
 TEST(TrackerClientTest, ShutdownReportsWhatIsLeft) {
-  Client c(
-      FastOptions(absl::StrCat("127.0.0.1:", ClosedPort())),
-      OpenMemorySpool());
+  Client c(FastOptions(absl::StrCat("127.0.0.1:", ClosedPort())),
+           OpenMemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 25; ++i) c.client.Deliver(Failure(i));
   EXPECT_EQ(c.client.Shutdown(absl::Milliseconds(100)), 25u);
@@ -338,8 +335,7 @@ TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
   {
     // The first run: the tracker acknowledges nothing (it refuses all),
     // then the client goes away with everything still spooled.
-    Client c(FastOptions(server.address()),
-                         OpenDiskSpool(spool_dir));
+    Client c(FastOptions(server.address()), OpenDiskSpool(spool_dir));
     c.client.Start();
     for (uint64_t i = 1; i <= 150; ++i) c.client.Deliver(Failure(i, "run-1"));
     ASSERT_TRUE(WaitFor([&] { return tracker.refusals() >= 150; }));
@@ -370,8 +366,7 @@ TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
   {
-    Client c(FastOptions(server.address()),
-                         OpenDiskSpool(spool_dir));
+    Client c(FastOptions(server.address()), OpenDiskSpool(spool_dir));
     c.client.Start();
     for (uint64_t i = 1; i <= 100; ++i) c.client.Deliver(Failure(i));
     ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 100; }));

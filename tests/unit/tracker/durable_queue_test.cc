@@ -2,6 +2,8 @@
 // encoded as the tracker encodes them, committed to a real SQLite queue,
 // written by the real WritePipeline and the 1.x writer into a real private
 // influxd.
+#include "tracker-service/durable_queue.h"
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -12,14 +14,13 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "tests/testing/metric_value.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/influxd_process.h"
+#include "tests/testing/metric_value.h"
+#include "tests/testing/temp_dir.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/line_protocol.h"
-#include "tests/testing/temp_dir.h"
-#include "tracker-service/durable_queue.h"
 
 namespace qfp::tracker {
 namespace {
@@ -139,9 +140,10 @@ TEST(DurableQueueTest, FiveThousandFailuresOneBadPointLand4999) {
   EXPECT_EQ((*queue)->Stop(absl::Seconds(5)), 0u);
   EXPECT_EQ(testing::MetricValue(metrics, "qfp_tracker_points_written_total"),
             kFailures - 1);
-  EXPECT_EQ(testing::MetricValue(
-                metrics, "qfp_tracker_points_rejected_total{reason=\"bad_point\"}"),
-            1);
+  EXPECT_EQ(
+      testing::MetricValue(
+          metrics, "qfp_tracker_points_rejected_total{reason=\"bad_point\"}"),
+      1);
 
   EXPECT_EQ(CountIn(**influxd), kFailures - 1);
   // The refused point is not there at all, and the floats stayed floats.

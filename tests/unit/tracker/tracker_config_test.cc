@@ -188,10 +188,10 @@ TEST(TrackerConfigTest, ReadsV3Destination) {
 }
 
 TEST(TrackerConfigTest, V3DefaultsAndTokenlessServer) {
-  absl::StatusOr<TrackerConfig> config = Parse(absl::StrReplaceAll(
-      kV3, {{"      retentionDuration: 1h30m\n", ""},
-            {"      writeTimeout: 2500\n", ""},
-            {"token: file-token", "token: \"\""}}));
+  absl::StatusOr<TrackerConfig> config =
+      Parse(absl::StrReplaceAll(kV3, {{"      retentionDuration: 1h30m\n", ""},
+                                      {"      writeTimeout: 2500\n", ""},
+                                      {"token: file-token", "token: \"\""}}));
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->v3.retention_duration, "");
   EXPECT_EQ(config->v3.write_timeout, absl::Seconds(10));
@@ -214,13 +214,13 @@ TEST(TrackerConfigTest, TokenFromEnvironmentWins) {
 }
 
 TEST(TrackerConfigTest, MissingV2BlockReportsEveryKey) {
-  absl::StatusOr<TrackerConfig> config = Parse(absl::StrReplaceAll(
-      kV2, {{"    v2Config:\n", ""},
-            {"      org: qlik-org\n", ""},
-            {"      bucket: senseops\n", ""},
-            {"      token: file-token\n", ""},
-            {"      description: Failed polls\n", ""},
-            {"      retentionDuration: 30d\n", ""}}));
+  absl::StatusOr<TrackerConfig> config =
+      Parse(absl::StrReplaceAll(kV2, {{"    v2Config:\n", ""},
+                                      {"      org: qlik-org\n", ""},
+                                      {"      bucket: senseops\n", ""},
+                                      {"      token: file-token\n", ""},
+                                      {"      description: Failed polls\n", ""},
+                                      {"      retentionDuration: 30d\n", ""}}));
   ASSERT_FALSE(config.ok());
   const std::string message(config.status().message());
   for (const char* key : {"org", "bucket", "token"}) {
@@ -232,7 +232,8 @@ TEST(TrackerConfigTest, MissingV2BlockReportsEveryKey) {
 }
 
 TEST(TrackerConfigTest, DefaultsWriteNothing) {
-  absl::StatusOr<TrackerConfig> config = Parse("Butler-SOS: {logLevel: info}\n");
+  absl::StatusOr<TrackerConfig> config =
+      Parse("Butler-SOS: {logLevel: info}\n");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_FALSE(config->writes_points());
   EXPECT_EQ(config->schema.measurement, "butler_sos_errors");
@@ -249,14 +250,14 @@ TEST(TrackerConfigTest, SwitchesOffNeedNoDestination) {
 }
 
 TEST(TrackerConfigTest, OwnSection) {
-  absl::StatusOr<TrackerConfig> config = Parse(
-      std::string(kV1) +
-      "  failedPolls:\n"
-      "    tracker:\n"
-      "      listen: 127.0.0.1:6001\n"
-      "      tags: {env: prod, region: eu}\n"
-      "      includeServerTags: true\n"
-      "      flushIntervalMs: 250\n");
+  absl::StatusOr<TrackerConfig> config =
+      Parse(std::string(kV1) +
+            "  failedPolls:\n"
+            "    tracker:\n"
+            "      listen: 127.0.0.1:6001\n"
+            "      tags: {env: prod, region: eu}\n"
+            "      includeServerTags: true\n"
+            "      flushIntervalMs: 250\n");
   ASSERT_TRUE(config.ok()) << config.status();
   EXPECT_EQ(config->listen, "127.0.0.1:6001");
   EXPECT_EQ(config->schema.static_tags.at("env"), "prod");
@@ -297,8 +298,7 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"VersionOutOfRange", "version: 1", "version: 4",
                    "Butler-SOS.influxdbConfig.version: expected an integer "
                    "from 1 to 3, got 4"},
-        BrokenCase{"BatchTooLarge", "maxBatchSize: 500",
-                   "maxBatchSize: 20000",
+        BrokenCase{"BatchTooLarge", "maxBatchSize: 500", "maxBatchSize: 20000",
                    "Butler-SOS.influxdbConfig.maxBatchSize: expected an "
                    "integer from 1 to 10000, got 20000"},
         BrokenCase{"MissingDbName", "      dbName: senseops\n", "",

@@ -150,8 +150,8 @@ TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
     EXPECT_NE(refusal.reason().find("full"), std::string::npos)
         << refusal.reason();
   }
-  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"buffer_full\"}"),
-            2);
+  EXPECT_EQ(
+      Metric("qfp_tracker_failures_refused_total{reason=\"buffer_full\"}"), 2);
 }
 
 TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
@@ -166,7 +166,8 @@ TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
   EXPECT_EQ(response.accepted(0).sequence(), 1u);
   ASSERT_EQ(response.refused_size(), 1);
   EXPECT_EQ(response.refused(0).id().sequence(), 2u);
-  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"invalid\"}"), 1);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"invalid\"}"),
+            1);
 }
 
 }  // namespace

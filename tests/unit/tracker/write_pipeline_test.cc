@@ -103,8 +103,8 @@ class WritePipelineTest : public ::testing::Test {
 
   WritePipeline& Make(FakeWriter& writer,
                       WritePipelineOptions options = FastOptions()) {
-    pipeline_ = std::make_unique<WritePipeline>(writer, queue_, options,
-                                                metrics_);
+    pipeline_ =
+        std::make_unique<WritePipeline>(writer, queue_, options, metrics_);
     return *pipeline_;
   }
   void Append(std::vector<std::string> lines) {
@@ -113,9 +113,7 @@ class WritePipelineTest : public ::testing::Test {
   double Metric(absl::string_view sample) const {
     return testing::MetricValue(metrics_, sample);
   }
-  double Written() const {
-    return Metric("qfp_tracker_points_written_total");
-  }
+  double Written() const { return Metric("qfp_tracker_points_written_total"); }
   double Rejected(absl::string_view reason) const {
     return Metric(absl::StrCat("qfp_tracker_points_rejected_total{reason=\"",
                                reason, "\"}"));
@@ -211,8 +209,7 @@ TEST_F(WritePipelineTest, IsolatesBadPointsAndWritesTheRest) {
 
 TEST_F(WritePipelineTest, SplitsWhenTooLarge) {
   FakeWriter writer([](const std::vector<std::string>& lines) {
-    return lines.size() > 3 ? Answer(WriteResult::Kind::kTooLarge, 413)
-                            : Ok();
+    return lines.size() > 3 ? Answer(WriteResult::Kind::kTooLarge, 413) : Ok();
   });
   WritePipeline& pipeline = Make(writer);
   Append(Lines(0, 10));
