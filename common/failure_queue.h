@@ -62,8 +62,11 @@ struct QueueLimits {
     // nothing of it is taken (the tracker: the producer keeps the failures).
     kRefuse,
     // The oldest records are dropped until the new ones fit (the poller: the
-    // newest failures say the most about the site now). Every drop is
-    // counted in QueueStats::dropped and logged (rate-limited).
+    // newest failures say the most about the site now). Every drop of a
+    // stored record is counted in QueueStats::dropped and logged
+    // (rate-limited). While commits fail, records still waiting to be
+    // stored are held to the same limits: the oldest of them are given up
+    // and their Append's `done` gets ResourceExhausted.
     kDropOldest,
   };
   Overflow overflow = Overflow::kRefuse;

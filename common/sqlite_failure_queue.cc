@@ -11,6 +11,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -170,7 +171,7 @@ class SqliteFailureQueue final : public FailureQueue {
   void WriterLoop();
   // One transaction over `appends` and the releases; rolls back on failure.
   absl::Status RunTransaction(
-      const std::vector<PendingAppend>& appends,
+      const std::deque<PendingAppend>& appends,
       const std::vector<int64_t>& release_ids,
       const std::vector<std::pair<int64_t, int64_t>>& release_ranges,
       uint64_t committed_records, uint64_t committed_bytes, Outcome* outcome);
@@ -221,7 +222,7 @@ class SqliteFailureQueue final : public FailureQueue {
   Stmt read_ ABSL_GUARDED_BY(read_mu_);
 
   mutable absl::Mutex mu_;
-  std::vector<PendingAppend> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<PendingAppend> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<int64_t> release_ids_ ABSL_GUARDED_BY(mu_);
   std::vector<std::pair<int64_t, int64_t>> release_ranges_ ABSL_GUARDED_BY(mu_);
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
@@ -329,6 +330,14 @@ absl::Status SqliteFailureQueue::Init() {
   if (absl::Status s = CheckOrCreateSchema(); !s.ok()) return s;
   if (absl::Status s = PrepareStatements(); !s.ok()) return s;
   if (absl::Status s = LoadState(); !s.ok()) return s;
+  // One real, fsync'd write now: a database that can be read but not
+  // written (a read-only or immutable file) is refused at start, not found
+  // out at the first failure.
+  {
+    const int rc = sqlite3_step(fence_.get());
+    sqlite3_reset(fence_.get());
+    if (rc != SQLITE_DONE) return OpenError("cannot write to it", rc);
+  }
   if (absl::Status s = OpenReader(); !s.ok()) return s;
   {
     absl::MutexLock lock(&mu_);
@@ -706,6 +715,7 @@ void SqliteFailureQueue::Append(std::vector<std::string> payloads,
   const uint64_t records = payloads.size();
   const int64_t now_ms = absl::ToUnixMillis(SystemClock::Get().Now());
   absl::Status refusal;
+  std::deque<PendingAppend> evicted;
   {
     absl::MutexLock lock(&mu_);
     const QueueLimits& limits = options_.limits;
@@ -731,6 +741,20 @@ void SqliteFailureQueue::Append(std::vector<std::string> payloads,
           " records / ", limits.max_bytes, " bytes; this Append has ", records,
           " records / ", bytes, " bytes"));
     } else {
+      if (limits.overflow == QueueLimits::Overflow::kDropOldest) {
+        // Commits are failing and failures keep coming: what waits for the
+        // disk in memory is held to the same limits, oldest out first (each
+        // told through its `done`), so memory stays bounded however long
+        // the disk is away.
+        while (!pending_.empty() &&
+               (pending_records_ + records > limits.max_records ||
+                pending_bytes_ + bytes > limits.max_bytes)) {
+          pending_records_ -= pending_.front().payloads.size();
+          pending_bytes_ -= pending_.front().bytes;
+          evicted.push_back(std::move(pending_.front()));
+          pending_.pop_front();
+        }
+      }
       PendingAppend append;
       append.first_id = next_id_;
       append.enqueued_at_ms = now_ms;
@@ -741,10 +765,15 @@ void SqliteFailureQueue::Append(std::vector<std::string> payloads,
       pending_records_ += records;
       pending_bytes_ += bytes;
       pending_.push_back(std::move(append));
-      return;
     }
   }
-  done(std::move(refusal));
+  for (PendingAppend& e : evicted) {
+    e.done(absl::ResourceExhaustedError(absl::StrCat(
+        "dropped from failure queue ", db_path_,
+        " before it could be stored: commits are failing and newer records "
+        "took its place within the limits")));
+  }
+  if (!refusal.ok()) done(std::move(refusal));
 }
 
 absl::StatusOr<std::vector<QueueRecord>> SqliteFailureQueue::Read(
@@ -842,7 +871,7 @@ int SqliteFailureQueue::StepDelete(sqlite3_stmt* stmt, Outcome* outcome) {
 }
 
 absl::Status SqliteFailureQueue::RunTransaction(
-    const std::vector<PendingAppend>& appends,
+    const std::deque<PendingAppend>& appends,
     const std::vector<int64_t>& release_ids,
     const std::vector<std::pair<int64_t, int64_t>>& release_ranges,
     uint64_t committed_records, uint64_t committed_bytes, Outcome* outcome) {
@@ -1057,7 +1086,7 @@ void SqliteFailureQueue::WriterLoop() {
   bool last_try_done = false;
   uint64_t failed_in_a_row = 0;  // for the "commits work again" line
   while (true) {
-    std::vector<PendingAppend> appends;
+    std::deque<PendingAppend> appends;
     std::vector<int64_t> release_ids;
     std::vector<std::pair<int64_t, int64_t>> release_ranges;
     uint64_t group_records = 0;

@@ -192,6 +192,12 @@ int Main(int argc, char** argv) {
   const uint64_t left = client.Shutdown(
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
   const uint64_t dropped = client.spool().stats().dropped;
+  if (const uint64_t lost = client.lost(); lost > 0) {
+    spdlog::error(
+        "{} failures could not be stored in spool {} (its commits failed) and "
+        "are lost; they are in the log above",
+        lost, spool_description);
+  }
   const SchedulerStats polls = scheduler.stats();
   const std::string overflow =
       dropped == 0

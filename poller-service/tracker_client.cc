@@ -62,7 +62,11 @@ TrackerClient::TrackerClient(TrackerClientOptions options,
           "Streams opened to the tracker (reconnects + 1).")),
       store_errors_(metrics.AddCounter(
           "qfp_poller_spool_store_retries_total",
-          "Failures handed to the spool again because its commit failed.")) {
+          "Failures handed to the spool again because its commit failed.")),
+      lost_(metrics.AddCounter(
+          "qfp_poller_failures_lost_total",
+          "Failures that never got into the spool: dropped while its commits "
+          "failed, or still unstored at shutdown.")) {
   spool_->SetCommitListener([this] {
     absl::MutexLock lock(&mu_);
     ++changes_;
@@ -102,6 +106,7 @@ void TrackerClient::Store(std::string payload) {
           Store(std::move(payload));
           return;
         }
+        lost_.Increment();
         static LogRateLimiter limiter(absl::Seconds(10));
         if (uint64_t n = limiter.Add(); n > 0) {
           spdlog::error(
@@ -135,9 +140,9 @@ uint64_t TrackerClient::Shutdown(absl::Duration deadline) {
     }
   }
   if (thread_.joinable()) thread_.join();
+  // The last try to store what waits; what still fails is counted lost.
   spool_->Close();
-  const QueueStats stats = spool_->stats();
-  return stats.records + stats.pending;
+  return spool_->stats().records;
 }
 
 void TrackerClient::Loop() {

@@ -66,10 +66,13 @@ class TrackerClient final : public FailureSink {
   void Deliver(failedpolls::v1::PollFailure failure) override;
 
   // Sends what is pending for at most `deadline`, then closes the stream and
-  // the spool. Returns how many failures were still unacknowledged: they
-  // stay in a SQLite spool (resent at the next start) or are lost with a
-  // memory one.
+  // the spool. Returns how many failures were still unacknowledged and
+  // stored: they stay in a SQLite spool (resent at the next start) or are
+  // lost with a memory one. Failures the spool could not store at all are
+  // counted in lost().
   uint64_t Shutdown(absl::Duration deadline);
+  // Failures that never got into the spool (qfp_poller_failures_lost_total).
+  uint64_t lost() const { return lost_.value(); }
 
   const FailureQueue& spool() const { return *spool_; }
 
@@ -104,6 +107,7 @@ class TrackerClient final : public FailureSink {
   Counter& refused_;
   Counter& stream_starts_;
   Counter& store_errors_;
+  Counter& lost_;
 
   mutable absl::Mutex mu_;
   // Bumped by every spool commit and every answer, so that the sender looks

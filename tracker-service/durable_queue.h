@@ -79,6 +79,8 @@ class DurableQueue {
 
   // Points waiting (committed, not yet confirmed by InfluxDB).
   uint64_t backlog() const { return queue_->stats().records; }
+  // The store's last commit error; OK while commits succeed.
+  absl::Status store_error() const { return queue_->stats().last_error; }
   // Points found in the store at Open, left by an earlier run.
   uint64_t reloaded() const { return queue_->stats().reloaded; }
   bool durable() const { return queue_->durable(); }

@@ -229,6 +229,14 @@ int Main(int argc, char** argv) {
     spdlog::info(
         "qs-error-tracker stopped: {} failures accepted, every point written",
         accepted);
+  } else if (const absl::Status store = queue->store_error(); !store.ok()) {
+    spdlog::warn(
+        "qs-error-tracker stopped: {} failures accepted; {} points stay in "
+        "{}, which could not commit at the end ({}): some of them may "
+        "already be in {} (written, not yet removed); the next start writes "
+        "them again, which InfluxDB stores once",
+        accepted, left, queue->Describe(), std::string(store.message()),
+        writer->Describe());
   } else if (queue->durable()) {
     spdlog::info(
         "qs-error-tracker stopped: {} failures accepted; {} points not yet "

@@ -346,6 +346,10 @@ class ChartChecks:
         _, config = self.rendered.config_of(full("tracker"))
         wal = config["Butler-SOS"]["failedPolls"]["tracker"]["walDirectory"]
         volume_for_mount(tracker, wal)
+        # The queue's cap leaves room for SQLite's own files on the volume.
+        self.assertEqual(
+            config["Butler-SOS"]["failedPolls"]["tracker"]["walMaxBytes"],
+            700 * 1024 * 1024)
         for poller in self.poller_workloads():
             _, volume = volume_for_mount(poller, CONFIG_PATH)
             _, config = self.rendered.config_of(volume["configMap"]["name"])

@@ -91,6 +91,9 @@ checked and printed as YAML; callers read it back with fromYaml. */}}
 {{- end }}
 {{- if .Values.tracker.wal.enabled }}
 {{- $_ := set $tracker "walDirectory" .Values.tracker.wal.directory }}
+{{- if .Values.tracker.wal.maxBytes }}
+{{- $_ := set $tracker "walMaxBytes" (int64 .Values.tracker.wal.maxBytes) }}
+{{- end }}
 {{- else }}
 {{- $_ := unset $tracker "walDirectory" }}
 {{- end }}

@@ -284,6 +284,73 @@ TEST_F(FailureQueueFaultTest, TheErrorClearsWithoutNewTraffic) {
   EXPECT_EQ(queue->stats().records, 1u);
 }
 
+// A database that can be read but not written is refused at open, not found
+// out at the first failure.
+TEST_F(FailureQueueFaultTest, ADatabaseThatCannotBeWrittenIsRefusedAtOpen) {
+  {
+    std::unique_ptr<FailureQueue> queue = MustOpen(dir_.File("q"));
+    ASSERT_NE(queue, nullptr);
+    ASSERT_TRUE(queue->AppendAndWait({"kept"}).ok());
+  }
+  Break(write_fault_);
+  absl::StatusOr<std::unique_ptr<FailureQueue>> queue =
+      OpenSqliteFailureQueue(Options(dir_.File("q")));
+  Heal();
+  ASSERT_FALSE(queue.ok());
+  EXPECT_EQ(queue.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_TRUE(absl::StrContains(queue.status().message(), "cannot write"))
+      << queue.status();
+  EXPECT_TRUE(absl::StrContains(queue.status().message(), "failures.db"))
+      << queue.status();
+  // Nothing was lost by the refusal.
+  std::unique_ptr<FailureQueue> again = MustOpen(dir_.File("q"));
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->stats().records, 1u);
+}
+
+// kDropOldest (the poller) while commits fail: what waits to be stored is
+// held to the limits in memory; the oldest are given up through their
+// `done`, never silently, and the newest are stored once the disk is back.
+TEST_F(FailureQueueFaultTest, DropOldestHoldsWaitingRecordsToTheLimits) {
+  SqliteQueueOptions options = Options(dir_.File("q"));
+  options.limits.max_records = 10;
+  options.limits.overflow = QueueLimits::Overflow::kDropOldest;
+  options.commit_retry.initial = absl::Seconds(30);  // no retry during it
+  options.commit_retry.max = absl::Seconds(30);
+  absl::StatusOr<std::unique_ptr<FailureQueue>> queue =
+      OpenSqliteFailureQueue(options);
+  ASSERT_TRUE(queue.ok()) << queue.status();
+  Break(sync_fault_);
+  // The first Append meets the fault and starts the 30 s back-off.
+  EXPECT_FALSE((*queue)->AppendAndWait({"first"}).ok());
+  absl::Mutex mu;
+  int given_up = 0, stored = 0;
+  for (int i = 0; i < 25; ++i) {
+    (*queue)->Append({absl::StrCat("r", i)},
+                     [&](absl::StatusOr<std::vector<int64_t>> ids) {
+                       absl::MutexLock lock(&mu);
+                       if (ids.ok()) {
+                         ++stored;
+                       } else {
+                         EXPECT_EQ(ids.status().code(),
+                                   absl::StatusCode::kResourceExhausted)
+                             << ids.status();
+                         ++given_up;
+                       }
+                     });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    EXPECT_EQ(given_up, 15);  // told at once, oldest first
+  }
+  EXPECT_EQ((*queue)->stats().pending, 10u);
+  Heal();
+  (*queue)->Close();  // its last try stores the ten that waited
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(stored, 10);
+  EXPECT_EQ(given_up, 15);
+}
+
 // A process that dies after a failed commit (before any later commit) must
 // not find the failed records in its database after the restart: SQLite may
 // have written their WAL frames before the fsync failed.
