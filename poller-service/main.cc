@@ -13,11 +13,10 @@
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/failure_queue.h"
+#include "common/failure_queue_factory.h"
 #include "common/logging.h"
-#include "common/memory_failure_queue.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
-#include "common/sqlite_failure_queue.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
 #include "poller-service/poll_plan.h"
@@ -117,35 +116,27 @@ int Main(int argc, char** argv) {
   limits.max_bytes = config.max_spool_bytes;
   // The newest failures say the most about the site now.
   limits.overflow = QueueLimits::Overflow::kDropOldest;
-  constexpr char kSpoolMetrics[] = "qfp_poller_spool";
-  std::unique_ptr<FailureQueue> spool;
-  if (config.spool_directory.empty()) {
-    spool = std::make_unique<MemoryFailureQueue>(
-        MemoryQueueOptions{limits, &metrics, kSpoolMetrics});
-    spdlog::info(
-        "failure spool in memory only (set "
-        "Butler-SOS.failedPolls.poller.spoolDirectory to keep unacknowledged "
-        "failures across restarts)");
-  } else {
-    SqliteQueueOptions options;
-    options.directory = config.spool_directory;
-    options.limits = limits;
-    options.purpose = "qs-poller spool";
-    options.metrics = &metrics;
-    options.metrics_prefix = kSpoolMetrics;
-    absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
-        OpenSqliteFailureQueue(std::move(options));
-    if (!opened.ok()) {
-      std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
-                << opened.status().message() << "\n";
-      return kExitConfigError;
-    }
-    spool = *std::move(opened);
+  absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
+      OpenFailureQueue(FailureQueueOptions{config.spool_directory, limits,
+                                           "qs-poller spool", &metrics,
+                                           "qfp_poller_spool"});
+  if (!opened.ok()) {
+    std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
+              << opened.status().message() << "\n";
+    return kExitConfigError;
+  }
+  std::unique_ptr<FailureQueue> spool = *std::move(opened);
+  if (spool->durable()) {
     const QueueStats stats = spool->stats();
     spdlog::info(
         "failure spool {}: {} unacknowledged failures ({} bytes) reloaded "
         "from earlier runs, resending them with their original ids",
         spool->Describe(), stats.reloaded, stats.bytes);
+  } else {
+    spdlog::info(
+        "failure spool in memory only (set "
+        "Butler-SOS.failedPolls.poller.spoolDirectory to keep unacknowledged "
+        "failures across restarts)");
   }
   const std::string spool_description = spool->Describe();
   const bool spool_durable = spool->durable();

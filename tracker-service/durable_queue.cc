@@ -3,8 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "common/memory_failure_queue.h"
-#include "common/sqlite_failure_queue.h"
+#include "common/failure_queue_factory.h"
 
 namespace qfp::tracker {
 
@@ -16,28 +15,13 @@ absl::StatusOr<std::unique_ptr<DurableQueue>> DurableQueue::Open(
   limits.max_bytes = options.max_bytes;
   // A full tracker refuses: the producer keeps the failures and resends.
   limits.overflow = QueueLimits::Overflow::kRefuse;
-  constexpr char kPrefix[] = "qfp_tracker_queue";
-  std::unique_ptr<FailureQueue> queue;
-  if (options.directory.empty()) {
-    MemoryQueueOptions memory;
-    memory.limits = limits;
-    memory.metrics = &metrics;
-    memory.metrics_prefix = kPrefix;
-    queue = std::make_unique<MemoryFailureQueue>(std::move(memory));
-  } else {
-    SqliteQueueOptions sqlite;
-    sqlite.directory = options.directory;
-    sqlite.limits = limits;
-    sqlite.purpose = "qs-error-tracker queue";
-    sqlite.metrics = &metrics;
-    sqlite.metrics_prefix = kPrefix;
-    absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
-        OpenSqliteFailureQueue(std::move(sqlite));
-    if (!opened.ok()) return opened.status();
-    queue = *std::move(opened);
-  }
+  absl::StatusOr<std::unique_ptr<FailureQueue>> queue =
+      OpenFailureQueue(FailureQueueOptions{options.directory, limits,
+                                           "qs-error-tracker queue", &metrics,
+                                           "qfp_tracker_queue"});
+  if (!queue.ok()) return queue.status();
   return std::unique_ptr<DurableQueue>(
-      new DurableQueue(std::move(queue), writer, options.pipeline, metrics));
+      new DurableQueue(*std::move(queue), writer, options.pipeline, metrics));
 }
 
 DurableQueue::DurableQueue(std::unique_ptr<FailureQueue> queue,

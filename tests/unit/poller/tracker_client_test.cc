@@ -21,6 +21,7 @@
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/testing/grpc_library.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 
@@ -31,15 +32,6 @@ using failedpolls::v1::FailureId;
 using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
-
-// gRPC 1.51 can hang ~10 s in ~Server() when it drops the last library
-// reference; one reference held for the life of the binary avoids that.
-class GrpcLibraryEnvironment : public ::testing::Environment {
- public:
-  void SetUp() override { grpc_init(); }
-};
-::testing::Environment* const kGrpcEnvironment =
-    ::testing::AddGlobalTestEnvironment(new GrpcLibraryEnvironment);
 
 // Every wait in these tests is bounded by this, far above what any of them
 // needs; a condition not met by then fails the test.
