@@ -40,7 +40,8 @@ struct TrackerConfig {
   absl::Duration flush_interval = absl::Seconds(1);  // flushIntervalMs
   size_t max_buffered_points = 1000000;              // maxBufferedPoints
   size_t dedupe_window = 1000000;                    // dedupeWindow
-  // Write-ahead log: failures are acknowledged only once on disk here.
+  // The queue's directory (docs/storage.md): failures are acknowledged only
+  // once committed to the SQLite database here.
   // Empty: acknowledged once queued in memory.
   std::string wal_directory;                   // walDirectory
   uint64_t wal_max_bytes = uint64_t{1} << 30;  // walMaxBytes

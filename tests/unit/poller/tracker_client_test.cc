@@ -198,11 +198,11 @@ TrackerClientOptions FastOptions(const std::string& address) {
   return options;
 }
 
-std::unique_ptr<FailureQueue> OpenMemorySpool() {
+std::unique_ptr<FailureQueue> MemorySpool() {
   return std::make_unique<MemoryFailureQueue>(MemoryQueueOptions{});
 }
 
-std::unique_ptr<FailureQueue> OpenDiskSpool(const std::string& dir) {
+std::unique_ptr<FailureQueue> SqliteSpool(const std::string& dir) {
   SqliteQueueOptions options;
   options.directory = dir;
   options.purpose = "qs-poller spool";
@@ -244,7 +244,7 @@ TEST(TrackerClientTest, DeliversAndGetsAcknowledgements) {
   FakeTracker tracker;
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  Client c(FastOptions(server.address()), OpenMemorySpool());
+  Client c(FastOptions(server.address()), MemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 1000; ++i) c.client.Deliver(Failure(i));
   ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 1000; }));
@@ -258,7 +258,7 @@ TEST(TrackerClientTest, DeliversAndGetsAcknowledgements) {
 TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
   FakeTracker tracker;
   const int port = ClosedPort();
-  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)), OpenMemorySpool());
+  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)), MemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 200; ++i) c.client.Deliver(Failure(i));
   // While nothing listens no stream starts (the client waits for the
@@ -282,7 +282,7 @@ TEST(TrackerClientTest, RefusedFailuresAreResentLater) {
   tracker.RefuseOnceWhen([](uint64_t sequence) { return sequence % 3 == 0; });
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  Client c(FastOptions(server.address()), OpenMemorySpool());
+  Client c(FastOptions(server.address()), MemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 300; ++i) c.client.Deliver(Failure(i));
   ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 300; }));
@@ -297,7 +297,7 @@ TEST(TrackerClientTest, BrokenStreamLosesNothing) {
   tracker.BreakOnceAfter(700);
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
-  Client c(FastOptions(server.address()), OpenMemorySpool());
+  Client c(FastOptions(server.address()), MemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 1000; ++i) c.client.Deliver(Failure(i));
   ASSERT_TRUE(WaitFor([&] { return tracker.breaks() == 1; }));
@@ -310,14 +310,14 @@ TEST(TrackerClientTest, BrokenStreamLosesNothing) {
 
 TEST(TrackerClientTest, ShutdownReportsWhatIsLeft) {
   Client c(FastOptions(absl::StrCat("127.0.0.1:", ClosedPort())),
-           OpenMemorySpool());
+           MemorySpool());
   c.client.Start();
   for (uint64_t i = 1; i <= 25; ++i) c.client.Deliver(Failure(i));
   EXPECT_EQ(c.client.Shutdown(absl::Milliseconds(100)), 25u);
   EXPECT_EQ(c.pending(), 25u);
 }
 
-TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
+TEST(TrackerClientTest, SqliteSpoolResendsAfterRestartWithTheOriginalIds) {
   testing::TempDir dir;
   const std::string spool_dir = dir.path() + "/spool";
   FakeTracker tracker;
@@ -327,7 +327,7 @@ TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
   {
     // The first run: the tracker acknowledges nothing (it refuses all),
     // then the client goes away with everything still spooled.
-    Client c(FastOptions(server.address()), OpenDiskSpool(spool_dir));
+    Client c(FastOptions(server.address()), SqliteSpool(spool_dir));
     c.client.Start();
     for (uint64_t i = 1; i <= 150; ++i) c.client.Deliver(Failure(i, "run-1"));
     ASSERT_TRUE(WaitFor([&] { return tracker.refusals() >= 150; }));
@@ -338,7 +338,7 @@ TEST(TrackerClientTest, DiskSpoolResendsAfterRestartWithTheOriginalIds) {
   tracker.RefuseAll(false);
   // The second run: a new instance id for new failures; the old ones go out
   // as they were.
-  std::unique_ptr<FailureQueue> spool = OpenDiskSpool(spool_dir);
+  std::unique_ptr<FailureQueue> spool = SqliteSpool(spool_dir);
   EXPECT_EQ(spool->stats().reloaded, 150u);
   Client c(FastOptions(server.address()), std::move(spool));
   c.client.Start();
@@ -358,13 +358,13 @@ TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
   TestServer server(&tracker);
   ASSERT_TRUE(server.ok());
   {
-    Client c(FastOptions(server.address()), OpenDiskSpool(spool_dir));
+    Client c(FastOptions(server.address()), SqliteSpool(spool_dir));
     c.client.Start();
     for (uint64_t i = 1; i <= 100; ++i) c.client.Deliver(Failure(i));
     ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 100; }));
     EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
   }
-  std::unique_ptr<FailureQueue> spool = OpenDiskSpool(spool_dir);
+  std::unique_ptr<FailureQueue> spool = SqliteSpool(spool_dir);
   EXPECT_EQ(spool->stats().reloaded, 0u);
 }
 
