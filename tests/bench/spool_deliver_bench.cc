@@ -2,8 +2,8 @@
 // TrackerClient::Deliver runs on the thread that drives every libcurl
 // transfer, so whatever it waits for delays the start of the next poll.
 //
-//   LD_PRELOAD=build-bench/tests/libqfp_fault_shim.so QFP_FSYNC_DELAY_MS=20 \
-//       build-bench/tests/bench/spool_deliver_bench
+//   export LD_PRELOAD=build-bench/tests/libqfp_fault_shim.so
+//   QFP_FSYNC_DELAY_MS=20 build-bench/tests/bench/spool_deliver_bench
 //
 // delivers --failures failures, one every --gap_us microseconds, to a client
 // whose spool is SQLite (every commit's fsync slowed down by the shim) and,
@@ -28,6 +28,7 @@
 #include "common/sqlite_failure_queue.h"
 #include "poller-service/tracker_client.h"
 #include "spdlog/spdlog.h"
+#include "tests/bench/spread.h"
 #include "tests/testing/temp_dir.h"
 
 ABSL_FLAG(int, failures, 20000, "failures delivered per side and run");
@@ -90,11 +91,6 @@ Latency Measure(std::unique_ptr<FailureQueue> spool) {
                  took_ms[took_ms.size() * 99 / 100]};
 }
 
-double Median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
-
 int Main() {
   const char* delay = std::getenv("QFP_FSYNC_DELAY_MS");
   std::printf("fsync delay from the shim: %s ms\n",
@@ -137,9 +133,11 @@ int Main() {
       }
     }
   }
-  auto spread = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return absl::StrCat(v.front(), " / ", v[v.size() / 2], " / ", v.back());
+  auto spread = [](const std::vector<double>& v) {
+    return bench::SpreadOf(v).ToString();
+  };
+  auto median = [](const std::vector<double>& v) {
+    return bench::SpreadOf(v).median;
   };
   std::printf(
       "Deliver on the poll loop, %d failures per side, %d runs "
@@ -150,8 +148,8 @@ int Main() {
       absl::GetFlag(FLAGS_failures), runs, spread(sqlite_max).c_str(),
       spread(sqlite_p999).c_str(), spread(sqlite_p99).c_str(),
       spread(memory_max).c_str(), spread(memory_p999).c_str(),
-      spread(memory_p99).c_str(), Median(sqlite_max) / Median(memory_max),
-      Median(sqlite_p999) / Median(memory_p999));
+      spread(memory_p99).c_str(), median(sqlite_max) / median(memory_max),
+      median(sqlite_p999) / median(memory_p999));
   return 0;
 }
 

@@ -36,6 +36,7 @@
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tests/testing/influxd_process.h"
+#include "tests/bench/spread.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 #include "tracker-service/durable_queue.h"
@@ -213,13 +214,8 @@ absl::Duration SendConcurrently(int port, int n, int producers, int batch,
   return absl::Now() - start;
 }
 
-struct Spread {
-  double min, median, max;
-};
-Spread SpreadOf(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  return Spread{values.front(), values[values.size() / 2], values.back()};
-}
+using bench::Spread;
+using bench::SpreadOf;
 
 double PerSecond(int64_t n, absl::Duration d) {
   return static_cast<double>(n) / absl::ToDoubleSeconds(d);
