@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -48,25 +49,29 @@ struct DurableQueueOptions {
 };
 
 class DurableQueue {
- public:
+public:
   // Opens the store (FailedPrecondition naming the directory when it cannot
   // be created, locked or read) and prepares the pipeline. `writer` and
   // `metrics` must outlive the queue.
-  static absl::StatusOr<std::unique_ptr<DurableQueue>> Open(
-      DurableQueueOptions options, InfluxWriter& writer,
-      MetricsRegistry& metrics);
+  static absl::StatusOr<std::unique_ptr<DurableQueue>>
+  Open(DurableQueueOptions options, InfluxWriter &writer,
+       MetricsRegistry &metrics);
 
-  ~DurableQueue();  // Stop(0) if not stopped.
+  ~DurableQueue(); // Stop(0) if not stopped.
 
   // Starts writing, oldest record first.
   void Start();
 
-  // Stores encoded points, all or none, and returns once they are committed
-  // (durable with a directory). Only then may the caller acknowledge them.
+  // Stores encoded points, all or none, and returns at once; `done` runs
+  // exactly once, when they are committed (durable with a directory) or
+  // could not be. Only after an OK may the caller acknowledge them. `done`
+  // runs on the store's writer thread (or inline, when the outcome is known
+  // at once) and delays the next commit while it runs: keep it short.
   // ResourceExhausted: over maxBufferedPoints or walMaxBytes.
   // Unavailable: the store could not commit (disk full, I/O error) or the
   // tracker is stopping. Either way nothing was stored.
-  absl::Status Append(std::vector<std::string> lines);
+  using AppendCallback = absl::AnyInvocable<void(absl::Status status)>;
+  void Append(std::vector<std::string> lines, AppendCallback done);
 
   // Refuses further Appends, keeps writing for up to `deadline`, then closes
   // the store. Returns how many points were not written: kept on disk with
@@ -75,7 +80,7 @@ class DurableQueue {
 
   // False while points cannot reach InfluxDB or the store cannot commit;
   // `why` then says which and why.
-  bool healthy(std::string* why = nullptr) const;
+  bool healthy(std::string *why = nullptr) const;
 
   // Points waiting (committed, not yet confirmed by InfluxDB).
   uint64_t backlog() const { return queue_->stats().records; }
@@ -86,9 +91,9 @@ class DurableQueue {
   bool durable() const { return queue_->durable(); }
   std::string Describe() const { return queue_->Describe(); }
 
- private:
-  DurableQueue(std::unique_ptr<FailureQueue> queue, InfluxWriter& writer,
-               const WritePipelineOptions& options, MetricsRegistry& metrics);
+private:
+  DurableQueue(std::unique_ptr<FailureQueue> queue, InfluxWriter &writer,
+               const WritePipelineOptions &options, MetricsRegistry &metrics);
 
   const std::unique_ptr<FailureQueue> queue_;
   WritePipeline pipeline_;
@@ -96,6 +101,6 @@ class DurableQueue {
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-}  // namespace qfp::tracker
+} // namespace qfp::tracker
 
-#endif  // QFP_TRACKER_DURABLE_QUEUE_H_
+#endif // QFP_TRACKER_DURABLE_QUEUE_H_

@@ -1,6 +1,8 @@
 #include "tracker-service/tracker_service.h"
 
 #include <algorithm>
+#include <deque>
+#include <memory>
 #include <utility>
 #include <vector>
 
@@ -12,30 +14,27 @@
 namespace qfp::tracker {
 namespace {
 
-bool SameId(const failedpolls::v1::FailureId& a,
-            const failedpolls::v1::FailureId& b) {
+bool SameId(const failedpolls::v1::FailureId &a,
+            const failedpolls::v1::FailureId &b) {
   return a.sequence() == b.sequence() && a.poller_id() == b.poller_id() &&
          a.instance_id() == b.instance_id();
 }
 
-std::string DescribeId(const failedpolls::v1::FailureId& id) {
+std::string DescribeId(const failedpolls::v1::FailureId &id) {
   return absl::StrCat(id.poller_id(), "/", id.instance_id(), "/",
                       id.sequence());
 }
 
-}  // namespace
+} // namespace
 
 using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
-TrackerService::TrackerService(const TrackerConfig& config,
-                               ErrorCounter* counter, DurableQueue* queue,
-                               MetricsRegistry& metrics)
-    : config_(config),
-      counter_(counter),
-      queue_(queue),
-      schema_(config.schema),
+TrackerService::TrackerService(const TrackerConfig &config,
+                               ErrorCounter *counter, DurableQueue *queue,
+                               MetricsRegistry &metrics)
+    : config_(config), counter_(counter), queue_(queue), schema_(config.schema),
       received_(metrics.AddCounter(
           "qfp_tracker_failures_received_total",
           "Failed polls received from producers, by error_type.",
@@ -52,23 +51,154 @@ TrackerService::TrackerService(const TrackerConfig& config,
           {"reason"})),
       recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {}
 
-grpc::Status TrackerService::ReportFailures(
-    grpc::ServerContext* context,
-    grpc::ServerReaderWriter<ReportFailuresResponse, ReportFailuresRequest>*
-        stream) {
-  spdlog::info("producer connected from {}", context->peer());
-  ReportFailuresRequest request;
-  while (stream->Read(&request)) {
-    ReportFailuresResponse response;
-    Handle(request, response);
-    // One answer per request: acknowledgements travel in batches.
-    if (!stream->Write(response)) break;
+// One producer stream. Reads run on gRPC's callback threads; a request's
+// store outcome arrives on the queue's writer thread (or inline). mu_
+// orders the answers and counts what is in flight; gRPC operations are
+// started after mu_ is released, so a reaction that gRPC runs inline never
+// meets a held lock. gRPC allows one read and one write outstanding at a
+// time, which `reading_` and `writing_` keep.
+class TrackerService::Stream final
+    : public grpc::ServerBidiReactor<ReportFailuresRequest,
+                                     ReportFailuresResponse> {
+public:
+  Stream(TrackerService &service, std::string peer)
+      : service_(service), peer_(std::move(peer)) {
+    spdlog::info("producer connected from {}", peer_);
+    next_ = std::make_unique<Admission>();
+    reading_ = true;
+    StartRead(&next_->request);
   }
-  spdlog::info("producer {} disconnected", context->peer());
-  return grpc::Status::OK;
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The producer half-closed, went away, or the call was cancelled.
+      Act(Mutate([&] {
+        reading_ = false;
+        reads_done_ = true;
+      }));
+      return;
+    }
+    std::shared_ptr<Admission> admission(std::move(next_));
+    service_.Admit(*admission);
+    auto slot = std::make_shared<Slot>();
+    slot->admission = admission;
+    Act(Mutate([&] {
+      reading_ = false;
+      slots_.push_back(slot);
+    }));
+    if (admission->lines.empty() || service_.queue_ == nullptr) {
+      Completed(*slot, absl::OkStatus());
+    } else {
+      service_.queue_->Append(
+          std::move(admission->lines),
+          [this, slot](absl::Status status) { Completed(*slot, status); });
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    Act(Mutate([&] {
+      writing_ = false;
+      if (!ok)
+        broken_ = true; // the producer is gone: answer no more
+    }));
+  }
+
+  void OnCancel() override {
+    Act(Mutate([&] { broken_ = true; }));
+  }
+
+  void OnDone() override {
+    spdlog::info("producer {} disconnected", peer_);
+    delete this;
+  }
+
+private:
+  struct Slot {
+    std::shared_ptr<Admission> admission;
+    bool ready = false; // concluded; its answer may be sent
+  };
+  // What to start once mu_ is released.
+  struct Actions {
+    ReportFailuresResponse *write = nullptr;
+    bool read = false;
+    bool finish = false;
+  };
+
+  // Runs when the store answered for `slot`: concludes the request (logs,
+  // counts, builds the answer) and sends it when its turn comes.
+  void Completed(Slot &slot, const absl::Status &status) {
+    service_.Conclude(*slot.admission, status);
+    Act(Mutate([&] { slot.ready = true; }));
+  }
+
+  // Applies `change` under mu_, then decides what the stream does next.
+  template <typename Change> Actions Mutate(Change change) {
+    absl::MutexLock lock(&mu_);
+    change();
+    Actions actions;
+    if (!writing_) {
+      // Answers go in request order; after a failed write they are only
+      // discarded (the failures are stored; the producer resends them and
+      // the resend is acknowledged as a duplicate).
+      while (!slots_.empty() && slots_.front()->ready &&
+             actions.write == nullptr) {
+        current_ = std::move(slots_.front());
+        slots_.pop_front();
+        if (!broken_) {
+          writing_ = true;
+          actions.write = &current_->admission->response;
+        }
+      }
+    }
+    if (!reading_ && !reads_done_ && !broken_ &&
+        slots_.size() + (writing_ ? 1 : 0) <
+            static_cast<size_t>(kRequestsInFlightPerStream)) {
+      reading_ = true;
+      next_ = std::make_unique<Admission>();
+      actions.read = true;
+    }
+    // Finish only when nothing can call back: no read, no write, and every
+    // request the store holds has been answered for.
+    if (!finished_ && !reading_ && !writing_ && slots_.empty() &&
+        (reads_done_ || broken_)) {
+      finished_ = true;
+      actions.finish = true;
+    }
+    return actions;
+  }
+
+  void Act(const Actions &actions) {
+    if (actions.write != nullptr)
+      StartWrite(actions.write);
+    if (actions.read)
+      StartRead(&next_->request);
+    if (actions.finish)
+      Finish(grpc::Status::OK);
+  }
+
+  TrackerService &service_;
+  const std::string peer_;
+  absl::Mutex mu_;
+  // The request being read; only the thread that started the read, then
+  // OnReadDone, touch it.
+  std::unique_ptr<Admission> next_;
+  // Requests admitted, in arrival order, until their answer is sent.
+  std::deque<std::shared_ptr<Slot>> slots_ ABSL_GUARDED_BY(mu_);
+  // The answer being written (kept alive until the write is done).
+  std::shared_ptr<Slot> current_ ABSL_GUARDED_BY(mu_);
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool broken_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse> *
+TrackerService::ReportFailures(grpc::CallbackServerContext *context) {
+  return new Stream(*this, context->peer());
 }
 
-std::string TrackerService::Invalid(const PollFailure& failure) {
+std::string TrackerService::Invalid(const PollFailure &failure) {
   if (failure.id().poller_id().empty() || failure.id().sequence() == 0) {
     return "missing id (poller_id and a sequence > 0 are required)";
   }
@@ -76,7 +206,8 @@ std::string TrackerService::Invalid(const PollFailure& failure) {
       !failedpolls::v1::PollSource_IsValid(failure.source())) {
     return "missing or unknown source";
   }
-  if (failure.server_name().empty()) return "missing server_name";
+  if (failure.server_name().empty())
+    return "missing server_name";
   if (!failure.has_occurred_at() || failure.occurred_at().seconds() <= 0 ||
       failure.occurred_at().nanos() < 0 ||
       failure.occurred_at().nanos() > 999999999) {
@@ -85,22 +216,20 @@ std::string TrackerService::Invalid(const PollFailure& failure) {
   return "";
 }
 
-void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
-                            std::string why, const char* reason,
-                            ReportFailuresResponse& response) {
+void TrackerService::Refuse(const failedpolls::v1::FailureId &id,
+                            std::string why, const char *reason,
+                            ReportFailuresResponse &response) {
   refused_.WithLabels({reason}).Increment();
-  auto* refusal = response.add_refused();
+  auto *refusal = response.add_refused();
   *refusal->mutable_id() = id;
   refusal->set_reason(std::move(why));
 }
 
-void TrackerService::Handle(const ReportFailuresRequest& request,
-                            ReportFailuresResponse& response) {
-  std::vector<const PollFailure*> batch;
-  std::vector<const PollFailure*> repeats;
-  std::vector<std::string> lines;
-  batch.reserve(static_cast<size_t>(request.failures_size()));
-  for (const PollFailure& failure : request.failures()) {
+void TrackerService::Admit(Admission &admission) {
+  const ReportFailuresRequest &request = admission.request;
+  ReportFailuresResponse &response = admission.response;
+  admission.batch.reserve(static_cast<size_t>(request.failures_size()));
+  for (const PollFailure &failure : request.failures()) {
     received_.WithLabels({SourceName(failure.source())}).Increment();
     if (std::string why = Invalid(failure); !why.empty()) {
       spdlog::warn("refused a malformed failure from {}: {}",
@@ -110,11 +239,11 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
     }
     // The same id twice in one request: the repeat gets the outcome of the
     // first copy (acknowledged only if that one is committed).
-    if (std::any_of(batch.begin(), batch.end(),
-                    [&](const PollFailure* earlier) {
+    if (std::any_of(admission.batch.begin(), admission.batch.end(),
+                    [&](const PollFailure *earlier) {
                       return SameId(earlier->id(), failure.id());
                     })) {
-      repeats.push_back(&failure);
+      admission.repeats.push_back(&failure);
       continue;
     }
     if (recent_.Contains(failure.id())) {
@@ -134,35 +263,34 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
         Refuse(failure.id(), why, "invalid", response);
         continue;
       }
-      lines.push_back(*std::move(encoded));
+      admission.lines.push_back(*std::move(encoded));
     }
-    batch.push_back(&failure);
+    admission.batch.push_back(&failure);
   }
-  if (batch.empty()) return;
+}
 
-  if (queue_ != nullptr) {
-    // Committed before acknowledged: one Append (one shared commit) for
-    // the whole request.
-    if (absl::Status status = queue_->Append(std::move(lines)); !status.ok()) {
-      const std::string why(status.message());
-      const char* reason =
-          absl::IsResourceExhausted(status) ? "buffer_full" : "store";
-      if (uint64_t n = refusal_log_.Add(batch.size()); n > 0) {
-        spdlog::warn(
-            "refused {} failures since the last report (producers keep and "
-            "resend them): {}",
-            n, why);
-      }
-      for (const PollFailure* failure : batch) {
-        Refuse(failure->id(), why, reason, response);
-      }
-      for (const PollFailure* failure : repeats) {
-        Refuse(failure->id(), why, reason, response);
-      }
-      return;
+void TrackerService::Conclude(Admission &admission,
+                              const absl::Status &stored) {
+  ReportFailuresResponse &response = admission.response;
+  if (!stored.ok()) {
+    const std::string why(stored.message());
+    const char *reason =
+        absl::IsResourceExhausted(stored) ? "buffer_full" : "store";
+    if (uint64_t n = refusal_log_.Add(admission.batch.size()); n > 0) {
+      spdlog::warn(
+          "refused {} failures since the last report (producers keep and "
+          "resend them): {}",
+          n, why);
     }
+    for (const PollFailure *failure : admission.batch) {
+      Refuse(failure->id(), why, reason, response);
+    }
+    for (const PollFailure *failure : admission.repeats) {
+      Refuse(failure->id(), why, reason, response);
+    }
+    return;
   }
-  for (const PollFailure* failure : batch) {
+  for (const PollFailure *failure : admission.batch) {
     // Every accepted failure is logged once, whatever the switches (a
     // refused one is logged when a later resend is accepted).
     spdlog::warn("failed poll: {}", DescribeFailure(*failure));
@@ -171,36 +299,38 @@ void TrackerService::Handle(const ReportFailuresRequest& request,
               SourceName(failure->source()), failure->server_name())) {
         spdlog::info("{}", *ended);
       }
-      if (config_.log_summary) spdlog::info("{}", counter_->Summary());
+      if (config_.log_summary)
+        spdlog::info("{}", counter_->Summary());
     }
     recent_.Insert(failure->id());
     accepted_.Increment();
     *response.add_accepted() = failure->id();
   }
-  for (const PollFailure* failure : repeats) {
+  for (const PollFailure *failure : admission.repeats) {
     duplicates_.Increment();
     *response.add_accepted() = failure->id();
   }
 }
 
 grpc::Status TrackerService::GetErrorStats(
-    grpc::ServerContext* /*context*/,
-    const failedpolls::v1::GetErrorStatsRequest* /*request*/,
-    failedpolls::v1::GetErrorStatsResponse* response) {
-  if (counter_ == nullptr) return grpc::Status::OK;  // tracking is off
+    grpc::ServerContext * /*context*/,
+    const failedpolls::v1::GetErrorStatsRequest * /*request*/,
+    failedpolls::v1::GetErrorStatsResponse *response) {
+  if (counter_ == nullptr)
+    return grpc::Status::OK; // tracking is off
   // Roll over first so a quiet tracker never reports yesterday as today.
   if (std::optional<std::string> ended = counter_->RollOver()) {
     spdlog::info("{}", *ended);
   }
   response->set_day(absl::FormatCivilTime(counter_->day()));
   uint64_t total = 0;
-  for (const ErrorCounter::TypeCount& type : counter_->Snapshot()) {
-    auto* out = response->add_types();
+  for (const ErrorCounter::TypeCount &type : counter_->Snapshot()) {
+    auto *out = response->add_types();
     out->set_error_type(type.error_type);
     out->set_total(type.total);
     total += type.total;
-    for (const auto& [server, count] : type.servers) {
-      auto* server_count = out->add_servers();
+    for (const auto &[server, count] : type.servers) {
+      auto *server_count = out->add_servers();
       server_count->set_server_name(server);
       server_count->set_count(count);
     }
@@ -209,4 +339,4 @@ grpc::Status TrackerService::GetErrorStats(
   return grpc::Status::OK;
 }
 
-}  // namespace qfp::tracker
+} // namespace qfp::tracker

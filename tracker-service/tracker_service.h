@@ -1,11 +1,20 @@
 // The FailedPollTracker gRPC service: accepts failures from producers, turns
 // each into a point and commits it to the DurableQueue, then logs, counts
 // and acknowledges it. The handler knows nothing of how the queue stores.
+//
+// ReportFailures uses gRPC's callback (reactor) API so that one stream keeps
+// several requests in flight: while the store commits one request, the next
+// is read, checked and encoded, and the store's group commit takes them
+// together. Each request still gets exactly one answer, in request order,
+// sent only after everything it acknowledges was committed. A stream holds
+// at most kRequestsInFlightPerStream requests; beyond that it stops reading
+// (gRPC's flow control then holds the producer back).
 #ifndef QFP_TRACKER_TRACKER_SERVICE_H_
 #define QFP_TRACKER_TRACKER_SERVICE_H_
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/log_rate_limiter.h"
 #include "common/metrics.h"
@@ -19,51 +28,73 @@
 namespace qfp::tracker {
 
 class TrackerService final
-    : public failedpolls::v1::FailedPollTracker::Service {
- public:
+    : public failedpolls::v1::FailedPollTracker::
+          WithCallbackMethod_ReportFailures<
+              failedpolls::v1::FailedPollTracker::Service> {
+public:
   // `queue` is null when the config writes no points (then a failure is
   // logged and counted, and acknowledged at once); `counter` is null when
   // error tracking is off. The service registers its counters in `metrics`,
   // the one place its numbers are kept. All must outlive the service.
-  TrackerService(const TrackerConfig& config, ErrorCounter* counter,
-                 DurableQueue* queue, MetricsRegistry& metrics);
+  TrackerService(const TrackerConfig &config, ErrorCounter *counter,
+                 DurableQueue *queue, MetricsRegistry &metrics);
 
-  grpc::Status ReportFailures(
-      grpc::ServerContext* context,
-      grpc::ServerReaderWriter<failedpolls::v1::ReportFailuresResponse,
-                               failedpolls::v1::ReportFailuresRequest>* stream)
-      override;
+  // Requests read from one stream and not yet answered, at most. Bounds a
+  // stream's memory to this many messages (each at most gRPC's receive
+  // limit) and lets group commits span requests.
+  static constexpr int kRequestsInFlightPerStream = 4;
 
-  grpc::Status GetErrorStats(
-      grpc::ServerContext* context,
-      const failedpolls::v1::GetErrorStatsRequest* request,
-      failedpolls::v1::GetErrorStatsResponse* response) override;
+  grpc::ServerBidiReactor<failedpolls::v1::ReportFailuresRequest,
+                          failedpolls::v1::ReportFailuresResponse> *
+  ReportFailures(grpc::CallbackServerContext *context) override;
+
+  grpc::Status
+  GetErrorStats(grpc::ServerContext *context,
+                const failedpolls::v1::GetErrorStatsRequest *request,
+                failedpolls::v1::GetErrorStatsResponse *response) override;
 
   // Failures accepted since start (the qfp_tracker_failures_accepted_total
   // counter).
   uint64_t accepted() const { return accepted_.value(); }
 
- private:
-  // Handles one request: every failure in it is accepted or refused in
-  // `response`. Accepted ones were committed to the queue (one Append for
-  // the whole request), logged and counted.
-  void Handle(const failedpolls::v1::ReportFailuresRequest& request,
-              failedpolls::v1::ReportFailuresResponse& response);
-  // `reason` labels the refusal in the metrics: invalid, buffer_full, store.
-  void Refuse(const failedpolls::v1::FailureId& id, std::string why,
-              const char* reason,
-              failedpolls::v1::ReportFailuresResponse& response);
-  // Why `failure` cannot be written, or "" when it is well-formed.
-  static std::string Invalid(const failedpolls::v1::PollFailure& failure);
+private:
+  class Stream;
 
-  const TrackerConfig& config_;
-  ErrorCounter* const counter_;
-  DurableQueue* const queue_;
+  // One request from reading to answering. The pointers point into
+  // `request`, which the admission owns.
+  struct Admission {
+    failedpolls::v1::ReportFailuresRequest request;
+    failedpolls::v1::ReportFailuresResponse response;
+    // Well-formed and new: stored, then acknowledged.
+    std::vector<const failedpolls::v1::PollFailure *> batch;
+    // The same id again in this request: shares the first copy's fate.
+    std::vector<const failedpolls::v1::PollFailure *> repeats;
+    std::vector<std::string> lines; // batch's points, encoded
+  };
+
+  // First half of a request: refuses malformed failures, acknowledges ones
+  // accepted before, and encodes the rest into `lines`, all in
+  // `admission`. Any thread.
+  void Admit(Admission &admission);
+  // Second half, once the store answered for `lines` (OK when there were
+  // none or no queue): accepts or refuses `batch` and `repeats`, logs and
+  // counts the accepted ones. Any thread.
+  void Conclude(Admission &admission, const absl::Status &stored);
+  // `reason` labels the refusal in the metrics: invalid, buffer_full, store.
+  void Refuse(const failedpolls::v1::FailureId &id, std::string why,
+              const char *reason,
+              failedpolls::v1::ReportFailuresResponse &response);
+  // Why `failure` cannot be written, or "" when it is well-formed.
+  static std::string Invalid(const failedpolls::v1::PollFailure &failure);
+
+  const TrackerConfig &config_;
+  ErrorCounter *const counter_;
+  DurableQueue *const queue_;
   PointSchema schema_;
-  Counter& received_;  // label: error_type
-  Counter& accepted_;
-  Counter& duplicates_;
-  Counter& refused_;  // label: reason
+  Counter &received_; // label: error_type
+  Counter &accepted_;
+  Counter &duplicates_;
+  Counter &refused_; // label: reason
   // Ids accepted recently: a re-sent failure is acknowledged again without
   // a second point. Thread-safe on its own.
   RecentFailures recent_;
@@ -71,6 +102,6 @@ class TrackerService final
   LogRateLimiter refusal_log_{absl::Seconds(10)};
 };
 
-}  // namespace qfp::tracker
+} // namespace qfp::tracker
 
-#endif  // QFP_TRACKER_TRACKER_SERVICE_H_
+#endif // QFP_TRACKER_TRACKER_SERVICE_H_

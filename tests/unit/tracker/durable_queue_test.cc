@@ -10,10 +10,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/influxd_process.h"
 #include "tests/testing/metric_value.h"
@@ -21,6 +20,8 @@
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/line_protocol.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 
 namespace qfp::tracker {
 namespace {
@@ -53,24 +54,40 @@ PollFailure Failure(int i) {
   return failure;
 }
 
+// Appends and waits for the store's answer, as the service's handler does
+// before it acknowledges.
+absl::Status AppendAndWait(DurableQueue &queue,
+                           std::vector<std::string> lines) {
+  absl::Notification done;
+  absl::Status result;
+  queue.Append(std::move(lines), [&](absl::Status status) {
+    result = std::move(status);
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return result;
+}
+
 // SELECT COUNT(...)'s single value, or -1.
-int64_t CountOf(const std::string& answer_text) {
+int64_t CountOf(const std::string &answer_text) {
   const nlohmann::json answer =
       nlohmann::json::parse(answer_text, nullptr, false);
-  if (!answer.is_object()) return -1;
+  if (!answer.is_object())
+    return -1;
   const nlohmann::json::json_pointer value("/results/0/series/0/values/0/1");
-  if (!answer.contains(value) || !answer[value].is_number_integer()) return -1;
+  if (!answer.contains(value) || !answer[value].is_number_integer())
+    return -1;
   return answer[value].get<int64_t>();
 }
 
-int64_t CountIn(InfluxdProcess& influxd) {
+int64_t CountIn(InfluxdProcess &influxd) {
   absl::StatusOr<std::string> count = influxd.Query(
       "SELECT COUNT(request_url) FROM butler_sos_errors", kDatabase);
   return count.ok() ? CountOf(*count) : -1;
 }
 
 std::vector<std::string> EncodedFailures(int from, int to) {
-  const PointSchema schema;  // 1.x: numbers as floats
+  const PointSchema schema; // 1.x: numbers as floats
   std::vector<std::string> lines;
   for (int i = from; i < to; ++i) {
     absl::StatusOr<std::string> line =
@@ -81,10 +98,10 @@ std::vector<std::string> EncodedFailures(int from, int to) {
   return lines;
 }
 
-DurableQueueOptions Options(const std::string& directory) {
+DurableQueueOptions Options(const std::string &directory) {
   DurableQueueOptions options;
   options.directory = directory;
-  options.pipeline.max_batch = 1000;  // Butler SOS's default maxBatchSize
+  options.pipeline.max_batch = 1000; // Butler SOS's default maxBatchSize
   options.pipeline.flush_interval = absl::Milliseconds(20);
   options.pipeline.backoff = {absl::Milliseconds(10), 2.0, 0.2,
                               absl::Milliseconds(200)};
@@ -92,7 +109,7 @@ DurableQueueOptions Options(const std::string& directory) {
 }
 
 // Bounded wait until the queue holds nothing.
-bool Drained(const DurableQueue& queue) {
+bool Drained(const DurableQueue &queue) {
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
   while (queue.backlog() > 0 && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(20));
@@ -130,9 +147,9 @@ TEST(DurableQueueTest, FiveThousandFailuresOneBadPointLand4999) {
   ASSERT_TRUE(queue.ok()) << queue.status();
   // Appended in the batches the tracker's service would hand over.
   for (int begin = 0; begin < kFailures; begin += 250) {
-    ASSERT_TRUE((*queue)
-                    ->Append(std::vector<std::string>(
-                        lines.begin() + begin, lines.begin() + begin + 250))
+    ASSERT_TRUE(AppendAndWait(**queue, std::vector<std::string>(
+                                           lines.begin() + begin,
+                                           lines.begin() + begin + 250))
                     .ok());
   }
   (*queue)->Start();
@@ -147,10 +164,10 @@ TEST(DurableQueueTest, FiveThousandFailuresOneBadPointLand4999) {
 
   EXPECT_EQ(CountIn(**influxd), kFailures - 1);
   // The refused point is not there at all, and the floats stayed floats.
-  absl::StatusOr<std::string> bad = (*influxd)->Query(
-      "SELECT COUNT(error_category) FROM butler_sos_errors "
-      "WHERE server_name = 'bad'",
-      kDatabase);
+  absl::StatusOr<std::string> bad =
+      (*influxd)->Query("SELECT COUNT(error_category) FROM butler_sos_errors "
+                        "WHERE server_name = 'bad'",
+                        kDatabase);
   ASSERT_TRUE(bad.ok()) << bad.status();
   EXPECT_EQ(bad->find("\"values\""), std::string::npos) << *bad;
 }
@@ -175,8 +192,8 @@ TEST(DurableQueueTest, WhatInfluxDbNeverConfirmedIsWrittenAfterARestart) {
         DurableQueue::Open(Options(directory), *writer, metrics);
     ASSERT_TRUE(queue.ok()) << queue.status();
     (*queue)->Start();
-    ASSERT_TRUE((*queue)->Append(EncodedFailures(0, 300)).ok());
-    ASSERT_TRUE((*queue)->Append(EncodedFailures(300, 500)).ok());
+    ASSERT_TRUE(AppendAndWait(**queue, EncodedFailures(0, 300)).ok());
+    ASSERT_TRUE(AppendAndWait(**queue, EncodedFailures(300, 500)).ok());
     absl::SleepFor(absl::Milliseconds(300));
     std::string why;
     EXPECT_FALSE((*queue)->healthy(&why));
@@ -212,13 +229,13 @@ TEST(DurableQueueTest, RefusesBeyondItsCapsAllOrNothing) {
   absl::StatusOr<std::unique_ptr<DurableQueue>> queue =
       DurableQueue::Open(options, *writer, metrics);
   ASSERT_TRUE(queue.ok()) << queue.status();
-  EXPECT_TRUE((*queue)->Append(EncodedFailures(0, 4)).ok());
-  absl::Status full = (*queue)->Append(EncodedFailures(4, 6));
+  EXPECT_TRUE(AppendAndWait(**queue, EncodedFailures(0, 4)).ok());
+  absl::Status full = AppendAndWait(**queue, EncodedFailures(4, 6));
   EXPECT_EQ(full.code(), absl::StatusCode::kResourceExhausted) << full;
   EXPECT_EQ((*queue)->backlog(), 4u);
-  EXPECT_TRUE((*queue)->Append(EncodedFailures(4, 5)).ok());
+  EXPECT_TRUE(AppendAndWait(**queue, EncodedFailures(4, 5)).ok());
   EXPECT_EQ((*queue)->Stop(absl::ZeroDuration()), 5u);
-  EXPECT_EQ((*queue)->Append(EncodedFailures(5, 6)).code(),
+  EXPECT_EQ(AppendAndWait(**queue, EncodedFailures(5, 6)).code(),
             absl::StatusCode::kUnavailable);
 }
 
@@ -241,5 +258,5 @@ TEST(DurableQueueTest, ASecondTrackerOnTheSameDirectoryIsRefused) {
               ::testing::HasSubstr(dir.File("queue")));
 }
 
-}  // namespace
-}  // namespace qfp::tracker
+} // namespace
+} // namespace qfp::tracker

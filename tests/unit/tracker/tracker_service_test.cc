@@ -10,10 +10,11 @@
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
-#include "gtest/gtest.h"
 #include "tests/testing/grpc_library.h"
 #include "tests/testing/metric_value.h"
+#include "tests/testing/temp_dir.h"
 #include "tracker-service/influx_v1_writer.h"
+#include "gtest/gtest.h"
 
 namespace qfp::tracker {
 namespace {
@@ -39,9 +40,10 @@ PollFailure Failure(uint64_t sequence) {
 }
 
 class TrackerServiceTest : public ::testing::Test {
- protected:
-  // A queue of at most `max_records` points.
-  void Start(uint64_t max_records) {
+protected:
+  // A queue of at most `max_records` points; in memory, or in SQLite in
+  // `directory` (then the store answers on its writer thread, later).
+  void Start(uint64_t max_records, const std::string &directory = "") {
     InfluxV1Settings nowhere;
     nowhere.host = "127.0.0.1";
     nowhere.port = 9;
@@ -49,6 +51,7 @@ class TrackerServiceTest : public ::testing::Test {
     writer_ = MakeInfluxV1Writer(nowhere);
     DurableQueueOptions options;
     options.max_records = max_records;
+    options.directory = directory;
     auto queue = DurableQueue::Open(options, *writer_, metrics_);
     ASSERT_TRUE(queue.ok()) << queue.status();
     queue_ = *std::move(queue);
@@ -64,12 +67,14 @@ class TrackerServiceTest : public ::testing::Test {
         absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::system_clock::now());
-    if (queue_) queue_->Stop(absl::ZeroDuration());
+    if (server_)
+      server_->Shutdown(std::chrono::system_clock::now());
+    if (queue_)
+      queue_->Stop(absl::ZeroDuration());
   }
 
   // Sends one request on a new stream and returns the one answer.
-  ReportFailuresResponse Send(const ReportFailuresRequest& request) {
+  ReportFailuresResponse Send(const ReportFailuresRequest &request) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(20));
@@ -130,14 +135,14 @@ TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
   Start(1);
   ReportFailuresRequest fill;
   *fill.add_failures() = Failure(1);
-  ASSERT_EQ(Send(fill).accepted_size(), 1);  // the queue is now full
+  ASSERT_EQ(Send(fill).accepted_size(), 1); // the queue is now full
   ReportFailuresRequest request;
   *request.add_failures() = Failure(2);
   *request.add_failures() = Failure(2);
   const ReportFailuresResponse response = Send(request);
   EXPECT_EQ(response.accepted_size(), 0);
   ASSERT_EQ(response.refused_size(), 2);
-  for (const auto& refusal : response.refused()) {
+  for (const auto &refusal : response.refused()) {
     EXPECT_EQ(refusal.id().sequence(), 2u);
     EXPECT_NE(refusal.reason().find("full"), std::string::npos)
         << refusal.reason();
@@ -162,5 +167,93 @@ TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
             1);
 }
 
-}  // namespace
-}  // namespace qfp::tracker
+} // namespace
+} // namespace qfp::tracker
+
+namespace qfp::tracker {
+namespace {
+
+// Several requests in flight on one stream, stored by SQLite on its writer
+// thread, while every other request is answered at once (all malformed):
+// still one answer per request, in request order, each with its own ids.
+TEST_F(TrackerServiceTest, AnswersComeInRequestOrderWhileCommitsOverlap) {
+  testing::TempDir dir;
+  Start(100000, dir.File("queue"));
+  constexpr int kRequests = 40;
+  constexpr int kPerRequest = 50;
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto stream = stub_->ReportFailures(&context);
+  uint64_t sequence = 0;
+  for (int r = 0; r < kRequests; ++r) {
+    ReportFailuresRequest request;
+    if (r % 2 == 0) {
+      for (int i = 0; i < kPerRequest; ++i) {
+        *request.add_failures() = Failure(++sequence);
+      }
+    } else {
+      PollFailure malformed = Failure(1000000 + static_cast<uint64_t>(r));
+      malformed.clear_server_name();
+      *request.add_failures() = malformed;
+    }
+    ASSERT_TRUE(stream->Write(request));
+  }
+  stream->WritesDone();
+  uint64_t expected_sequence = 0;
+  for (int r = 0; r < kRequests; ++r) {
+    ReportFailuresResponse response;
+    ASSERT_TRUE(stream->Read(&response)) << "answer " << r;
+    if (r % 2 == 0) {
+      ASSERT_EQ(response.accepted_size(), kPerRequest) << "answer " << r;
+      EXPECT_EQ(response.refused_size(), 0);
+      for (const FailureId &id : response.accepted()) {
+        EXPECT_EQ(id.sequence(), ++expected_sequence) << "answer " << r;
+      }
+    } else {
+      EXPECT_EQ(response.accepted_size(), 0) << "answer " << r;
+      ASSERT_EQ(response.refused_size(), 1) << "answer " << r;
+      EXPECT_EQ(response.refused(0).id().sequence(),
+                1000000 + static_cast<uint64_t>(r));
+    }
+  }
+  ReportFailuresResponse extra;
+  EXPECT_FALSE(stream->Read(&extra));
+  EXPECT_TRUE(stream->Finish().ok());
+  EXPECT_EQ(queue_->backlog(), kRequests / 2 * kPerRequest);
+  EXPECT_EQ(Metric("qfp_tracker_failures_accepted_total"),
+            kRequests / 2 * kPerRequest);
+}
+
+// A producer that cancels with requests still being stored leaves a
+// service that serves the next producer, and every failure it accepted is
+// in the queue exactly once.
+TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
+  testing::TempDir dir;
+  Start(100000, dir.File("queue"));
+  uint64_t sequence = 0;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    grpc::ClientContext context;
+    auto stream = stub_->ReportFailures(&context);
+    for (int r = 0; r < 20; ++r) {
+      ReportFailuresRequest request;
+      for (int i = 0; i < 100; ++i)
+        *request.add_failures() = Failure(++sequence);
+      if (!stream->Write(request))
+        break;
+    }
+    context.TryCancel();
+    stream->Finish();
+  }
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(++sequence);
+  const ReportFailuresResponse response = Send(request);
+  ASSERT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(response.accepted(0).sequence(), sequence);
+  // Everything admitted was stored (cancelling loses no commit), once.
+  EXPECT_EQ(static_cast<double>(queue_->backlog()),
+            Metric("qfp_tracker_failures_accepted_total"));
+}
+
+} // namespace
+} // namespace qfp::tracker
