@@ -3,9 +3,11 @@
 #include <algorithm>
 #include <deque>
 #include <memory>
+#include <tuple>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/failure_names.h"
 #include "spdlog/spdlog.h"
@@ -13,12 +15,6 @@
 
 namespace qfp::tracker {
 namespace {
-
-bool SameId(const failedpolls::v1::FailureId &a,
-            const failedpolls::v1::FailureId &b) {
-  return a.sequence() == b.sequence() && a.poller_id() == b.poller_id() &&
-         a.instance_id() == b.instance_id();
-}
 
 std::string DescribeId(const failedpolls::v1::FailureId &id) {
   return absl::StrCat(id.poller_id(), "/", id.instance_id(), "/",
@@ -229,6 +225,10 @@ void TrackerService::Admit(Admission &admission) {
   const ReportFailuresRequest &request = admission.request;
   ReportFailuresResponse &response = admission.response;
   admission.batch.reserve(static_cast<size_t>(request.failures_size()));
+  // Ids of this request in `batch`; views into `request`.
+  absl::flat_hash_set<
+      std::tuple<absl::string_view, absl::string_view, uint64_t>>
+      admitted;
   for (const PollFailure &failure : request.failures()) {
     received_.WithLabels({SourceName(failure.source())}).Increment();
     if (std::string why = Invalid(failure); !why.empty()) {
@@ -238,11 +238,12 @@ void TrackerService::Admit(Admission &admission) {
       continue;
     }
     // The same id twice in one request: the repeat gets the outcome of the
-    // first copy (acknowledged only if that one is committed).
-    if (std::any_of(admission.batch.begin(), admission.batch.end(),
-                    [&](const PollFailure *earlier) {
-                      return SameId(earlier->id(), failure.id());
-                    })) {
+    // first copy (acknowledged only if that one is committed). A set, so a
+    // huge request costs linear time, not quadratic.
+    const std::tuple<absl::string_view, absl::string_view, uint64_t> id{
+        failure.id().poller_id(), failure.id().instance_id(),
+        failure.id().sequence()};
+    if (admitted.contains(id)) {
       admission.repeats.push_back(&failure);
       continue;
     }
@@ -265,6 +266,7 @@ void TrackerService::Admit(Admission &admission) {
       }
       admission.lines.push_back(*std::move(encoded));
     }
+    admitted.insert(id);
     admission.batch.push_back(&failure);
   }
 }

@@ -35,8 +35,8 @@
 #include "grpcpp/grpcpp.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
-#include "tests/testing/influxd_process.h"
 #include "tests/bench/spread.h"
+#include "tests/testing/influxd_process.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 #include "tracker-service/durable_queue.h"
@@ -61,7 +61,7 @@ using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
 PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
-                        const std::string& producer = "bench") {
+                        const std::string &producer = "bench") {
   PollFailure f;
   f.mutable_id()->set_poller_id(producer);
   f.mutable_id()->set_instance_id("run");
@@ -84,31 +84,33 @@ PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
 }
 
 // Points stored in `db` (SELECT count), -1 on error.
-int64_t CountPoints(const testing::InfluxdProcess& influx,
-                    const std::string& db) {
+int64_t CountPoints(const testing::InfluxdProcess &influx,
+                    const std::string &db) {
   absl::StatusOr<std::string> answer =
       influx.Query("SELECT count(error_count) FROM butler_sos_errors", db);
-  if (!answer.ok()) return -1;
+  if (!answer.ok())
+    return -1;
   nlohmann::json json = nlohmann::json::parse(*answer, nullptr, false);
   try {
     return json["results"][0]["series"][0]["values"][0][1].get<int64_t>();
-  } catch (const nlohmann::json::exception&) {
-    return 0;  // no series yet
+  } catch (const nlohmann::json::exception &) {
+    return 0; // no series yet
   }
 }
 
-bool WaitForPoints(const testing::InfluxdProcess& influx, const std::string& db,
+bool WaitForPoints(const testing::InfluxdProcess &influx, const std::string &db,
                    int64_t n, absl::Duration limit) {
   const absl::Time give_up = absl::Now() + limit;
   while (absl::Now() < give_up) {
-    if (CountPoints(influx, db) >= n) return true;
+    if (CountPoints(influx, db) >= n)
+      return true;
     absl::SleepFor(absl::Milliseconds(50));
   }
   return false;
 }
 
-InfluxV1Settings Settings(const testing::InfluxdProcess& influx,
-                          const std::string& db) {
+InfluxV1Settings Settings(const testing::InfluxdProcess &influx,
+                          const std::string &db) {
   InfluxV1Settings s;
   s.host = influx.host();
   s.port = influx.http_port();
@@ -127,12 +129,17 @@ struct Tracker {
   std::unique_ptr<grpc::Server> server;
   int port = 0;
 
-  // `queue_dir` empty: the memory queue.
-  Tracker(const testing::InfluxdProcess& influx, const std::string& db,
-          const std::string& queue_dir) {
+  // `queue_dir` empty: the memory queue. `reachable` false: the writer
+  // points at a loopback port where nothing listens (InfluxDB down, or on
+  // another machine as far as this machine's CPU is concerned).
+  Tracker(const testing::InfluxdProcess &influx, const std::string &db,
+          const std::string &queue_dir, bool reachable = true) {
     config.max_batch_size = 5000;
-    config.dedupe_window = 0;  // every id is new here
-    writer = MakeInfluxV1Writer(Settings(influx, db));
+    config.dedupe_window = 0; // every id is new here
+    InfluxV1Settings settings = Settings(influx, db);
+    if (!reachable)
+      settings.port = 9; // discard: nothing listens here
+    writer = MakeInfluxV1Writer(settings);
     DurableQueueOptions options;
     options.directory = queue_dir;
     options.max_records = 100000000;
@@ -165,7 +172,7 @@ struct Tracker {
 // Streams `n` failures from `producer` and waits for every acknowledgement;
 // returns the time from the first send to the last acknowledgement.
 absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
-                       const std::string& producer = "bench") {
+                       const std::string &producer = "bench") {
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                      grpc::InsecureChannelCredentials());
   auto stub = failedpolls::v1::FailedPollTracker::NewStub(channel);
@@ -174,7 +181,8 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
   std::atomic<int64_t> acked{0};
   std::thread reader([&] {
     ReportFailuresResponse response;
-    while (stream->Read(&response)) acked += response.accepted_size();
+    while (stream->Read(&response))
+      acked += response.accepted_size();
   });
   const absl::Time start = absl::Now();
   for (int sent = 0; sent < n;) {
@@ -183,7 +191,8 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
       *request.add_failures() =
           MakeFailure(static_cast<uint64_t>(sent) + 1, base_seconds, producer);
     }
-    if (!stream->Write(request)) break;
+    if (!stream->Write(request))
+      break;
   }
   stream->WritesDone();
   reader.join();
@@ -192,7 +201,7 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
   if (!status.ok() || acked.load() != n) {
     std::fprintf(stderr, "stream ended: %s, %lld of %d acknowledged\n",
                  status.error_message().c_str(),
-                 static_cast<long long>(acked.load()), n);  // NOLINT
+                 static_cast<long long>(acked.load()), n); // NOLINT
     std::exit(1);
   }
   return took;
@@ -210,7 +219,8 @@ absl::Duration SendConcurrently(int port, int n, int producers, int batch,
               absl::StrCat("bench-", p));
     });
   }
-  for (std::thread& thread : threads) thread.join();
+  for (std::thread &thread : threads)
+    thread.join();
   return absl::Now() - start;
 }
 
@@ -221,7 +231,7 @@ double PerSecond(int64_t n, absl::Duration d) {
   return static_cast<double>(n) / absl::ToDoubleSeconds(d);
 }
 
-int Ingest(const testing::InfluxdProcess& influx) {
+int Ingest(const testing::InfluxdProcess &influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400;
   double ours = 0;
@@ -239,7 +249,8 @@ int Ingest(const testing::InfluxdProcess& influx) {
   const int m = absl::GetFlag(FLAGS_baseline_points);
   std::unique_ptr<InfluxWriter> writer =
       MakeInfluxV1Writer(Settings(influx, "bench_baseline"));
-  if (!writer->Prepare().ok()) return 1;
+  if (!writer->Prepare().ok())
+    return 1;
   PointSchema schema;
   const absl::Time start = absl::Now();
   for (int i = 1; i <= m; ++i) {
@@ -260,87 +271,101 @@ int Ingest(const testing::InfluxdProcess& influx) {
   return 0;
 }
 
-int Durable(const testing::InfluxdProcess& influx) {
+int Durable(const testing::InfluxdProcess &influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int runs = absl::GetFlag(FLAGS_runs);
   const int batch = absl::GetFlag(FLAGS_batch);
-  for (int producers : {1, 8}) {
-    std::vector<double> on_rates, off_rates, ratios;
-    for (int run = 0; run < runs; ++run) {
-      const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400 -
-                           (producers * runs + run) * 3600;
-      double on = 0, off = 0;
-      // Alternate which side goes first: whatever the machine does during
-      // the run (influxd compacting, page cache) falls on both sides.
-      for (int side = 0; side < 2; ++side) {
-        const bool queue_on = (side + run) % 2 == 0;
-        testing::TempDir dir;
-        const std::string db = absl::StrCat("bench_", queue_on ? "on" : "off",
-                                            producers, "_", run);
-        Tracker tracker(influx, db, queue_on ? dir.File("queue") : "");
-        const double rate = PerSecond(
-            n, SendConcurrently(tracker.port, n, producers, batch, base));
-        (queue_on ? on : off) = rate;
-        if (queue_on) {
-          const double commits = testing::MetricValue(
-              tracker.metrics, "qfp_tracker_queue_commits_total");
-          std::printf(
-              "  run %d, %d producer(s), queue on: %.0f failures/s, %.0f "
-              "commits, %.2f ms per commit (BEGIN to COMMIT)\n",
-              run + 1, producers, rate, commits,
-              1000 *
-                  testing::MetricValue(
-                      tracker.metrics,
-                      "qfp_tracker_queue_commit_duration_seconds_sum") /
-                  commits);
-        } else {
-          std::printf("  run %d, %d producer(s), queue off: %.0f failures/s\n",
-                      run + 1, producers, rate);
+  // First what the store costs the front door alone (the points wait, as
+  // during an InfluxDB outage, or with InfluxDB on its own machine); then
+  // with this machine's influxd taking the points at the same time, which
+  // on 2 cores takes most of the CPU from both sides.
+  int block = 0;
+  for (const bool reachable : {false, true}) {
+    for (const int producers : {1, 8}) {
+      ++block;
+      std::vector<double> on_rates, off_rates, ratios;
+      for (int run = 0; run < runs; ++run) {
+        const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400 -
+                             (block * runs + run) * 3600;
+        double on = 0, off = 0;
+        // Alternate which side goes first: whatever the machine does
+        // during the run (influxd compacting, page cache) falls on both.
+        for (int side = 0; side < 2; ++side) {
+          const bool queue_on = (side + run) % 2 == 0;
+          testing::TempDir dir;
+          const std::string db =
+              absl::StrCat("bench_", queue_on ? "on" : "off", block, "_", run);
+          Tracker tracker(influx, db, queue_on ? dir.File("queue") : "",
+                          reachable);
+          const double rate = PerSecond(
+              n, SendConcurrently(tracker.port, n, producers, batch, base));
+          (queue_on ? on : off) = rate;
+          if (queue_on) {
+            const double commits = testing::MetricValue(
+                tracker.metrics, "qfp_tracker_queue_commits_total");
+            std::printf(
+                "  run %d, %d producer(s), queue on: %.0f failures/s, %.0f "
+                "commits, %.2f ms per commit (BEGIN to COMMIT)\n",
+                run + 1, producers, rate, commits,
+                1000 *
+                    testing::MetricValue(
+                        tracker.metrics,
+                        "qfp_tracker_queue_commit_duration_seconds_sum") /
+                    commits);
+          } else {
+            std::printf(
+                "  run %d, %d producer(s), queue off: %.0f failures/s\n",
+                run + 1, producers, rate);
+          }
         }
+        on_rates.push_back(on);
+        off_rates.push_back(off);
+        ratios.push_back(on / off);
       }
-      on_rates.push_back(on);
-      off_rates.push_back(off);
-      ratios.push_back(on / off);
+      const Spread on = SpreadOf(on_rates), off = SpreadOf(off_rates),
+                   ratio = SpreadOf(ratios);
+      std::printf(
+          "durable ingest, %s, %d producer stream(s), %d failures per side, "
+          "%d runs (min/median/max):\n"
+          "  SQLite queue on (acknowledged after COMMIT): %.0f / %.0f / %.0f "
+          "failures/s\n"
+          "  baseline, queue off (memory): %.0f / %.0f / %.0f failures/s\n"
+          "  ratio on/off: %.2f / %.2f / %.2f\n",
+          reachable ? "influxd on this machine writing the points"
+                    : "InfluxDB unreachable (points wait)",
+          producers, n, runs, on.min, on.median, on.max, off.min, off.median,
+          off.max, ratio.min, ratio.median, ratio.max);
     }
-    const Spread on = SpreadOf(on_rates), off = SpreadOf(off_rates),
-                 ratio = SpreadOf(ratios);
-    std::printf(
-        "durable ingest, %d producer stream(s), %d failures per side, %d "
-        "runs (min/median/max):\n"
-        "  SQLite queue on (acknowledged after COMMIT): %.0f / %.0f / %.0f "
-        "failures/s\n"
-        "  baseline, queue off (memory): %.0f / %.0f / %.0f failures/s\n"
-        "  ratio on/off: %.2f / %.2f / %.2f\n",
-        producers, n, runs, on.min, on.median, on.max, off.min, off.median,
-        off.max, ratio.min, ratio.median, ratio.max);
   }
   return 0;
 }
 
 // Fills `directory`'s queue with n encoded failures, none written: the
 // backlog an InfluxDB outage leaves.
-bool FillBacklog(const std::string& directory, int n, int64_t base) {
+bool FillBacklog(const std::string &directory, int n, int64_t base) {
   SqliteQueueOptions options;
   options.directory = directory;
   options.purpose = "qs-error-tracker queue";
   options.limits.max_records = 100000000;
   options.limits.max_bytes = uint64_t{16} << 30;
   auto queue = OpenSqliteFailureQueue(options);
-  if (!queue.ok()) return false;
+  if (!queue.ok())
+    return false;
   PointSchema schema;
   std::vector<std::string> lines;
   for (int i = 1; i <= n; ++i) {
     lines.push_back(*EncodeLine(
         FailureToPoint(MakeFailure(static_cast<uint64_t>(i), base), schema)));
     if (lines.size() == 5000 || i == n) {
-      if (!(*queue)->AppendAndWait(std::move(lines)).ok()) return false;
+      if (!(*queue)->AppendAndWait(std::move(lines)).ok())
+        return false;
       lines.clear();
     }
   }
   return true;
 }
 
-int Drain(const testing::InfluxdProcess& influx) {
+int Drain(const testing::InfluxdProcess &influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int runs = absl::GetFlag(FLAGS_runs);
   std::vector<double> drain_rates, bulk_rates, ratios;
@@ -350,7 +375,8 @@ int Drain(const testing::InfluxdProcess& influx) {
     for (int side = 0; side < 2; ++side) {
       if ((side + run) % 2 == 0) {
         testing::TempDir dir;
-        if (!FillBacklog(dir.File("queue"), n, base)) return 1;
+        if (!FillBacklog(dir.File("queue"), n, base))
+          return 1;
         const std::string db = absl::StrCat("bench_drain_", run);
         const absl::Time start = absl::Now();
         Tracker tracker(influx, db, dir.File("queue"));
@@ -366,7 +392,7 @@ int Drain(const testing::InfluxdProcess& influx) {
         if (CountPoints(influx, db) != n) {
           std::fprintf(
               stderr, "drained, but influxd holds %lld of %d\n",
-              static_cast<long long>(CountPoints(influx, db)),  // NOLINT
+              static_cast<long long>(CountPoints(influx, db)), // NOLINT
               n);
           return 1;
         }
@@ -374,7 +400,8 @@ int Drain(const testing::InfluxdProcess& influx) {
         // influxd's own bulk rate: the same points, 5000-line bodies.
         std::unique_ptr<InfluxWriter> writer = MakeInfluxV1Writer(
             Settings(influx, absl::StrCat("bench_bulk_", run)));
-        if (!writer->Prepare().ok()) return 1;
+        if (!writer->Prepare().ok())
+          return 1;
         PointSchema schema;
         std::vector<std::string> lines;
         for (int i = 1; i <= n; ++i) {
@@ -385,10 +412,12 @@ int Drain(const testing::InfluxdProcess& influx) {
         for (size_t i = 0; i < lines.size(); i += 5000) {
           std::string body;
           for (size_t j = i; j < std::min(lines.size(), i + 5000); ++j) {
-            if (j > i) body.push_back('\n');
+            if (j > i)
+              body.push_back('\n');
             body.append(lines[j]);
           }
-          if (writer->Write(body).kind != WriteResult::Kind::kOk) return 1;
+          if (writer->Write(body).kind != WriteResult::Kind::kOk)
+            return 1;
         }
         bulk = n / absl::ToDoubleSeconds(absl::Now() - start);
       }
@@ -413,10 +442,10 @@ int Drain(const testing::InfluxdProcess& influx) {
   return 0;
 }
 
-}  // namespace
-}  // namespace qfp::tracker
+} // namespace
+} // namespace qfp::tracker
 
-int main(int argc, char** argv) {
+int main(int argc, char **argv) {
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::err);
   auto influx = qfp::testing::InfluxdProcess::Start();
@@ -426,9 +455,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode == "ingest") return qfp::tracker::Ingest(**influx);
-  if (mode == "durable") return qfp::tracker::Durable(**influx);
-  if (mode == "drain") return qfp::tracker::Drain(**influx);
+  if (mode == "ingest")
+    return qfp::tracker::Ingest(**influx);
+  if (mode == "durable")
+    return qfp::tracker::Durable(**influx);
+  if (mode == "drain")
+    return qfp::tracker::Drain(**influx);
   std::fprintf(stderr, "unknown --mode %s\n", mode.c_str());
   return 2;
 }

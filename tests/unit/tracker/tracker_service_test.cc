@@ -225,6 +225,26 @@ TEST_F(TrackerServiceTest, AnswersComeInRequestOrderWhileCommitsOverlap) {
             kRequests / 2 * kPerRequest);
 }
 
+// A copy that cannot be written does not make a later copy of the same id a
+// repeat: that one is stored on its own, and acknowledged only then.
+TEST_F(TrackerServiceTest, ARefusedFirstCopyDoesNotVouchForTheNext) {
+  config_.schema.include_server_tags = true;
+  Start(100);
+  ReportFailuresRequest request;
+  PollFailure unencodable = Failure(5);
+  (*unencodable.mutable_server_tags())[""] = "empty tag key";
+  *request.add_failures() = unencodable;
+  *request.add_failures() = Failure(5);
+  *request.add_failures() = Failure(6);
+  const ReportFailuresResponse response = Send(request);
+  ASSERT_EQ(response.refused_size(), 1);
+  EXPECT_EQ(response.refused(0).id().sequence(), 5u);
+  ASSERT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(response.accepted(0).sequence(), 5u);
+  EXPECT_EQ(response.accepted(1).sequence(), 6u);
+  EXPECT_EQ(queue_->backlog(), 2u);  // both stored, neither vouched for
+}
+
 // A producer that cancels with requests still being stored leaves a
 // service that serves the next producer, and every failure it accepted is
 // in the queue exactly once.
