@@ -8,9 +8,9 @@ namespace {
 absl::CivilDay UtcDay(absl::Time t) {
   return absl::ToCivilDay(t, absl::UTCTimeZone());
 }
-}  // namespace
+} // namespace
 
-ErrorCounter::ErrorCounter(const Clock& clock)
+ErrorCounter::ErrorCounter(const Clock &clock)
     : clock_(clock), day_(UtcDay(clock.Now())) {}
 
 std::optional<std::string> ErrorCounter::Count(absl::string_view error_type,
@@ -18,22 +18,22 @@ std::optional<std::string> ErrorCounter::Count(absl::string_view error_type,
   absl::MutexLock lock(&mu_);
   std::optional<std::string> ended = RollOverLocked();
   ++total_;
-  TypeCount* type = nullptr;
-  for (TypeCount& candidate : types_) {
-    if (candidate.error_type == error_type) type = &candidate;
-  }
-  if (type == nullptr) {
-    types_.push_back(TypeCount{std::string(error_type), 0, {}});
-    type = &types_.back();
-  }
-  ++type->total;
-  for (auto& [server, count] : type->servers) {
-    if (server == server_name) {
-      ++count;
-      return ended;
+  ++changes_;
+  auto [it, inserted] = index_.try_emplace(
+      std::make_pair(std::string(error_type), std::string(server_name)));
+  if (inserted) {
+    size_t t = 0;
+    while (t < types_.size() && types_[t].error_type != error_type)
+      ++t;
+    if (t == types_.size()) {
+      types_.push_back(TypeCount{std::string(error_type), 0, {}});
     }
+    types_[t].servers.emplace_back(std::string(server_name), 0);
+    it->second = {t, types_[t].servers.size() - 1};
   }
-  type->servers.emplace_back(std::string(server_name), 1);
+  TypeCount &type = types_[it->second.first];
+  ++type.total;
+  ++type.servers[it->second.second].second;
   return ended;
 }
 
@@ -44,12 +44,15 @@ std::optional<std::string> ErrorCounter::RollOver() {
 
 std::optional<std::string> ErrorCounter::RollOverLocked() {
   const absl::CivilDay today = UtcDay(clock_.Now());
-  if (today <= day_) return std::nullopt;
+  if (today <= day_)
+    return std::nullopt;
   std::string summary = SummaryLocked(absl::StrCat(
       "Final error counts for ", absl::FormatCivilTime(day_), " (UTC): "));
   day_ = today;
   total_ = 0;
   types_.clear();
+  index_.clear();
+  ++changes_;
   return summary;
 }
 
@@ -58,12 +61,21 @@ std::string ErrorCounter::Summary() const {
   return SummaryLocked("Error counts today (UTC): ");
 }
 
+std::optional<std::string> ErrorCounter::SummaryIfChanged() {
+  absl::MutexLock lock(&mu_);
+  if (changes_ == summarized_changes_)
+    return std::nullopt;
+  summarized_changes_ = changes_;
+  return SummaryLocked("Error counts today (UTC): ");
+}
+
 std::string ErrorCounter::SummaryLocked(absl::string_view prefix) const {
   // ordered_json keeps first-seen order, as Butler SOS's JS objects do.
   nlohmann::ordered_json details = nlohmann::ordered_json::object();
-  for (const TypeCount& type : types_) {
+  for (const TypeCount &type : types_) {
     nlohmann::ordered_json servers = nlohmann::ordered_json::object();
-    for (const auto& [server, count] : type.servers) servers[server] = count;
+    for (const auto &[server, count] : type.servers)
+      servers[server] = count;
     details[type.error_type] = {{"total", type.total}, {"servers", servers}};
   }
   // Replace invalid UTF-8 rather than throw: names come from peers.
@@ -82,11 +94,11 @@ std::vector<ErrorCounter::TypeCount> ErrorCounter::Snapshot() const {
   return types_;
 }
 
-}  // namespace qfp::tracker
+} // namespace qfp::tracker
 
 namespace qfp::tracker {
 absl::CivilDay ErrorCounter::day() const {
   absl::MutexLock lock(&mu_);
   return day_;
 }
-}  // namespace qfp::tracker
+} // namespace qfp::tracker

@@ -47,8 +47,10 @@ namespace {
 
 constexpr int kExitConfigError = 2;
 constexpr int kExitRuntimeError = 1;
+// errorTracking.logSummary: the running totals, at most this often.
+constexpr absl::Duration kSummaryInterval = absl::Seconds(5);
 
-int Main(int argc, char** argv) {
+int Main(int argc, char **argv) {
   BlockTerminationSignals();
   ParseCommandLine(
       argc, argv,
@@ -67,7 +69,7 @@ int Main(int argc, char** argv) {
     std::cerr << "qs-error-tracker: " << loaded.status().message() << "\n";
     return kExitConfigError;
   }
-  TrackerConfig& config = *loaded;
+  TrackerConfig &config = *loaded;
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.listen = absl::GetFlag(FLAGS_listen);
   }
@@ -109,10 +111,9 @@ int Main(int argc, char** argv) {
     }
     queue = *std::move(opened);
     if (queue->reloaded() > 0) {
-      spdlog::info(
-          "{}: {} failures accepted earlier and not yet confirmed "
-          "by InfluxDB are written first",
-          queue->Describe(), queue->reloaded());
+      spdlog::info("{}: {} failures accepted earlier and not yet confirmed "
+                   "by InfluxDB are written first",
+                   queue->Describe(), queue->reloaded());
     }
     queue->Start();
     spdlog::info(
@@ -122,12 +123,12 @@ int Main(int argc, char** argv) {
                          : std::string("memory only (walDirectory unset: "
                                        "unwritten points are lost at exit)"));
   } else {
-    spdlog::info(
-        "InfluxDB points are off (errorTracking.enable={}, "
-        "errorTracking.influxdb.enable={}, influxdbConfig.enable={}): "
-        "failures are only logged{}",
-        config.tracking_enabled, config.influx_points_enabled,
-        config.influxdb_enabled, config.tracking_enabled ? " and counted" : "");
+    spdlog::info("InfluxDB points are off (errorTracking.enable={}, "
+                 "errorTracking.influxdb.enable={}, influxdbConfig.enable={}): "
+                 "failures are only logged{}",
+                 config.tracking_enabled, config.influx_points_enabled,
+                 config.influxdb_enabled,
+                 config.tracking_enabled ? " and counted" : "");
   }
   std::unique_ptr<ErrorCounter> counter;
   if (config.tracking_enabled) {
@@ -164,14 +165,15 @@ int Main(int argc, char** argv) {
   // Every second: roll the daily counters over at midnight UTC even when no
   // failure arrives to trigger it, and tell health checkers whether the
   // destination is usable.
-  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  grpc::HealthCheckServiceInterface *health = server->GetHealthCheckService();
   absl::Mutex housekeeping_mu;
-  bool stop_housekeeping = false;  // guarded by housekeeping_mu
+  bool stop_housekeeping = false; // guarded by housekeeping_mu
   std::thread housekeeping([&] {
-    const Clock& clock = SystemClock::Get();
+    const Clock &clock = SystemClock::Get();
     bool last_serving = true;
     uint64_t last_accepted = 0;
     bool trimmed = true;
+    absl::Duration next_summary = clock.Monotonic();
     do {
       // After a burst glibc keeps the freed memory in its per-thread arenas
       // (tens of MiB after a million failures); hand it back once the
@@ -187,6 +189,16 @@ int Main(int argc, char** argv) {
       if (counter) {
         if (std::optional<std::string> ended = counter->RollOver()) {
           spdlog::info("{}", *ended);
+        }
+        // Butler SOS logs the totals after every failure; the same line at
+        // most every kSummaryInterval carries the same news without costing
+        // O(servers) per failure on the acknowledgement path.
+        if (config.log_summary && clock.Monotonic() >= next_summary) {
+          if (std::optional<std::string> summary =
+                  counter->SummaryIfChanged()) {
+            spdlog::info("{}", *summary);
+          }
+          next_summary = clock.Monotonic() + kSummaryInterval;
         }
       }
       std::string why;
@@ -221,8 +233,16 @@ int Main(int argc, char** argv) {
     stop_housekeeping = true;
   }
   housekeeping.join();
+  // The streams are closed: the last totals, if they changed since the
+  // last summary line.
+  if (counter && config.log_summary) {
+    if (std::optional<std::string> summary = counter->SummaryIfChanged()) {
+      spdlog::info("{}", *summary);
+    }
+  }
   uint64_t left = 0;
-  if (queue) left = queue->Stop(deadline);
+  if (queue)
+    left = queue->Stop(deadline);
   metrics_server.Stop();
   const uint64_t accepted = service.accepted();
   if (left == 0) {
@@ -252,7 +272,7 @@ int Main(int argc, char** argv) {
   return 0;
 }
 
-}  // namespace
-}  // namespace qfp::tracker
+} // namespace
+} // namespace qfp::tracker
 
-int main(int argc, char** argv) { return qfp::tracker::Main(argc, argv); }
+int main(int argc, char **argv) { return qfp::tracker::Main(argc, argv); }

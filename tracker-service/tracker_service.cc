@@ -301,8 +301,6 @@ void TrackerService::Conclude(Admission &admission,
               SourceName(failure->source()), failure->server_name())) {
         spdlog::info("{}", *ended);
       }
-      if (config_.log_summary)
-        spdlog::info("{}", counter_->Summary());
     }
     recent_.Insert(failure->id());
     accepted_.Increment();

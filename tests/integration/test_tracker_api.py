@@ -197,5 +197,52 @@ class TrackerSwitchesTest(unittest.TestCase):
                 self.assertEqual(stack.stored_points(influx), [])
 
 
+class SummaryLineTest(unittest.TestCase):
+    """errorTracking.logSummary: the running totals are logged at most every
+    5 s (not after each failure), and the last line before the tracker
+    stops carries the final totals."""
+
+    def test_summary_is_rate_limited_and_true_at_the_end(self):
+        with tempfile.TemporaryDirectory(prefix="qfp-summary-") as tmp:
+            with InfluxD(os.path.join(tmp, "influxd")) as influx:
+                port = procs.free_port()
+                config = stack.butler_config(
+                    _NoPki(), [], influx_port=influx.http_port,
+                    tracker_port=port)
+                path = stack.write_config(os.path.join(tmp, "c.yaml"),
+                                          config)
+                tracker = stack.start_tracker(path, tmp)
+                client = TrackerClient(f"127.0.0.1:{port}")
+                started = time.monotonic()
+                try:
+                    sequence = 0
+                    for _ in range(6):  # about 3 s of traffic
+                        requests = []
+                        for _ in range(10):
+                            batch = []
+                            for _ in range(50):
+                                sequence += 1
+                                batch.append(failure(
+                                    sequence, server=f"sum-{sequence % 300}",
+                                    instance="summary"))
+                            requests.append(batch)
+                        responses = client.report(requests)
+                        self.assertEqual(
+                            sum(len(r.accepted) for r in responses), 500)
+                        time.sleep(0.5)
+                finally:
+                    client.close()
+                    self.assertEqual(tracker.stop(timeout=20), 0)
+                elapsed = time.monotonic() - started
+                summaries = [line for line in tracker.log_text().splitlines()
+                             if "Error counts today (UTC):" in line]
+                # One per 5 s while it ran, plus the one at shutdown; before,
+                # 3000 lines (one per failure).
+                self.assertGreaterEqual(len(summaries), 1)
+                self.assertLessEqual(len(summaries), int(elapsed / 5) + 2)
+                self.assertIn("Total=3000,", summaries[-1])
+                self.assertIn('"sum-299":10', summaries[-1])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,5 +1,6 @@
 #include "tracker-service/error_counter.h"
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 
 namespace qfp::tracker {
@@ -28,9 +29,9 @@ TEST(ErrorCounterTest, ResetsAtMidnightUtcAndReportsTheFinalTotals) {
   ErrorCounter counter(clock);
   counter.Count("HEALTH_API", "a");
   counter.Count("HEALTH_API", "b");
-  EXPECT_FALSE(counter.RollOver().has_value());  // same day
+  EXPECT_FALSE(counter.RollOver().has_value()); // same day
 
-  clock.Advance(absl::Seconds(3));  // 00:00:01 on the 25th
+  clock.Advance(absl::Seconds(3)); // 00:00:01 on the 25th
   std::optional<std::string> final_summary = counter.RollOver();
   ASSERT_TRUE(final_summary.has_value());
   EXPECT_EQ(*final_summary,
@@ -39,7 +40,7 @@ TEST(ErrorCounterTest, ResetsAtMidnightUtcAndReportsTheFinalTotals) {
             "\"b\":1}}}");
   EXPECT_EQ(counter.total(), 0u);
   EXPECT_EQ(counter.Summary(), "Error counts today (UTC): Total=0, Details={}");
-  EXPECT_FALSE(counter.RollOver().has_value());  // only once per day
+  EXPECT_FALSE(counter.RollOver().has_value()); // only once per day
 }
 
 TEST(ErrorCounterTest, CountAfterMidnightRollsOverFirst) {
@@ -55,14 +56,57 @@ TEST(ErrorCounterTest, CountAfterMidnightRollsOverFirst) {
   EXPECT_EQ(counter.Snapshot()[0].error_type, "HEALTH_API");
 }
 
+TEST(ErrorCounterTest, SummaryIfChangedOncePerChange) {
+  FakeClock clock(Utc(2026, 11, 24, 23, 59, 58));
+  ErrorCounter counter(clock);
+  EXPECT_FALSE(counter.SummaryIfChanged().has_value()); // nothing yet
+  counter.Count("HEALTH_API", "a");
+  counter.Count("HEALTH_API", "a");
+  EXPECT_EQ(counter.SummaryIfChanged(),
+            "Error counts today (UTC): Total=2, "
+            "Details={\"HEALTH_API\":{\"total\":2,\"servers\":{\"a\":2}}}");
+  EXPECT_FALSE(counter.SummaryIfChanged().has_value()); // no change since
+  clock.Advance(absl::Seconds(3));
+  ASSERT_TRUE(counter.RollOver().has_value());
+  // The reset is a change: the next summary says the day starts at zero.
+  EXPECT_EQ(counter.SummaryIfChanged(),
+            "Error counts today (UTC): Total=0, Details={}");
+}
+
+// Thousands of failing servers: every count lands on its own server, in
+// first-seen order, types kept apart.
+TEST(ErrorCounterTest, ManyServersCountedExactly) {
+  FakeClock clock(Utc(2026, 11, 24, 10, 0, 0));
+  ErrorCounter counter(clock);
+  for (int round = 0; round < 3; ++round) {
+    for (int s = 0; s < 5000; ++s) {
+      counter.Count(s % 2 == 0 ? "HEALTH_API" : "PROXY_API",
+                    absl::StrCat("sense", s));
+    }
+  }
+  const std::vector<ErrorCounter::TypeCount> types = counter.Snapshot();
+  ASSERT_EQ(types.size(), 2u);
+  EXPECT_EQ(types[0].error_type, "HEALTH_API");
+  EXPECT_EQ(types[0].total, 7500u);
+  ASSERT_EQ(types[0].servers.size(), 2500u);
+  EXPECT_EQ(types[0].servers[1].first, "sense2");
+  EXPECT_EQ(types[1].servers[2499].first, "sense4999");
+  for (const auto &type : types) {
+    for (const auto &[server, count] : type.servers) {
+      ASSERT_EQ(count, 3u) << server;
+    }
+  }
+  EXPECT_EQ(counter.total(), 15000u);
+}
+
 TEST(ErrorCounterTest, HostileServerNamesNeverBreakTheSummary) {
   FakeClock clock(Utc(2026, 11, 24, 12, 0, 0));
   ErrorCounter counter(clock);
   counter.Count("HEALTH_API", std::string("bad\xff\xfe utf8\"q", 13));
   const std::string summary = counter.Summary();
   EXPECT_NE(summary.find("Total=1"), std::string::npos);
-  EXPECT_NE(summary.find("\\\"q"), std::string::npos);  // quote escaped
+  EXPECT_NE(summary.find("\\\"q"), std::string::npos); // quote escaped
 }
 
-}  // namespace
-}  // namespace qfp::tracker
+} // namespace
+} // namespace qfp::tracker
