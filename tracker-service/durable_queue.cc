@@ -7,9 +7,9 @@
 
 namespace qfp::tracker {
 
-absl::StatusOr<std::unique_ptr<DurableQueue>>
-DurableQueue::Open(DurableQueueOptions options, InfluxWriter &writer,
-                   MetricsRegistry &metrics) {
+absl::StatusOr<std::unique_ptr<DurableQueue>> DurableQueue::Open(
+    DurableQueueOptions options, InfluxWriter &writer,
+    MetricsRegistry &metrics) {
   QueueLimits limits;
   limits.max_records = options.max_records;
   limits.max_bytes = options.max_bytes;
@@ -18,8 +18,7 @@ DurableQueue::Open(DurableQueueOptions options, InfluxWriter &writer,
   absl::StatusOr<std::unique_ptr<FailureQueue>> queue = OpenFailureQueue(
       FailureQueueOptions{options.directory, limits, "qs-error-tracker queue",
                           &metrics, "qfp_tracker_queue"});
-  if (!queue.ok())
-    return queue.status();
+  if (!queue.ok()) return queue.status();
   return std::unique_ptr<DurableQueue>(
       new DurableQueue(*std::move(queue), writer, options.pipeline, metrics));
 }
@@ -55,8 +54,7 @@ void DurableQueue::Append(std::vector<std::string> lines, AppendCallback done) {
 uint64_t DurableQueue::Stop(absl::Duration deadline) {
   {
     absl::MutexLock lock(&mu_);
-    if (stopped_)
-      return queue_->stats().records;
+    if (stopped_) return queue_->stats().records;
     stopped_ = true;
   }
   pipeline_.Stop(deadline);
@@ -68,8 +66,7 @@ uint64_t DurableQueue::Stop(absl::Duration deadline) {
 bool DurableQueue::healthy(std::string *why) const {
   std::string destination;
   if (!pipeline_.healthy(&destination)) {
-    if (why != nullptr)
-      *why = absl::StrCat("InfluxDB: ", destination);
+    if (why != nullptr) *why = absl::StrCat("InfluxDB: ", destination);
     return false;
   }
   const QueueStats stats = queue_->stats();
@@ -80,9 +77,8 @@ bool DurableQueue::healthy(std::string *why) const {
     }
     return false;
   }
-  if (why != nullptr)
-    why->clear();
+  if (why != nullptr) why->clear();
   return true;
 }
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker

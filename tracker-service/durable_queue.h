@@ -49,15 +49,15 @@ struct DurableQueueOptions {
 };
 
 class DurableQueue {
-public:
+ public:
   // Opens the store (FailedPrecondition naming the directory when it cannot
   // be created, locked or read) and prepares the pipeline. `writer` and
   // `metrics` must outlive the queue.
-  static absl::StatusOr<std::unique_ptr<DurableQueue>>
-  Open(DurableQueueOptions options, InfluxWriter &writer,
-       MetricsRegistry &metrics);
+  static absl::StatusOr<std::unique_ptr<DurableQueue>> Open(
+      DurableQueueOptions options, InfluxWriter &writer,
+      MetricsRegistry &metrics);
 
-  ~DurableQueue(); // Stop(0) if not stopped.
+  ~DurableQueue();  // Stop(0) if not stopped.
 
   // Starts writing, oldest record first.
   void Start();
@@ -91,7 +91,7 @@ public:
   bool durable() const { return queue_->durable(); }
   std::string Describe() const { return queue_->Describe(); }
 
-private:
+ private:
   DurableQueue(std::unique_ptr<FailureQueue> queue, InfluxWriter &writer,
                const WritePipelineOptions &options, MetricsRegistry &metrics);
 
@@ -101,6 +101,6 @@ private:
   bool stopped_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker
 
-#endif // QFP_TRACKER_DURABLE_QUEUE_H_
+#endif  // QFP_TRACKER_DURABLE_QUEUE_H_

@@ -8,7 +8,7 @@ namespace {
 absl::CivilDay UtcDay(absl::Time t) {
   return absl::ToCivilDay(t, absl::UTCTimeZone());
 }
-} // namespace
+}  // namespace
 
 ErrorCounter::ErrorCounter(const Clock &clock)
     : clock_(clock), day_(UtcDay(clock.Now())) {}
@@ -23,8 +23,7 @@ std::optional<std::string> ErrorCounter::Count(absl::string_view error_type,
       std::make_pair(std::string(error_type), std::string(server_name)));
   if (inserted) {
     size_t t = 0;
-    while (t < types_.size() && types_[t].error_type != error_type)
-      ++t;
+    while (t < types_.size() && types_[t].error_type != error_type) ++t;
     if (t == types_.size()) {
       types_.push_back(TypeCount{std::string(error_type), 0, {}});
     }
@@ -44,8 +43,7 @@ std::optional<std::string> ErrorCounter::RollOver() {
 
 std::optional<std::string> ErrorCounter::RollOverLocked() {
   const absl::CivilDay today = UtcDay(clock_.Now());
-  if (today <= day_)
-    return std::nullopt;
+  if (today <= day_) return std::nullopt;
   std::string summary = SummaryLocked(absl::StrCat(
       "Final error counts for ", absl::FormatCivilTime(day_), " (UTC): "));
   day_ = today;
@@ -63,8 +61,7 @@ std::string ErrorCounter::Summary() const {
 
 std::optional<std::string> ErrorCounter::SummaryIfChanged() {
   absl::MutexLock lock(&mu_);
-  if (changes_ == summarized_changes_)
-    return std::nullopt;
+  if (changes_ == summarized_changes_) return std::nullopt;
   summarized_changes_ = changes_;
   return SummaryLocked("Error counts today (UTC): ");
 }
@@ -74,8 +71,7 @@ std::string ErrorCounter::SummaryLocked(absl::string_view prefix) const {
   nlohmann::ordered_json details = nlohmann::ordered_json::object();
   for (const TypeCount &type : types_) {
     nlohmann::ordered_json servers = nlohmann::ordered_json::object();
-    for (const auto &[server, count] : type.servers)
-      servers[server] = count;
+    for (const auto &[server, count] : type.servers) servers[server] = count;
     details[type.error_type] = {{"total", type.total}, {"servers", servers}};
   }
   // Replace invalid UTF-8 rather than throw: names come from peers.
@@ -94,11 +90,11 @@ std::vector<ErrorCounter::TypeCount> ErrorCounter::Snapshot() const {
   return types_;
 }
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker
 
 namespace qfp::tracker {
 absl::CivilDay ErrorCounter::day() const {
   absl::MutexLock lock(&mu_);
   return day_;
 }
-} // namespace qfp::tracker
+}  // namespace qfp::tracker

@@ -20,7 +20,7 @@ namespace qfp::tracker {
 
 // Thread-safe.
 class ErrorCounter {
-public:
+ public:
   struct TypeCount {
     std::string error_type;
     uint64_t total = 0;
@@ -57,7 +57,7 @@ public:
   // The UTC day being counted.
   absl::CivilDay day() const;
 
-private:
+ private:
   std::optional<std::string> RollOverLocked()
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::string SummaryLocked(absl::string_view prefix) const
@@ -78,6 +78,6 @@ private:
   uint64_t summarized_changes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker
 
-#endif // QFP_TRACKER_ERROR_COUNTER_H_
+#endif  // QFP_TRACKER_ERROR_COUNTER_H_

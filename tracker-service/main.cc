@@ -111,9 +111,10 @@ int Main(int argc, char **argv) {
     }
     queue = *std::move(opened);
     if (queue->reloaded() > 0) {
-      spdlog::info("{}: {} failures accepted earlier and not yet confirmed "
-                   "by InfluxDB are written first",
-                   queue->Describe(), queue->reloaded());
+      spdlog::info(
+          "{}: {} failures accepted earlier and not yet confirmed "
+          "by InfluxDB are written first",
+          queue->Describe(), queue->reloaded());
     }
     queue->Start();
     spdlog::info(
@@ -123,12 +124,12 @@ int Main(int argc, char **argv) {
                          : std::string("memory only (walDirectory unset: "
                                        "unwritten points are lost at exit)"));
   } else {
-    spdlog::info("InfluxDB points are off (errorTracking.enable={}, "
-                 "errorTracking.influxdb.enable={}, influxdbConfig.enable={}): "
-                 "failures are only logged{}",
-                 config.tracking_enabled, config.influx_points_enabled,
-                 config.influxdb_enabled,
-                 config.tracking_enabled ? " and counted" : "");
+    spdlog::info(
+        "InfluxDB points are off (errorTracking.enable={}, "
+        "errorTracking.influxdb.enable={}, influxdbConfig.enable={}): "
+        "failures are only logged{}",
+        config.tracking_enabled, config.influx_points_enabled,
+        config.influxdb_enabled, config.tracking_enabled ? " and counted" : "");
   }
   std::unique_ptr<ErrorCounter> counter;
   if (config.tracking_enabled) {
@@ -167,7 +168,7 @@ int Main(int argc, char **argv) {
   // destination is usable.
   grpc::HealthCheckServiceInterface *health = server->GetHealthCheckService();
   absl::Mutex housekeeping_mu;
-  bool stop_housekeeping = false; // guarded by housekeeping_mu
+  bool stop_housekeeping = false;  // guarded by housekeeping_mu
   std::thread housekeeping([&] {
     const Clock &clock = SystemClock::Get();
     bool last_serving = true;
@@ -241,8 +242,7 @@ int Main(int argc, char **argv) {
     }
   }
   uint64_t left = 0;
-  if (queue)
-    left = queue->Stop(deadline);
+  if (queue) left = queue->Stop(deadline);
   metrics_server.Stop();
   const uint64_t accepted = service.accepted();
   if (left == 0) {
@@ -272,7 +272,7 @@ int Main(int argc, char **argv) {
   return 0;
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker
 
 int main(int argc, char **argv) { return qfp::tracker::Main(argc, argv); }

@@ -21,7 +21,7 @@ std::string DescribeId(const failedpolls::v1::FailureId &id) {
                       id.sequence());
 }
 
-} // namespace
+}  // namespace
 
 using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
@@ -30,7 +30,10 @@ using failedpolls::v1::ReportFailuresResponse;
 TrackerService::TrackerService(const TrackerConfig &config,
                                ErrorCounter *counter, DurableQueue *queue,
                                MetricsRegistry &metrics)
-    : config_(config), counter_(counter), queue_(queue), schema_(config.schema),
+    : config_(config),
+      counter_(counter),
+      queue_(queue),
+      schema_(config.schema),
       received_(metrics.AddCounter(
           "qfp_tracker_failures_received_total",
           "Failed polls received from producers, by error_type.",
@@ -56,7 +59,7 @@ TrackerService::TrackerService(const TrackerConfig &config,
 class TrackerService::Stream final
     : public grpc::ServerBidiReactor<ReportFailuresRequest,
                                      ReportFailuresResponse> {
-public:
+ public:
   Stream(TrackerService &service, std::string peer)
       : service_(service), peer_(std::move(peer)) {
     spdlog::info("producer connected from {}", peer_);
@@ -94,8 +97,7 @@ public:
   void OnWriteDone(bool ok) override {
     Act(Mutate([&] {
       writing_ = false;
-      if (!ok)
-        broken_ = true; // the producer is gone: answer no more
+      if (!ok) broken_ = true;  // the producer is gone: answer no more
     }));
   }
 
@@ -108,10 +110,10 @@ public:
     delete this;
   }
 
-private:
+ private:
   struct Slot {
     std::shared_ptr<Admission> admission;
-    bool ready = false; // concluded; its answer may be sent
+    bool ready = false;  // concluded; its answer may be sent
   };
   // What to start once mu_ is released.
   struct Actions {
@@ -128,7 +130,8 @@ private:
   }
 
   // Applies `change` under mu_, then decides what the stream does next.
-  template <typename Change> Actions Mutate(Change change) {
+  template <typename Change>
+  Actions Mutate(Change change) {
     absl::MutexLock lock(&mu_);
     change();
     Actions actions;
@@ -164,12 +167,9 @@ private:
   }
 
   void Act(const Actions &actions) {
-    if (actions.write != nullptr)
-      StartWrite(actions.write);
-    if (actions.read)
-      StartRead(&next_->request);
-    if (actions.finish)
-      Finish(grpc::Status::OK);
+    if (actions.write != nullptr) StartWrite(actions.write);
+    if (actions.read) StartRead(&next_->request);
+    if (actions.finish) Finish(grpc::Status::OK);
   }
 
   TrackerService &service_;
@@ -189,8 +189,8 @@ private:
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse> *
-TrackerService::ReportFailures(grpc::CallbackServerContext *context) {
+grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse>
+    *TrackerService::ReportFailures(grpc::CallbackServerContext *context) {
   return new Stream(*this, context->peer());
 }
 
@@ -202,8 +202,7 @@ std::string TrackerService::Invalid(const PollFailure &failure) {
       !failedpolls::v1::PollSource_IsValid(failure.source())) {
     return "missing or unknown source";
   }
-  if (failure.server_name().empty())
-    return "missing server_name";
+  if (failure.server_name().empty()) return "missing server_name";
   if (!failure.has_occurred_at() || failure.occurred_at().seconds() <= 0 ||
       failure.occurred_at().nanos() < 0 ||
       failure.occurred_at().nanos() > 999999999) {
@@ -316,8 +315,7 @@ grpc::Status TrackerService::GetErrorStats(
     grpc::ServerContext * /*context*/,
     const failedpolls::v1::GetErrorStatsRequest * /*request*/,
     failedpolls::v1::GetErrorStatsResponse *response) {
-  if (counter_ == nullptr)
-    return grpc::Status::OK; // tracking is off
+  if (counter_ == nullptr) return grpc::Status::OK;  // tracking is off
   // Roll over first so a quiet tracker never reports yesterday as today.
   if (std::optional<std::string> ended = counter_->RollOver()) {
     spdlog::info("{}", *ended);
@@ -339,4 +337,4 @@ grpc::Status TrackerService::GetErrorStats(
   return grpc::Status::OK;
 }
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker

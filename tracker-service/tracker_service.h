@@ -31,7 +31,7 @@ class TrackerService final
     : public failedpolls::v1::FailedPollTracker::
           WithCallbackMethod_ReportFailures<
               failedpolls::v1::FailedPollTracker::Service> {
-public:
+ public:
   // `queue` is null when the config writes no points (then a failure is
   // logged and counted, and acknowledged at once); `counter` is null when
   // error tracking is off. The service registers its counters in `metrics`,
@@ -45,19 +45,19 @@ public:
   static constexpr int kRequestsInFlightPerStream = 4;
 
   grpc::ServerBidiReactor<failedpolls::v1::ReportFailuresRequest,
-                          failedpolls::v1::ReportFailuresResponse> *
-  ReportFailures(grpc::CallbackServerContext *context) override;
+                          failedpolls::v1::ReportFailuresResponse>
+      *ReportFailures(grpc::CallbackServerContext *context) override;
 
-  grpc::Status
-  GetErrorStats(grpc::ServerContext *context,
-                const failedpolls::v1::GetErrorStatsRequest *request,
-                failedpolls::v1::GetErrorStatsResponse *response) override;
+  grpc::Status GetErrorStats(
+      grpc::ServerContext *context,
+      const failedpolls::v1::GetErrorStatsRequest *request,
+      failedpolls::v1::GetErrorStatsResponse *response) override;
 
   // Failures accepted since start (the qfp_tracker_failures_accepted_total
   // counter).
   uint64_t accepted() const { return accepted_.value(); }
 
-private:
+ private:
   class Stream;
 
   // One request from reading to answering. The pointers point into
@@ -69,7 +69,7 @@ private:
     std::vector<const failedpolls::v1::PollFailure *> batch;
     // The same id again in this request: shares the first copy's fate.
     std::vector<const failedpolls::v1::PollFailure *> repeats;
-    std::vector<std::string> lines; // batch's points, encoded
+    std::vector<std::string> lines;  // batch's points, encoded
   };
 
   // First half of a request: refuses malformed failures, acknowledges ones
@@ -91,10 +91,10 @@ private:
   ErrorCounter *const counter_;
   DurableQueue *const queue_;
   PointSchema schema_;
-  Counter &received_; // label: error_type
+  Counter &received_;  // label: error_type
   Counter &accepted_;
   Counter &duplicates_;
-  Counter &refused_; // label: reason
+  Counter &refused_;  // label: reason
   // Ids accepted recently: a re-sent failure is acknowledged again without
   // a second point. Thread-safe on its own.
   RecentFailures recent_;
@@ -102,6 +102,6 @@ private:
   LogRateLimiter refusal_log_{absl::Seconds(10)};
 };
 
-} // namespace qfp::tracker
+}  // namespace qfp::tracker
 
-#endif // QFP_TRACKER_TRACKER_SERVICE_H_
+#endif  // QFP_TRACKER_TRACKER_SERVICE_H_

@@ -88,13 +88,12 @@ int64_t CountPoints(const testing::InfluxdProcess &influx,
                     const std::string &db) {
   absl::StatusOr<std::string> answer =
       influx.Query("SELECT count(error_count) FROM butler_sos_errors", db);
-  if (!answer.ok())
-    return -1;
+  if (!answer.ok()) return -1;
   nlohmann::json json = nlohmann::json::parse(*answer, nullptr, false);
   try {
     return json["results"][0]["series"][0]["values"][0][1].get<int64_t>();
   } catch (const nlohmann::json::exception &) {
-    return 0; // no series yet
+    return 0;  // no series yet
   }
 }
 
@@ -102,8 +101,7 @@ bool WaitForPoints(const testing::InfluxdProcess &influx, const std::string &db,
                    int64_t n, absl::Duration limit) {
   const absl::Time give_up = absl::Now() + limit;
   while (absl::Now() < give_up) {
-    if (CountPoints(influx, db) >= n)
-      return true;
+    if (CountPoints(influx, db) >= n) return true;
     absl::SleepFor(absl::Milliseconds(50));
   }
   return false;
@@ -135,10 +133,9 @@ struct Tracker {
   Tracker(const testing::InfluxdProcess &influx, const std::string &db,
           const std::string &queue_dir, bool reachable = true) {
     config.max_batch_size = 5000;
-    config.dedupe_window = 0; // every id is new here
+    config.dedupe_window = 0;  // every id is new here
     InfluxV1Settings settings = Settings(influx, db);
-    if (!reachable)
-      settings.port = 9; // discard: nothing listens here
+    if (!reachable) settings.port = 9;  // discard: nothing listens here
     writer = MakeInfluxV1Writer(settings);
     DurableQueueOptions options;
     options.directory = queue_dir;
@@ -181,8 +178,7 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
   std::atomic<int64_t> acked{0};
   std::thread reader([&] {
     ReportFailuresResponse response;
-    while (stream->Read(&response))
-      acked += response.accepted_size();
+    while (stream->Read(&response)) acked += response.accepted_size();
   });
   const absl::Time start = absl::Now();
   for (int sent = 0; sent < n;) {
@@ -191,8 +187,7 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
       *request.add_failures() =
           MakeFailure(static_cast<uint64_t>(sent) + 1, base_seconds, producer);
     }
-    if (!stream->Write(request))
-      break;
+    if (!stream->Write(request)) break;
   }
   stream->WritesDone();
   reader.join();
@@ -201,7 +196,7 @@ absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
   if (!status.ok() || acked.load() != n) {
     std::fprintf(stderr, "stream ended: %s, %lld of %d acknowledged\n",
                  status.error_message().c_str(),
-                 static_cast<long long>(acked.load()), n); // NOLINT
+                 static_cast<long long>(acked.load()), n);  // NOLINT
     std::exit(1);
   }
   return took;
@@ -219,8 +214,7 @@ absl::Duration SendConcurrently(int port, int n, int producers, int batch,
               absl::StrCat("bench-", p));
     });
   }
-  for (std::thread &thread : threads)
-    thread.join();
+  for (std::thread &thread : threads) thread.join();
   return absl::Now() - start;
 }
 
@@ -249,8 +243,7 @@ int Ingest(const testing::InfluxdProcess &influx) {
   const int m = absl::GetFlag(FLAGS_baseline_points);
   std::unique_ptr<InfluxWriter> writer =
       MakeInfluxV1Writer(Settings(influx, "bench_baseline"));
-  if (!writer->Prepare().ok())
-    return 1;
+  if (!writer->Prepare().ok()) return 1;
   PointSchema schema;
   const absl::Time start = absl::Now();
   for (int i = 1; i <= m; ++i) {
@@ -349,16 +342,14 @@ bool FillBacklog(const std::string &directory, int n, int64_t base) {
   options.limits.max_records = 100000000;
   options.limits.max_bytes = uint64_t{16} << 30;
   auto queue = OpenSqliteFailureQueue(options);
-  if (!queue.ok())
-    return false;
+  if (!queue.ok()) return false;
   PointSchema schema;
   std::vector<std::string> lines;
   for (int i = 1; i <= n; ++i) {
     lines.push_back(*EncodeLine(
         FailureToPoint(MakeFailure(static_cast<uint64_t>(i), base), schema)));
     if (lines.size() == 5000 || i == n) {
-      if (!(*queue)->AppendAndWait(std::move(lines)).ok())
-        return false;
+      if (!(*queue)->AppendAndWait(std::move(lines)).ok()) return false;
       lines.clear();
     }
   }
@@ -375,8 +366,7 @@ int Drain(const testing::InfluxdProcess &influx) {
     for (int side = 0; side < 2; ++side) {
       if ((side + run) % 2 == 0) {
         testing::TempDir dir;
-        if (!FillBacklog(dir.File("queue"), n, base))
-          return 1;
+        if (!FillBacklog(dir.File("queue"), n, base)) return 1;
         const std::string db = absl::StrCat("bench_drain_", run);
         const absl::Time start = absl::Now();
         Tracker tracker(influx, db, dir.File("queue"));
@@ -392,7 +382,7 @@ int Drain(const testing::InfluxdProcess &influx) {
         if (CountPoints(influx, db) != n) {
           std::fprintf(
               stderr, "drained, but influxd holds %lld of %d\n",
-              static_cast<long long>(CountPoints(influx, db)), // NOLINT
+              static_cast<long long>(CountPoints(influx, db)),  // NOLINT
               n);
           return 1;
         }
@@ -400,8 +390,7 @@ int Drain(const testing::InfluxdProcess &influx) {
         // influxd's own bulk rate: the same points, 5000-line bodies.
         std::unique_ptr<InfluxWriter> writer = MakeInfluxV1Writer(
             Settings(influx, absl::StrCat("bench_bulk_", run)));
-        if (!writer->Prepare().ok())
-          return 1;
+        if (!writer->Prepare().ok()) return 1;
         PointSchema schema;
         std::vector<std::string> lines;
         for (int i = 1; i <= n; ++i) {
@@ -412,12 +401,10 @@ int Drain(const testing::InfluxdProcess &influx) {
         for (size_t i = 0; i < lines.size(); i += 5000) {
           std::string body;
           for (size_t j = i; j < std::min(lines.size(), i + 5000); ++j) {
-            if (j > i)
-              body.push_back('\n');
+            if (j > i) body.push_back('\n');
             body.append(lines[j]);
           }
-          if (writer->Write(body).kind != WriteResult::Kind::kOk)
-            return 1;
+          if (writer->Write(body).kind != WriteResult::Kind::kOk) return 1;
         }
         bulk = n / absl::ToDoubleSeconds(absl::Now() - start);
       }
@@ -442,8 +429,8 @@ int Drain(const testing::InfluxdProcess &influx) {
   return 0;
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker
 
 int main(int argc, char **argv) {
   absl::ParseCommandLine(argc, argv);
@@ -455,12 +442,9 @@ int main(int argc, char **argv) {
     return 1;
   }
   const std::string mode = absl::GetFlag(FLAGS_mode);
-  if (mode == "ingest")
-    return qfp::tracker::Ingest(**influx);
-  if (mode == "durable")
-    return qfp::tracker::Durable(**influx);
-  if (mode == "drain")
-    return qfp::tracker::Drain(**influx);
+  if (mode == "ingest") return qfp::tracker::Ingest(**influx);
+  if (mode == "durable") return qfp::tracker::Durable(**influx);
+  if (mode == "drain") return qfp::tracker::Drain(**influx);
   std::fprintf(stderr, "unknown --mode %s\n", mode.c_str());
   return 2;
 }

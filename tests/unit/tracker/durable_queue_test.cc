@@ -13,6 +13,8 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/influxd_process.h"
 #include "tests/testing/metric_value.h"
@@ -20,8 +22,6 @@
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/line_protocol.h"
-#include "gmock/gmock.h"
-#include "gtest/gtest.h"
 
 namespace qfp::tracker {
 namespace {
@@ -72,11 +72,9 @@ absl::Status AppendAndWait(DurableQueue &queue,
 int64_t CountOf(const std::string &answer_text) {
   const nlohmann::json answer =
       nlohmann::json::parse(answer_text, nullptr, false);
-  if (!answer.is_object())
-    return -1;
+  if (!answer.is_object()) return -1;
   const nlohmann::json::json_pointer value("/results/0/series/0/values/0/1");
-  if (!answer.contains(value) || !answer[value].is_number_integer())
-    return -1;
+  if (!answer.contains(value) || !answer[value].is_number_integer()) return -1;
   return answer[value].get<int64_t>();
 }
 
@@ -87,7 +85,7 @@ int64_t CountIn(InfluxdProcess &influxd) {
 }
 
 std::vector<std::string> EncodedFailures(int from, int to) {
-  const PointSchema schema; // 1.x: numbers as floats
+  const PointSchema schema;  // 1.x: numbers as floats
   std::vector<std::string> lines;
   for (int i = from; i < to; ++i) {
     absl::StatusOr<std::string> line =
@@ -101,7 +99,7 @@ std::vector<std::string> EncodedFailures(int from, int to) {
 DurableQueueOptions Options(const std::string &directory) {
   DurableQueueOptions options;
   options.directory = directory;
-  options.pipeline.max_batch = 1000; // Butler SOS's default maxBatchSize
+  options.pipeline.max_batch = 1000;  // Butler SOS's default maxBatchSize
   options.pipeline.flush_interval = absl::Milliseconds(20);
   options.pipeline.backoff = {absl::Milliseconds(10), 2.0, 0.2,
                               absl::Milliseconds(200)};
@@ -164,10 +162,10 @@ TEST(DurableQueueTest, FiveThousandFailuresOneBadPointLand4999) {
 
   EXPECT_EQ(CountIn(**influxd), kFailures - 1);
   // The refused point is not there at all, and the floats stayed floats.
-  absl::StatusOr<std::string> bad =
-      (*influxd)->Query("SELECT COUNT(error_category) FROM butler_sos_errors "
-                        "WHERE server_name = 'bad'",
-                        kDatabase);
+  absl::StatusOr<std::string> bad = (*influxd)->Query(
+      "SELECT COUNT(error_category) FROM butler_sos_errors "
+      "WHERE server_name = 'bad'",
+      kDatabase);
   ASSERT_TRUE(bad.ok()) << bad.status();
   EXPECT_EQ(bad->find("\"values\""), std::string::npos) << *bad;
 }
@@ -258,5 +256,5 @@ TEST(DurableQueueTest, ASecondTrackerOnTheSameDirectoryIsRefused) {
               ::testing::HasSubstr(dir.File("queue")));
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker

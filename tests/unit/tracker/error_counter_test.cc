@@ -29,9 +29,9 @@ TEST(ErrorCounterTest, ResetsAtMidnightUtcAndReportsTheFinalTotals) {
   ErrorCounter counter(clock);
   counter.Count("HEALTH_API", "a");
   counter.Count("HEALTH_API", "b");
-  EXPECT_FALSE(counter.RollOver().has_value()); // same day
+  EXPECT_FALSE(counter.RollOver().has_value());  // same day
 
-  clock.Advance(absl::Seconds(3)); // 00:00:01 on the 25th
+  clock.Advance(absl::Seconds(3));  // 00:00:01 on the 25th
   std::optional<std::string> final_summary = counter.RollOver();
   ASSERT_TRUE(final_summary.has_value());
   EXPECT_EQ(*final_summary,
@@ -40,7 +40,7 @@ TEST(ErrorCounterTest, ResetsAtMidnightUtcAndReportsTheFinalTotals) {
             "\"b\":1}}}");
   EXPECT_EQ(counter.total(), 0u);
   EXPECT_EQ(counter.Summary(), "Error counts today (UTC): Total=0, Details={}");
-  EXPECT_FALSE(counter.RollOver().has_value()); // only once per day
+  EXPECT_FALSE(counter.RollOver().has_value());  // only once per day
 }
 
 TEST(ErrorCounterTest, CountAfterMidnightRollsOverFirst) {
@@ -59,13 +59,13 @@ TEST(ErrorCounterTest, CountAfterMidnightRollsOverFirst) {
 TEST(ErrorCounterTest, SummaryIfChangedOncePerChange) {
   FakeClock clock(Utc(2026, 11, 24, 23, 59, 58));
   ErrorCounter counter(clock);
-  EXPECT_FALSE(counter.SummaryIfChanged().has_value()); // nothing yet
+  EXPECT_FALSE(counter.SummaryIfChanged().has_value());  // nothing yet
   counter.Count("HEALTH_API", "a");
   counter.Count("HEALTH_API", "a");
   EXPECT_EQ(counter.SummaryIfChanged(),
             "Error counts today (UTC): Total=2, "
             "Details={\"HEALTH_API\":{\"total\":2,\"servers\":{\"a\":2}}}");
-  EXPECT_FALSE(counter.SummaryIfChanged().has_value()); // no change since
+  EXPECT_FALSE(counter.SummaryIfChanged().has_value());  // no change since
   clock.Advance(absl::Seconds(3));
   ASSERT_TRUE(counter.RollOver().has_value());
   // The reset is a change: the next summary says the day starts at zero.
@@ -105,8 +105,8 @@ TEST(ErrorCounterTest, HostileServerNamesNeverBreakTheSummary) {
   counter.Count("HEALTH_API", std::string("bad\xff\xfe utf8\"q", 13));
   const std::string summary = counter.Summary();
   EXPECT_NE(summary.find("Total=1"), std::string::npos);
-  EXPECT_NE(summary.find("\\\"q"), std::string::npos); // quote escaped
+  EXPECT_NE(summary.find("\\\"q"), std::string::npos);  // quote escaped
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker

@@ -10,11 +10,11 @@
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "tests/testing/grpc_library.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
 #include "tracker-service/influx_v1_writer.h"
-#include "gtest/gtest.h"
 
 namespace qfp::tracker {
 namespace {
@@ -40,7 +40,7 @@ PollFailure Failure(uint64_t sequence) {
 }
 
 class TrackerServiceTest : public ::testing::Test {
-protected:
+ protected:
   // A queue of at most `max_records` points; in memory, or in SQLite in
   // `directory` (then the store answers on its writer thread, later).
   void Start(uint64_t max_records, const std::string &directory = "") {
@@ -67,10 +67,8 @@ protected:
         absl::StrCat("127.0.0.1:", port_), grpc::InsecureChannelCredentials()));
   }
   void TearDown() override {
-    if (server_)
-      server_->Shutdown(std::chrono::system_clock::now());
-    if (queue_)
-      queue_->Stop(absl::ZeroDuration());
+    if (server_) server_->Shutdown(std::chrono::system_clock::now());
+    if (queue_) queue_->Stop(absl::ZeroDuration());
   }
 
   // Sends one request on a new stream and returns the one answer.
@@ -135,7 +133,7 @@ TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
   Start(1);
   ReportFailuresRequest fill;
   *fill.add_failures() = Failure(1);
-  ASSERT_EQ(Send(fill).accepted_size(), 1); // the queue is now full
+  ASSERT_EQ(Send(fill).accepted_size(), 1);  // the queue is now full
   ReportFailuresRequest request;
   *request.add_failures() = Failure(2);
   *request.add_failures() = Failure(2);
@@ -167,8 +165,8 @@ TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
             1);
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker
 
 namespace qfp::tracker {
 namespace {
@@ -259,8 +257,7 @@ TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
       ReportFailuresRequest request;
       for (int i = 0; i < 100; ++i)
         *request.add_failures() = Failure(++sequence);
-      if (!stream->Write(request))
-        break;
+      if (!stream->Write(request)) break;
     }
     context.TryCancel();
     stream->Finish();
@@ -275,5 +272,5 @@ TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
             Metric("qfp_tracker_failures_accepted_total"));
 }
 
-} // namespace
-} // namespace qfp::tracker
+}  // namespace
+}  // namespace qfp::tracker
