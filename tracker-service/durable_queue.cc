@@ -8,8 +8,8 @@
 namespace qfp::tracker {
 
 absl::StatusOr<std::unique_ptr<DurableQueue>> DurableQueue::Open(
-    DurableQueueOptions options, InfluxWriter &writer,
-    MetricsRegistry &metrics) {
+    DurableQueueOptions options, InfluxWriter& writer,
+    MetricsRegistry& metrics) {
   QueueLimits limits;
   limits.max_records = options.max_records;
   limits.max_bytes = options.max_bytes;
@@ -24,9 +24,9 @@ absl::StatusOr<std::unique_ptr<DurableQueue>> DurableQueue::Open(
 }
 
 DurableQueue::DurableQueue(std::unique_ptr<FailureQueue> queue,
-                           InfluxWriter &writer,
-                           const WritePipelineOptions &options,
-                           MetricsRegistry &metrics)
+                           InfluxWriter& writer,
+                           const WritePipelineOptions& options,
+                           MetricsRegistry& metrics)
     : queue_(std::move(queue)), pipeline_(writer, *queue_, options, metrics) {}
 
 DurableQueue::~DurableQueue() { Stop(absl::ZeroDuration()); }
@@ -63,7 +63,7 @@ uint64_t DurableQueue::Stop(absl::Duration deadline) {
   return queue_->stats().records;
 }
 
-bool DurableQueue::healthy(std::string *why) const {
+bool DurableQueue::healthy(std::string* why) const {
   std::string destination;
   if (!pipeline_.healthy(&destination)) {
     if (why != nullptr) *why = absl::StrCat("InfluxDB: ", destination);

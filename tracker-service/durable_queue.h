@@ -54,8 +54,8 @@ class DurableQueue {
   // be created, locked or read) and prepares the pipeline. `writer` and
   // `metrics` must outlive the queue.
   static absl::StatusOr<std::unique_ptr<DurableQueue>> Open(
-      DurableQueueOptions options, InfluxWriter &writer,
-      MetricsRegistry &metrics);
+      DurableQueueOptions options, InfluxWriter& writer,
+      MetricsRegistry& metrics);
 
   ~DurableQueue();  // Stop(0) if not stopped.
 
@@ -80,7 +80,7 @@ class DurableQueue {
 
   // False while points cannot reach InfluxDB or the store cannot commit;
   // `why` then says which and why.
-  bool healthy(std::string *why = nullptr) const;
+  bool healthy(std::string* why = nullptr) const;
 
   // Points waiting (committed, not yet confirmed by InfluxDB).
   uint64_t backlog() const { return queue_->stats().records; }
@@ -92,8 +92,8 @@ class DurableQueue {
   std::string Describe() const { return queue_->Describe(); }
 
  private:
-  DurableQueue(std::unique_ptr<FailureQueue> queue, InfluxWriter &writer,
-               const WritePipelineOptions &options, MetricsRegistry &metrics);
+  DurableQueue(std::unique_ptr<FailureQueue> queue, InfluxWriter& writer,
+               const WritePipelineOptions& options, MetricsRegistry& metrics);
 
   const std::unique_ptr<FailureQueue> queue_;
   WritePipeline pipeline_;

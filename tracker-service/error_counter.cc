@@ -10,7 +10,7 @@ absl::CivilDay UtcDay(absl::Time t) {
 }
 }  // namespace
 
-ErrorCounter::ErrorCounter(const Clock &clock)
+ErrorCounter::ErrorCounter(const Clock& clock)
     : clock_(clock), day_(UtcDay(clock.Now())) {}
 
 std::optional<std::string> ErrorCounter::Count(absl::string_view error_type,
@@ -30,7 +30,7 @@ std::optional<std::string> ErrorCounter::Count(absl::string_view error_type,
     types_[t].servers.emplace_back(std::string(server_name), 0);
     it->second = {t, types_[t].servers.size() - 1};
   }
-  TypeCount &type = types_[it->second.first];
+  TypeCount& type = types_[it->second.first];
   ++type.total;
   ++type.servers[it->second.second].second;
   return ended;
@@ -69,9 +69,9 @@ std::optional<std::string> ErrorCounter::SummaryIfChanged() {
 std::string ErrorCounter::SummaryLocked(absl::string_view prefix) const {
   // ordered_json keeps first-seen order, as Butler SOS's JS objects do.
   nlohmann::ordered_json details = nlohmann::ordered_json::object();
-  for (const TypeCount &type : types_) {
+  for (const TypeCount& type : types_) {
     nlohmann::ordered_json servers = nlohmann::ordered_json::object();
-    for (const auto &[server, count] : type.servers) servers[server] = count;
+    for (const auto& [server, count] : type.servers) servers[server] = count;
     details[type.error_type] = {{"total", type.total}, {"servers", servers}};
   }
   // Replace invalid UTF-8 rather than throw: names come from peers.

@@ -28,7 +28,7 @@ class ErrorCounter {
     std::vector<std::pair<std::string, uint64_t>> servers;
   };
 
-  explicit ErrorCounter(const Clock &clock);
+  explicit ErrorCounter(const Clock& clock);
 
   // Counts one failure. If a UTC midnight passed since the last call, the
   // previous day's final summary is returned (to be logged) and the counts
@@ -63,7 +63,7 @@ class ErrorCounter {
   std::string SummaryLocked(absl::string_view prefix) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
-  const Clock &clock_;
+  const Clock& clock_;
   mutable absl::Mutex mu_;
   absl::CivilDay day_ ABSL_GUARDED_BY(mu_);
   uint64_t total_ ABSL_GUARDED_BY(mu_) = 0;

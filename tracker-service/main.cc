@@ -50,7 +50,7 @@ constexpr int kExitRuntimeError = 1;
 // errorTracking.logSummary: the running totals, at most this often.
 constexpr absl::Duration kSummaryInterval = absl::Seconds(5);
 
-int Main(int argc, char **argv) {
+int Main(int argc, char** argv) {
   BlockTerminationSignals();
   ParseCommandLine(
       argc, argv,
@@ -69,7 +69,7 @@ int Main(int argc, char **argv) {
     std::cerr << "qs-error-tracker: " << loaded.status().message() << "\n";
     return kExitConfigError;
   }
-  TrackerConfig &config = *loaded;
+  TrackerConfig& config = *loaded;
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.listen = absl::GetFlag(FLAGS_listen);
   }
@@ -166,11 +166,11 @@ int Main(int argc, char **argv) {
   // Every second: roll the daily counters over at midnight UTC even when no
   // failure arrives to trigger it, and tell health checkers whether the
   // destination is usable.
-  grpc::HealthCheckServiceInterface *health = server->GetHealthCheckService();
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   absl::Mutex housekeeping_mu;
   bool stop_housekeeping = false;  // guarded by housekeeping_mu
   std::thread housekeeping([&] {
-    const Clock &clock = SystemClock::Get();
+    const Clock& clock = SystemClock::Get();
     bool last_serving = true;
     uint64_t last_accepted = 0;
     bool trimmed = true;
@@ -275,4 +275,4 @@ int Main(int argc, char **argv) {
 }  // namespace
 }  // namespace qfp::tracker
 
-int main(int argc, char **argv) { return qfp::tracker::Main(argc, argv); }
+int main(int argc, char** argv) { return qfp::tracker::Main(argc, argv); }

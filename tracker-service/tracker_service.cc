@@ -16,7 +16,7 @@
 namespace qfp::tracker {
 namespace {
 
-std::string DescribeId(const failedpolls::v1::FailureId &id) {
+std::string DescribeId(const failedpolls::v1::FailureId& id) {
   return absl::StrCat(id.poller_id(), "/", id.instance_id(), "/",
                       id.sequence());
 }
@@ -27,9 +27,9 @@ using failedpolls::v1::PollFailure;
 using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
-TrackerService::TrackerService(const TrackerConfig &config,
-                               ErrorCounter *counter, DurableQueue *queue,
-                               MetricsRegistry &metrics)
+TrackerService::TrackerService(const TrackerConfig& config,
+                               ErrorCounter* counter, DurableQueue* queue,
+                               MetricsRegistry& metrics)
     : config_(config),
       counter_(counter),
       queue_(queue),
@@ -60,7 +60,7 @@ class TrackerService::Stream final
     : public grpc::ServerBidiReactor<ReportFailuresRequest,
                                      ReportFailuresResponse> {
  public:
-  Stream(TrackerService &service, std::string peer)
+  Stream(TrackerService& service, std::string peer)
       : service_(service), peer_(std::move(peer)) {
     spdlog::info("producer connected from {}", peer_);
     next_ = std::make_unique<Admission>();
@@ -117,14 +117,14 @@ class TrackerService::Stream final
   };
   // What to start once mu_ is released.
   struct Actions {
-    ReportFailuresResponse *write = nullptr;
+    ReportFailuresResponse* write = nullptr;
     bool read = false;
     bool finish = false;
   };
 
   // Runs when the store answered for `slot`: concludes the request (logs,
   // counts, builds the answer) and sends it when its turn comes.
-  void Completed(Slot &slot, const absl::Status &status) {
+  void Completed(Slot& slot, const absl::Status& status) {
     service_.Conclude(*slot.admission, status);
     Act(Mutate([&] { slot.ready = true; }));
   }
@@ -166,13 +166,13 @@ class TrackerService::Stream final
     return actions;
   }
 
-  void Act(const Actions &actions) {
+  void Act(const Actions& actions) {
     if (actions.write != nullptr) StartWrite(actions.write);
     if (actions.read) StartRead(&next_->request);
     if (actions.finish) Finish(grpc::Status::OK);
   }
 
-  TrackerService &service_;
+  TrackerService& service_;
   const std::string peer_;
   absl::Mutex mu_;
   // The request being read; only the thread that started the read, then
@@ -189,12 +189,12 @@ class TrackerService::Stream final
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
-grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse>
-    *TrackerService::ReportFailures(grpc::CallbackServerContext *context) {
+grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse>*
+TrackerService::ReportFailures(grpc::CallbackServerContext* context) {
   return new Stream(*this, context->peer());
 }
 
-std::string TrackerService::Invalid(const PollFailure &failure) {
+std::string TrackerService::Invalid(const PollFailure& failure) {
   if (failure.id().poller_id().empty() || failure.id().sequence() == 0) {
     return "missing id (poller_id and a sequence > 0 are required)";
   }
@@ -211,24 +211,24 @@ std::string TrackerService::Invalid(const PollFailure &failure) {
   return "";
 }
 
-void TrackerService::Refuse(const failedpolls::v1::FailureId &id,
-                            std::string why, const char *reason,
-                            ReportFailuresResponse &response) {
+void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
+                            std::string why, const char* reason,
+                            ReportFailuresResponse& response) {
   refused_.WithLabels({reason}).Increment();
-  auto *refusal = response.add_refused();
+  auto* refusal = response.add_refused();
   *refusal->mutable_id() = id;
   refusal->set_reason(std::move(why));
 }
 
-void TrackerService::Admit(Admission &admission) {
-  const ReportFailuresRequest &request = admission.request;
-  ReportFailuresResponse &response = admission.response;
+void TrackerService::Admit(Admission& admission) {
+  const ReportFailuresRequest& request = admission.request;
+  ReportFailuresResponse& response = admission.response;
   admission.batch.reserve(static_cast<size_t>(request.failures_size()));
   // Ids of this request in `batch`; views into `request`.
   absl::flat_hash_set<
       std::tuple<absl::string_view, absl::string_view, uint64_t>>
       admitted;
-  for (const PollFailure &failure : request.failures()) {
+  for (const PollFailure& failure : request.failures()) {
     received_.WithLabels({SourceName(failure.source())}).Increment();
     if (std::string why = Invalid(failure); !why.empty()) {
       spdlog::warn("refused a malformed failure from {}: {}",
@@ -270,12 +270,12 @@ void TrackerService::Admit(Admission &admission) {
   }
 }
 
-void TrackerService::Conclude(Admission &admission,
-                              const absl::Status &stored) {
-  ReportFailuresResponse &response = admission.response;
+void TrackerService::Conclude(Admission& admission,
+                              const absl::Status& stored) {
+  ReportFailuresResponse& response = admission.response;
   if (!stored.ok()) {
     const std::string why(stored.message());
-    const char *reason =
+    const char* reason =
         absl::IsResourceExhausted(stored) ? "buffer_full" : "store";
     if (uint64_t n = refusal_log_.Add(admission.batch.size()); n > 0) {
       spdlog::warn(
@@ -283,15 +283,15 @@ void TrackerService::Conclude(Admission &admission,
           "resend them): {}",
           n, why);
     }
-    for (const PollFailure *failure : admission.batch) {
+    for (const PollFailure* failure : admission.batch) {
       Refuse(failure->id(), why, reason, response);
     }
-    for (const PollFailure *failure : admission.repeats) {
+    for (const PollFailure* failure : admission.repeats) {
       Refuse(failure->id(), why, reason, response);
     }
     return;
   }
-  for (const PollFailure *failure : admission.batch) {
+  for (const PollFailure* failure : admission.batch) {
     // Every accepted failure is logged once, whatever the switches (a
     // refused one is logged when a later resend is accepted).
     spdlog::warn("failed poll: {}", DescribeFailure(*failure));
@@ -305,16 +305,16 @@ void TrackerService::Conclude(Admission &admission,
     accepted_.Increment();
     *response.add_accepted() = failure->id();
   }
-  for (const PollFailure *failure : admission.repeats) {
+  for (const PollFailure* failure : admission.repeats) {
     duplicates_.Increment();
     *response.add_accepted() = failure->id();
   }
 }
 
 grpc::Status TrackerService::GetErrorStats(
-    grpc::ServerContext * /*context*/,
-    const failedpolls::v1::GetErrorStatsRequest * /*request*/,
-    failedpolls::v1::GetErrorStatsResponse *response) {
+    grpc::ServerContext* /*context*/,
+    const failedpolls::v1::GetErrorStatsRequest* /*request*/,
+    failedpolls::v1::GetErrorStatsResponse* response) {
   if (counter_ == nullptr) return grpc::Status::OK;  // tracking is off
   // Roll over first so a quiet tracker never reports yesterday as today.
   if (std::optional<std::string> ended = counter_->RollOver()) {
@@ -322,13 +322,13 @@ grpc::Status TrackerService::GetErrorStats(
   }
   response->set_day(absl::FormatCivilTime(counter_->day()));
   uint64_t total = 0;
-  for (const ErrorCounter::TypeCount &type : counter_->Snapshot()) {
-    auto *out = response->add_types();
+  for (const ErrorCounter::TypeCount& type : counter_->Snapshot()) {
+    auto* out = response->add_types();
     out->set_error_type(type.error_type);
     out->set_total(type.total);
     total += type.total;
-    for (const auto &[server, count] : type.servers) {
-      auto *server_count = out->add_servers();
+    for (const auto& [server, count] : type.servers) {
+      auto* server_count = out->add_servers();
       server_count->set_server_name(server);
       server_count->set_count(count);
     }

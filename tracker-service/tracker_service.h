@@ -36,8 +36,8 @@ class TrackerService final
   // logged and counted, and acknowledged at once); `counter` is null when
   // error tracking is off. The service registers its counters in `metrics`,
   // the one place its numbers are kept. All must outlive the service.
-  TrackerService(const TrackerConfig &config, ErrorCounter *counter,
-                 DurableQueue *queue, MetricsRegistry &metrics);
+  TrackerService(const TrackerConfig& config, ErrorCounter* counter,
+                 DurableQueue* queue, MetricsRegistry& metrics);
 
   // Requests read from one stream and not yet answered, at most. Bounds a
   // stream's memory to this many messages (each at most gRPC's receive
@@ -45,13 +45,13 @@ class TrackerService final
   static constexpr int kRequestsInFlightPerStream = 4;
 
   grpc::ServerBidiReactor<failedpolls::v1::ReportFailuresRequest,
-                          failedpolls::v1::ReportFailuresResponse>
-      *ReportFailures(grpc::CallbackServerContext *context) override;
+                          failedpolls::v1::ReportFailuresResponse>*
+  ReportFailures(grpc::CallbackServerContext* context) override;
 
   grpc::Status GetErrorStats(
-      grpc::ServerContext *context,
-      const failedpolls::v1::GetErrorStatsRequest *request,
-      failedpolls::v1::GetErrorStatsResponse *response) override;
+      grpc::ServerContext* context,
+      const failedpolls::v1::GetErrorStatsRequest* request,
+      failedpolls::v1::GetErrorStatsResponse* response) override;
 
   // Failures accepted since start (the qfp_tracker_failures_accepted_total
   // counter).
@@ -66,35 +66,35 @@ class TrackerService final
     failedpolls::v1::ReportFailuresRequest request;
     failedpolls::v1::ReportFailuresResponse response;
     // Well-formed and new: stored, then acknowledged.
-    std::vector<const failedpolls::v1::PollFailure *> batch;
+    std::vector<const failedpolls::v1::PollFailure*> batch;
     // The same id again in this request: shares the first copy's fate.
-    std::vector<const failedpolls::v1::PollFailure *> repeats;
+    std::vector<const failedpolls::v1::PollFailure*> repeats;
     std::vector<std::string> lines;  // batch's points, encoded
   };
 
   // First half of a request: refuses malformed failures, acknowledges ones
   // accepted before, and encodes the rest into `lines`, all in
   // `admission`. Any thread.
-  void Admit(Admission &admission);
+  void Admit(Admission& admission);
   // Second half, once the store answered for `lines` (OK when there were
   // none or no queue): accepts or refuses `batch` and `repeats`, logs and
   // counts the accepted ones. Any thread.
-  void Conclude(Admission &admission, const absl::Status &stored);
+  void Conclude(Admission& admission, const absl::Status& stored);
   // `reason` labels the refusal in the metrics: invalid, buffer_full, store.
-  void Refuse(const failedpolls::v1::FailureId &id, std::string why,
-              const char *reason,
-              failedpolls::v1::ReportFailuresResponse &response);
+  void Refuse(const failedpolls::v1::FailureId& id, std::string why,
+              const char* reason,
+              failedpolls::v1::ReportFailuresResponse& response);
   // Why `failure` cannot be written, or "" when it is well-formed.
-  static std::string Invalid(const failedpolls::v1::PollFailure &failure);
+  static std::string Invalid(const failedpolls::v1::PollFailure& failure);
 
-  const TrackerConfig &config_;
-  ErrorCounter *const counter_;
-  DurableQueue *const queue_;
+  const TrackerConfig& config_;
+  ErrorCounter* const counter_;
+  DurableQueue* const queue_;
   PointSchema schema_;
-  Counter &received_;  // label: error_type
-  Counter &accepted_;
-  Counter &duplicates_;
-  Counter &refused_;  // label: reason
+  Counter& received_;  // label: error_type
+  Counter& accepted_;
+  Counter& duplicates_;
+  Counter& refused_;  // label: reason
   // Ids accepted recently: a re-sent failure is acknowledged again without
   // a second point. Thread-safe on its own.
   RecentFailures recent_;

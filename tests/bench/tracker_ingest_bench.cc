@@ -61,7 +61,7 @@ using failedpolls::v1::ReportFailuresRequest;
 using failedpolls::v1::ReportFailuresResponse;
 
 PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
-                        const std::string &producer = "bench") {
+                        const std::string& producer = "bench") {
   PollFailure f;
   f.mutable_id()->set_poller_id(producer);
   f.mutable_id()->set_instance_id("run");
@@ -84,20 +84,20 @@ PollFailure MakeFailure(uint64_t sequence, int64_t base_seconds,
 }
 
 // Points stored in `db` (SELECT count), -1 on error.
-int64_t CountPoints(const testing::InfluxdProcess &influx,
-                    const std::string &db) {
+int64_t CountPoints(const testing::InfluxdProcess& influx,
+                    const std::string& db) {
   absl::StatusOr<std::string> answer =
       influx.Query("SELECT count(error_count) FROM butler_sos_errors", db);
   if (!answer.ok()) return -1;
   nlohmann::json json = nlohmann::json::parse(*answer, nullptr, false);
   try {
     return json["results"][0]["series"][0]["values"][0][1].get<int64_t>();
-  } catch (const nlohmann::json::exception &) {
+  } catch (const nlohmann::json::exception&) {
     return 0;  // no series yet
   }
 }
 
-bool WaitForPoints(const testing::InfluxdProcess &influx, const std::string &db,
+bool WaitForPoints(const testing::InfluxdProcess& influx, const std::string& db,
                    int64_t n, absl::Duration limit) {
   const absl::Time give_up = absl::Now() + limit;
   while (absl::Now() < give_up) {
@@ -107,8 +107,8 @@ bool WaitForPoints(const testing::InfluxdProcess &influx, const std::string &db,
   return false;
 }
 
-InfluxV1Settings Settings(const testing::InfluxdProcess &influx,
-                          const std::string &db) {
+InfluxV1Settings Settings(const testing::InfluxdProcess& influx,
+                          const std::string& db) {
   InfluxV1Settings s;
   s.host = influx.host();
   s.port = influx.http_port();
@@ -130,8 +130,8 @@ struct Tracker {
   // `queue_dir` empty: the memory queue. `reachable` false: the writer
   // points at a loopback port where nothing listens (InfluxDB down, or on
   // another machine as far as this machine's CPU is concerned).
-  Tracker(const testing::InfluxdProcess &influx, const std::string &db,
-          const std::string &queue_dir, bool reachable = true) {
+  Tracker(const testing::InfluxdProcess& influx, const std::string& db,
+          const std::string& queue_dir, bool reachable = true) {
     config.max_batch_size = 5000;
     config.dedupe_window = 0;  // every id is new here
     InfluxV1Settings settings = Settings(influx, db);
@@ -169,7 +169,7 @@ struct Tracker {
 // Streams `n` failures from `producer` and waits for every acknowledgement;
 // returns the time from the first send to the last acknowledgement.
 absl::Duration SendAll(int port, int n, int batch, int64_t base_seconds,
-                       const std::string &producer = "bench") {
+                       const std::string& producer = "bench") {
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
                                      grpc::InsecureChannelCredentials());
   auto stub = failedpolls::v1::FailedPollTracker::NewStub(channel);
@@ -214,7 +214,7 @@ absl::Duration SendConcurrently(int port, int n, int producers, int batch,
               absl::StrCat("bench-", p));
     });
   }
-  for (std::thread &thread : threads) thread.join();
+  for (std::thread& thread : threads) thread.join();
   return absl::Now() - start;
 }
 
@@ -225,7 +225,7 @@ double PerSecond(int64_t n, absl::Duration d) {
   return static_cast<double>(n) / absl::ToDoubleSeconds(d);
 }
 
-int Ingest(const testing::InfluxdProcess &influx) {
+int Ingest(const testing::InfluxdProcess& influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int64_t base = absl::ToUnixSeconds(absl::Now()) - 86400;
   double ours = 0;
@@ -264,7 +264,7 @@ int Ingest(const testing::InfluxdProcess &influx) {
   return 0;
 }
 
-int Durable(const testing::InfluxdProcess &influx) {
+int Durable(const testing::InfluxdProcess& influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int runs = absl::GetFlag(FLAGS_runs);
   const int batch = absl::GetFlag(FLAGS_batch);
@@ -335,7 +335,7 @@ int Durable(const testing::InfluxdProcess &influx) {
 
 // Fills `directory`'s queue with n encoded failures, none written: the
 // backlog an InfluxDB outage leaves.
-bool FillBacklog(const std::string &directory, int n, int64_t base) {
+bool FillBacklog(const std::string& directory, int n, int64_t base) {
   SqliteQueueOptions options;
   options.directory = directory;
   options.purpose = "qs-error-tracker queue";
@@ -356,7 +356,7 @@ bool FillBacklog(const std::string &directory, int n, int64_t base) {
   return true;
 }
 
-int Drain(const testing::InfluxdProcess &influx) {
+int Drain(const testing::InfluxdProcess& influx) {
   const int n = absl::GetFlag(FLAGS_failures);
   const int runs = absl::GetFlag(FLAGS_runs);
   std::vector<double> drain_rates, bulk_rates, ratios;
@@ -432,7 +432,7 @@ int Drain(const testing::InfluxdProcess &influx) {
 }  // namespace
 }  // namespace qfp::tracker
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
   spdlog::set_level(spdlog::level::err);
   auto influx = qfp::testing::InfluxdProcess::Start();

@@ -56,7 +56,7 @@ PollFailure Failure(int i) {
 
 // Appends and waits for the store's answer, as the service's handler does
 // before it acknowledges.
-absl::Status AppendAndWait(DurableQueue &queue,
+absl::Status AppendAndWait(DurableQueue& queue,
                            std::vector<std::string> lines) {
   absl::Notification done;
   absl::Status result;
@@ -69,7 +69,7 @@ absl::Status AppendAndWait(DurableQueue &queue,
 }
 
 // SELECT COUNT(...)'s single value, or -1.
-int64_t CountOf(const std::string &answer_text) {
+int64_t CountOf(const std::string& answer_text) {
   const nlohmann::json answer =
       nlohmann::json::parse(answer_text, nullptr, false);
   if (!answer.is_object()) return -1;
@@ -78,7 +78,7 @@ int64_t CountOf(const std::string &answer_text) {
   return answer[value].get<int64_t>();
 }
 
-int64_t CountIn(InfluxdProcess &influxd) {
+int64_t CountIn(InfluxdProcess& influxd) {
   absl::StatusOr<std::string> count = influxd.Query(
       "SELECT COUNT(request_url) FROM butler_sos_errors", kDatabase);
   return count.ok() ? CountOf(*count) : -1;
@@ -96,7 +96,7 @@ std::vector<std::string> EncodedFailures(int from, int to) {
   return lines;
 }
 
-DurableQueueOptions Options(const std::string &directory) {
+DurableQueueOptions Options(const std::string& directory) {
   DurableQueueOptions options;
   options.directory = directory;
   options.pipeline.max_batch = 1000;  // Butler SOS's default maxBatchSize
@@ -107,7 +107,7 @@ DurableQueueOptions Options(const std::string &directory) {
 }
 
 // Bounded wait until the queue holds nothing.
-bool Drained(const DurableQueue &queue) {
+bool Drained(const DurableQueue& queue) {
   const absl::Time give_up = absl::Now() + absl::Seconds(60);
   while (queue.backlog() > 0 && absl::Now() < give_up) {
     absl::SleepFor(absl::Milliseconds(20));

@@ -91,8 +91,8 @@ TEST(ErrorCounterTest, ManyServersCountedExactly) {
   ASSERT_EQ(types[0].servers.size(), 2500u);
   EXPECT_EQ(types[0].servers[1].first, "sense2");
   EXPECT_EQ(types[1].servers[2499].first, "sense4999");
-  for (const auto &type : types) {
-    for (const auto &[server, count] : type.servers) {
+  for (const auto& type : types) {
+    for (const auto& [server, count] : type.servers) {
       ASSERT_EQ(count, 3u) << server;
     }
   }

@@ -43,7 +43,7 @@ class TrackerServiceTest : public ::testing::Test {
  protected:
   // A queue of at most `max_records` points; in memory, or in SQLite in
   // `directory` (then the store answers on its writer thread, later).
-  void Start(uint64_t max_records, const std::string &directory = "") {
+  void Start(uint64_t max_records, const std::string& directory = "") {
     InfluxV1Settings nowhere;
     nowhere.host = "127.0.0.1";
     nowhere.port = 9;
@@ -72,7 +72,7 @@ class TrackerServiceTest : public ::testing::Test {
   }
 
   // Sends one request on a new stream and returns the one answer.
-  ReportFailuresResponse Send(const ReportFailuresRequest &request) {
+  ReportFailuresResponse Send(const ReportFailuresRequest& request) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(20));
@@ -140,7 +140,7 @@ TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
   const ReportFailuresResponse response = Send(request);
   EXPECT_EQ(response.accepted_size(), 0);
   ASSERT_EQ(response.refused_size(), 2);
-  for (const auto &refusal : response.refused()) {
+  for (const auto& refusal : response.refused()) {
     EXPECT_EQ(refusal.id().sequence(), 2u);
     EXPECT_NE(refusal.reason().find("full"), std::string::npos)
         << refusal.reason();
@@ -205,7 +205,7 @@ TEST_F(TrackerServiceTest, AnswersComeInRequestOrderWhileCommitsOverlap) {
     if (r % 2 == 0) {
       ASSERT_EQ(response.accepted_size(), kPerRequest) << "answer " << r;
       EXPECT_EQ(response.refused_size(), 0);
-      for (const FailureId &id : response.accepted()) {
+      for (const FailureId& id : response.accepted()) {
         EXPECT_EQ(id.sequence(), ++expected_sequence) << "answer " << r;
       }
     } else {
