@@ -57,6 +57,10 @@ TrackerClient::TrackerClient(TrackerClientOptions options,
       refused_(metrics.AddCounter(
           "qfp_poller_failures_refused_total",
           "Refusals received from the tracker (each failure is resent).")),
+      rejected_(metrics.AddCounter(
+          "qfp_poller_failures_rejected_total",
+          "Failures the tracker rejected as malformed "
+          "(REFUSAL_CODE_INVALID_ARGUMENT): dropped, not resent.")),
       stream_starts_(metrics.AddCounter(
           "qfp_poller_stream_starts_total",
           "Streams opened to the tracker (reconnects + 1).")),
@@ -186,6 +190,7 @@ void TrackerClient::OnResponse(const ReportFailuresResponse& response) {
   std::vector<int64_t> release;
   release.reserve(static_cast<size_t>(response.accepted_size()));
   size_t refusals = 0;
+  std::vector<const failedpolls::v1::Refusal*> rejected;
   {
     absl::MutexLock lock(&mu_);
     for (const FailureId& id : response.accepted()) {
@@ -198,15 +203,33 @@ void TrackerClient::OnResponse(const ReportFailuresResponse& response) {
     for (const auto& refusal : response.refused()) {
       auto it = in_flight_.find(KeyOf(refusal.id()));
       if (it == in_flight_.end()) continue;
-      retry_.emplace_back(due, it->second.spool_id);
+      if (refusal.code() == failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT) {
+        // The same bytes would be refused again: resending forever would
+        // only hold spool room. Dropped, loudly (counted and logged).
+        release.push_back(it->second.spool_id);
+        rejected.push_back(&refusal);
+      } else {
+        retry_.emplace_back(due, it->second.spool_id);
+        ++refusals;
+      }
       in_flight_.erase(it);
-      ++refusals;
     }
     ++changes_;
   }
   if (!release.empty()) {
     spool_->Release(release);
-    acknowledged_.Increment(release.size());
+    acknowledged_.Increment(release.size() - rejected.size());
+  }
+  if (!rejected.empty()) {
+    rejected_.Increment(rejected.size());
+    static LogRateLimiter limiter(absl::Seconds(10));
+    if (uint64_t n = limiter.Add(rejected.size()); n > 0) {
+      spdlog::error(
+          "tracker rejected {} malformed failures since the last report "
+          "(dropped: sending them again cannot succeed); the latest, "
+          "sequence {}: {}",
+          n, rejected.back()->id().sequence(), rejected.back()->reason());
+    }
   }
   if (refusals > 0) {
     refused_.Increment(refusals);

@@ -105,6 +105,7 @@ class TrackerClient final : public FailureSink {
   Counter& delivered_;
   Counter& acknowledged_;
   Counter& refused_;
+  Counter& rejected_;  // malformed: dropped, not resent
   Counter& stream_starts_;
   Counter& store_errors_;
   Counter& lost_;

@@ -29,11 +29,14 @@ using failedpolls::v1::ReportFailuresResponse;
 
 TrackerService::TrackerService(const TrackerConfig& config,
                                ErrorCounter* counter, DurableQueue* queue,
-                               MetricsRegistry& metrics)
+                               MetricsRegistry& metrics, FailureLimits limits,
+                               const Clock& clock)
     : config_(config),
       counter_(counter),
       queue_(queue),
       schema_(config.schema),
+      limits_(limits),
+      clock_(clock),
       received_(metrics.AddCounter(
           "qfp_tracker_failures_received_total",
           "Failed polls received from producers, by error_type.",
@@ -194,30 +197,15 @@ TrackerService::ReportFailures(grpc::CallbackServerContext* context) {
   return new Stream(*this, context->peer());
 }
 
-std::string TrackerService::Invalid(const PollFailure& failure) {
-  if (failure.id().poller_id().empty() || failure.id().sequence() == 0) {
-    return "missing id (poller_id and a sequence > 0 are required)";
-  }
-  if (failure.source() == failedpolls::v1::POLL_SOURCE_UNSPECIFIED ||
-      !failedpolls::v1::PollSource_IsValid(failure.source())) {
-    return "missing or unknown source";
-  }
-  if (failure.server_name().empty()) return "missing server_name";
-  if (!failure.has_occurred_at() || failure.occurred_at().seconds() <= 0 ||
-      failure.occurred_at().nanos() < 0 ||
-      failure.occurred_at().nanos() > 999999999) {
-    return "missing or invalid occurred_at";
-  }
-  return "";
-}
-
 void TrackerService::Refuse(const failedpolls::v1::FailureId& id,
                             std::string why, const char* reason,
+                            failedpolls::v1::RefusalCode code,
                             ReportFailuresResponse& response) {
   refused_.WithLabels({reason}).Increment();
   auto* refusal = response.add_refused();
   *refusal->mutable_id() = id;
   refusal->set_reason(std::move(why));
+  refusal->set_code(code);
 }
 
 void TrackerService::Admit(Admission& admission) {
@@ -230,10 +218,18 @@ void TrackerService::Admit(Admission& admission) {
       admitted;
   for (const PollFailure& failure : request.failures()) {
     received_.WithLabels({SourceName(failure.source())}).Increment();
-    if (std::string why = Invalid(failure); !why.empty()) {
-      spdlog::warn("refused a malformed failure from {}: {}",
-                   failure.id().poller_id(), why);
-      Refuse(failure.id(), std::move(why), "invalid", response);
+    if (std::optional<FailureProblem> problem =
+            CheckFailure(failure, limits_, clock_.Now())) {
+      // Rate-limited, and without the failure's own strings: a hostile
+      // producer must not flood or forge the log.
+      if (uint64_t n = malformed_log_.Add(1); n > 0) {
+        spdlog::warn(
+            "refused {} malformed failures since the last report (not to be "
+            "resent); the latest: {}",
+            n, problem->why);
+      }
+      Refuse(failure.id(), std::move(problem->why), problem->reason,
+             failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT, response);
       continue;
     }
     // The same id twice in one request: the repeat gets the outcome of the
@@ -258,9 +254,14 @@ void TrackerService::Admit(Admission& admission) {
       if (!encoded.ok()) {
         // Unencodable (a producer bug); refused so the producer sees it.
         const std::string why(encoded.status().message());
-        spdlog::warn("cannot encode failure {}: {}", DescribeId(failure.id()),
-                     why);
-        Refuse(failure.id(), why, "invalid", response);
+        if (uint64_t n = malformed_log_.Add(1); n > 0) {
+          spdlog::warn(
+              "refused {} malformed failures since the last report (not to "
+              "be resent); the latest: {} cannot be encoded: {}",
+              n, DescribeId(failure.id()), why);
+        }
+        Refuse(failure.id(), why, "unencodable",
+               failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT, response);
         continue;
       }
       admission.lines.push_back(*std::move(encoded));
@@ -275,8 +276,11 @@ void TrackerService::Conclude(Admission& admission,
   ReportFailuresResponse& response = admission.response;
   if (!stored.ok()) {
     const std::string why(stored.message());
-    const char* reason =
-        absl::IsResourceExhausted(stored) ? "buffer_full" : "store";
+    const bool full = absl::IsResourceExhausted(stored);
+    const char* reason = full ? "buffer_full" : "store";
+    const failedpolls::v1::RefusalCode code =
+        full ? failedpolls::v1::REFUSAL_CODE_RESOURCE_EXHAUSTED
+             : failedpolls::v1::REFUSAL_CODE_UNAVAILABLE;
     if (uint64_t n = refusal_log_.Add(admission.batch.size()); n > 0) {
       spdlog::warn(
           "refused {} failures since the last report (producers keep and "
@@ -284,10 +288,10 @@ void TrackerService::Conclude(Admission& admission,
           n, why);
     }
     for (const PollFailure* failure : admission.batch) {
-      Refuse(failure->id(), why, reason, response);
+      Refuse(failure->id(), why, reason, code, response);
     }
     for (const PollFailure* failure : admission.repeats) {
-      Refuse(failure->id(), why, reason, response);
+      Refuse(failure->id(), why, reason, code, response);
     }
     return;
   }

@@ -16,11 +16,13 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.h"
 #include "common/log_rate_limiter.h"
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
+#include "tracker-service/failure_check.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/recent_failures.h"
 #include "tracker-service/tracker_config.h"
@@ -36,8 +38,12 @@ class TrackerService final
   // logged and counted, and acknowledged at once); `counter` is null when
   // error tracking is off. The service registers its counters in `metrics`,
   // the one place its numbers are kept. All must outlive the service.
+  // Each failure is checked against `limits` (failure_check.h) on
+  // `clock`'s wall time.
   TrackerService(const TrackerConfig& config, ErrorCounter* counter,
-                 DurableQueue* queue, MetricsRegistry& metrics);
+                 DurableQueue* queue, MetricsRegistry& metrics,
+                 FailureLimits limits = {},
+                 const Clock& clock = SystemClock::Get());
 
   // Requests read from one stream and not yet answered, at most. Bounds a
   // stream's memory to this many messages (each at most gRPC's receive
@@ -80,17 +86,19 @@ class TrackerService final
   // none or no queue): accepts or refuses `batch` and `repeats`, logs and
   // counts the accepted ones. Any thread.
   void Conclude(Admission& admission, const absl::Status& stored);
-  // `reason` labels the refusal in the metrics: invalid, buffer_full, store.
+  // `reason` labels the refusal in the metrics: a FailureProblem reason,
+  // unencodable, buffer_full or store; `code` tells the producer whether to
+  // send it again.
   void Refuse(const failedpolls::v1::FailureId& id, std::string why,
-              const char* reason,
+              const char* reason, failedpolls::v1::RefusalCode code,
               failedpolls::v1::ReportFailuresResponse& response);
-  // Why `failure` cannot be written, or "" when it is well-formed.
-  static std::string Invalid(const failedpolls::v1::PollFailure& failure);
 
   const TrackerConfig& config_;
   ErrorCounter* const counter_;
   DurableQueue* const queue_;
   PointSchema schema_;
+  const FailureLimits limits_;
+  const Clock& clock_;
   Counter& received_;  // label: error_type
   Counter& accepted_;
   Counter& duplicates_;
@@ -100,6 +108,7 @@ class TrackerService final
   RecentFailures recent_;
   // Producers resend refused failures every second while the cause lasts.
   LogRateLimiter refusal_log_{absl::Seconds(10)};
+  LogRateLimiter malformed_log_{absl::Seconds(10)};
 };
 
 }  // namespace qfp::tracker

@@ -80,6 +80,12 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
     absl::MutexLock lock(&mu_);
     refuse_once_ = std::move(predicate);
   }
+  // Refuse each failure whose sequence matches, every time, as malformed
+  // (REFUSAL_CODE_INVALID_ARGUMENT: not to be resent).
+  void RejectWhen(std::function<bool(uint64_t)> predicate) {
+    absl::MutexLock lock(&mu_);
+    reject_ = std::move(predicate);
+  }
   // Refuse everything until told otherwise.
   void RefuseAll(bool refuse) {
     absl::MutexLock lock(&mu_);
@@ -116,6 +122,13 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
           const bool refuse_first = refuse_once_ &&
                                     refuse_once_(failure.id().sequence()) &&
                                     refused_once_.insert(key).second;
+          if (reject_ && reject_(failure.id().sequence())) {
+            auto* refusal = response.add_refused();
+            *refusal->mutable_id() = failure.id();
+            refusal->set_reason("server_name holds a control character");
+            refusal->set_code(failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT);
+            continue;
+          }
           if (refuse_all_ || refuse_first) {
             ++refusals_;
             auto* refusal = response.add_refused();
@@ -154,6 +167,7 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
   std::set<Key> accepted_ ABSL_GUARDED_BY(mu_);
   std::set<Key> refused_once_ ABSL_GUARDED_BY(mu_);
   std::function<bool(uint64_t)> refuse_once_ ABSL_GUARDED_BY(mu_);
+  std::function<bool(uint64_t)> reject_ ABSL_GUARDED_BY(mu_);
   bool refuse_all_ ABSL_GUARDED_BY(mu_) = false;
   size_t break_after_ ABSL_GUARDED_BY(mu_) = 0;
   size_t received_ ABSL_GUARDED_BY(mu_) = 0;
@@ -290,6 +304,27 @@ TEST(TrackerClientTest, RefusedFailuresAreResentLater) {
   EXPECT_EQ(c.Metric("qfp_poller_failures_refused_total"), 100);
   EXPECT_EQ(tracker.accepted(), Keys(1, 300));
   EXPECT_EQ(c.pending(), 0u);
+}
+
+// A malformed failure would be refused again and again: it is dropped at
+// once, counted, and never sent a second time; the rest go through.
+TEST(TrackerClientTest, RejectedFailuresAreDroppedNotResent) {
+  FakeTracker tracker;
+  tracker.RejectWhen([](uint64_t sequence) { return sequence % 10 == 0; });
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  Client c(FastOptions(server.address()), MemorySpool());
+  c.client.Start();
+  for (uint64_t i = 1; i <= 300; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.pending() == 0; }));
+  EXPECT_EQ(c.Metric("qfp_poller_failures_rejected_total"), 30);
+  EXPECT_EQ(c.Metric("qfp_poller_failures_acknowledged_total"), 270);
+  EXPECT_EQ(c.Metric("qfp_poller_failures_refused_total"), 0);
+  EXPECT_EQ(tracker.accepted().size(), 270u);
+  // Wait past the refusal delay: nothing is sent again.
+  absl::SleepFor(FastOptions(server.address()).refusal_delay * 3);
+  EXPECT_EQ(tracker.received(), 300u);
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
 TEST(TrackerClientTest, BrokenStreamLosesNothing) {

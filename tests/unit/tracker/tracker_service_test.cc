@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
@@ -147,6 +148,9 @@ TEST_F(TrackerServiceTest, ARepeatOfARefusedFailureIsRefusedToo) {
   }
   EXPECT_EQ(
       Metric("qfp_tracker_failures_refused_total{reason=\"buffer_full\"}"), 2);
+  for (const auto& refusal : response.refused()) {
+    EXPECT_EQ(refusal.code(), failedpolls::v1::REFUSAL_CODE_RESOURCE_EXHAUSTED);
+  }
 }
 
 TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
@@ -161,8 +165,79 @@ TEST_F(TrackerServiceTest, AMalformedFailureIsRefusedAlone) {
   EXPECT_EQ(response.accepted(0).sequence(), 1u);
   ASSERT_EQ(response.refused_size(), 1);
   EXPECT_EQ(response.refused(0).id().sequence(), 2u);
-  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"invalid\"}"),
+  EXPECT_EQ(response.refused(0).code(),
+            failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"missing_id\"}"),
             1);
+}
+
+// Each kind of bad item is refused alone, as not to be resent, and counted
+// under its reason; the good ones around it are stored; the stream stays up
+// for the next request.
+TEST_F(TrackerServiceTest, HostileItemsAreRefusedOneByOneByReason) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(1);
+  PollFailure unknown_source = Failure(2);
+  unknown_source.set_source(static_cast<failedpolls::v1::PollSource>(77));
+  *request.add_failures() = unknown_source;
+  PollFailure long_host = Failure(3);
+  long_host.set_host(std::string(100000, 'h'));
+  *request.add_failures() = long_host;
+  PollFailure forged = Failure(4);
+  forged.set_message("ok\n[error] forged log line");
+  *request.add_failures() = forged;
+  PollFailure future = Failure(5);
+  future.mutable_occurred_at()->set_seconds(
+      absl::ToUnixSeconds(absl::Now() + absl::Hours(1)));
+  *request.add_failures() = future;
+  PollFailure tags = Failure(6);
+  for (int i = 0; i < 65; ++i) {
+    (*tags.mutable_server_tags())[absl::StrCat("k", i)] = "v";
+  }
+  *request.add_failures() = tags;
+  *request.add_failures() = Failure(7);
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(20));
+  auto stream = stub_->ReportFailures(&context);
+  ASSERT_TRUE(stream->Write(request));
+  ReportFailuresResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(response.accepted(0).sequence(), 1u);
+  EXPECT_EQ(response.accepted(1).sequence(), 7u);
+  ASSERT_EQ(response.refused_size(), 5);
+  for (const auto& refusal : response.refused()) {
+    EXPECT_EQ(refusal.code(), failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT)
+        << refusal.reason();
+    EXPECT_LT(refusal.reason().size(), 200u);  // never echoes the bytes
+  }
+  EXPECT_EQ(response.refused(1).reason(),
+            "host is 100000 bytes, over the limit of 1024");
+  EXPECT_EQ(
+      Metric("qfp_tracker_failures_refused_total{reason=\"unknown_enum\"}"), 1);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"too_long\"}"),
+            1);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"bad_text\"}"),
+            1);
+  EXPECT_EQ(Metric("qfp_tracker_failures_refused_total{reason=\"bad_time\"}"),
+            1);
+  EXPECT_EQ(
+      Metric("qfp_tracker_failures_refused_total{reason=\"too_many_tags\"}"),
+      1);
+  EXPECT_EQ(queue_->backlog(), 2u);
+
+  // The same stream takes the next request.
+  ReportFailuresRequest next;
+  *next.add_failures() = Failure(8);
+  ASSERT_TRUE(stream->Write(next));
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(response.accepted(0).sequence(), 8u);
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
