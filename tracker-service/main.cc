@@ -153,6 +153,7 @@ int Main(int argc, char** argv) {
   int bound_port = 0;
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
                            &bound_port);
+  TrackerService::ApplyLimits(builder);
   builder.RegisterService(&service);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr || bound_port == 0) {

@@ -65,6 +65,26 @@ class TrackerService::Stream final
  public:
   Stream(TrackerService& service, std::string peer)
       : service_(service), peer_(std::move(peer)) {
+    {
+      absl::MutexLock lock(&service_.streams_mu_);
+      counted_ = service_.open_streams_ < kMaxStreams;
+      if (counted_) ++service_.open_streams_;
+    }
+    if (!counted_) {
+      if (uint64_t n = service_.stream_refusal_log_.Add(1); n > 0) {
+        spdlog::warn(
+            "refused {} streams since the last report: {} streams are open, "
+            "the most allowed (latest from {})",
+            n, kMaxStreams, peer_);
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        finished_ = true;
+      }
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many open streams; retry later"));
+      return;
+    }
     spdlog::info("producer connected from {}", peer_);
     next_ = std::make_unique<Admission>();
     reading_ = true;
@@ -109,7 +129,11 @@ class TrackerService::Stream final
   }
 
   void OnDone() override {
-    spdlog::info("producer {} disconnected", peer_);
+    if (counted_) {
+      spdlog::info("producer {} disconnected", peer_);
+      absl::MutexLock lock(&service_.streams_mu_);
+      --service_.open_streams_;
+    }
     delete this;
   }
 
@@ -177,6 +201,7 @@ class TrackerService::Stream final
 
   TrackerService& service_;
   const std::string peer_;
+  bool counted_ = false;  // holds one of the kMaxStreams places
   absl::Mutex mu_;
   // The request being read; only the thread that started the read, then
   // OnReadDone, touch it.
@@ -191,6 +216,20 @@ class TrackerService::Stream final
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+void TrackerService::ApplyLimits(grpc::ServerBuilder& builder) {
+  builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             kMaxStreamsPerConnection);
+  grpc::ResourceQuota quota("qs-error-tracker");
+  quota.Resize(kGrpcMemoryBytes);
+  builder.SetResourceQuota(quota);
+}
+
+int TrackerService::open_streams() const {
+  absl::MutexLock lock(&streams_mu_);
+  return open_streams_;
+}
 
 grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse>*
 TrackerService::ReportFailures(grpc::CallbackServerContext* context) {

@@ -16,10 +16,12 @@
 #include <string>
 #include <vector>
 
+#include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/log_rate_limiter.h"
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "grpcpp/server_builder.h"
 #include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_check.h"
@@ -46,9 +48,29 @@ class TrackerService final
                  const Clock& clock = SystemClock::Get());
 
   // Requests read from one stream and not yet answered, at most. Bounds a
-  // stream's memory to this many messages (each at most gRPC's receive
-  // limit) and lets group commits span requests.
+  // stream's memory to this many messages (each at most
+  // kMaxRequestBytes) and lets group commits span requests.
   static constexpr int kRequestsInFlightPerStream = 4;
+  // The largest request accepted (gRPC's default, stated): a bigger one
+  // ends its stream with RESOURCE_EXHAUSTED. Our poller sends at most
+  // maxBatch failures of a few hundred bytes each.
+  static constexpr int kMaxRequestBytes = 4 << 20;
+  // Streams one connection may have open at once (HTTP/2's
+  // SETTINGS_MAX_CONCURRENT_STREAMS); a client queues any beyond.
+  static constexpr int kMaxStreamsPerConnection = 16;
+  // ReportFailures streams open at once in all; more are answered
+  // RESOURCE_EXHAUSTED at once (the producer retries with back-off).
+  static constexpr int kMaxStreams = 256;
+  // The memory gRPC may use for its buffers in all; beyond it, gRPC stops
+  // reading from connections until memory is free.
+  static constexpr size_t kGrpcMemoryBytes = size_t{256} << 20;
+
+  // Applies the limits above to the server that will serve this service;
+  // the tracker's main and the tests build their servers with it.
+  static void ApplyLimits(grpc::ServerBuilder& builder);
+
+  // ReportFailures streams open now.
+  int open_streams() const;
 
   grpc::ServerBidiReactor<failedpolls::v1::ReportFailuresRequest,
                           failedpolls::v1::ReportFailuresResponse>*
@@ -109,6 +131,9 @@ class TrackerService final
   // Producers resend refused failures every second while the cause lasts.
   LogRateLimiter refusal_log_{absl::Seconds(10)};
   LogRateLimiter malformed_log_{absl::Seconds(10)};
+  LogRateLimiter stream_refusal_log_{absl::Seconds(10)};
+  mutable absl::Mutex streams_mu_;
+  int open_streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
 };
 
 }  // namespace qfp::tracker

@@ -1,0 +1,246 @@
+"""Hostile peers against the real qs-error-tracker (issue 11 §5): after each
+attack the tracker still serves a well-behaved producer, its memory stays
+bounded, and it never crashes."""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import socket
+import struct
+import tempfile
+import threading
+import time
+import unittest
+
+import grpc
+
+from support import procs, stack
+from support.grpc_client import TrackerClient, failure, pb, pb_grpc
+from support.influxd import InfluxD
+
+# The tracker's limits (tracker-service/tracker_service.h).
+MAX_REQUEST_BYTES = 4 << 20
+MAX_STREAMS = 256
+# What the attacks may add to the tracker's resident memory, at most: gRPC's
+# quota (256 MiB) is the hard bound; what we see is far below it.
+RSS_GROWTH_LIMIT = 96 << 20
+
+
+def rss_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
+
+
+class HostilePeersTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.addClassCleanup(cls._cleanup)
+        cls.tmp = tempfile.mkdtemp(prefix="qfp-hostile-")
+        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
+        cls.port = procs.free_port()
+        config = stack.butler_config(
+            _NoPki(), [], influx_port=cls.influx.http_port,
+            tracker_port=cls.port)
+        config["Butler-SOS"]["errorTracking"]["logSummary"]["enable"] = False
+        path = stack.write_config(os.path.join(cls.tmp, "c.yaml"), config)
+        cls.tracker = stack.start_tracker(path, cls.tmp)
+        cls.address = f"127.0.0.1:{cls.port}"
+        cls.sequence = 0
+        cls.good = TrackerClient(cls.address)
+        cls.report_good()  # warm up before the baseline
+        cls.baseline_rss = rss_bytes(cls.tracker.pid)
+
+    @classmethod
+    def _cleanup(cls):
+        if getattr(cls, "good", None):
+            cls.good.close()
+        if getattr(cls, "tracker", None):
+            cls.tracker.stop(timeout=20)
+        if getattr(cls, "influx", None):
+            cls.influx.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def report_good(cls):
+        cls.sequence += 1
+        (response,) = cls.good.report(
+            [[failure(cls.sequence, server="good", instance="good")]],
+            timeout=20)
+        return response
+
+    def assert_still_serving(self):
+        self.assertIsNone(self.tracker.returncode, "the tracker died")
+        response = self.report_good()
+        self.assertEqual([a.sequence for a in response.accepted],
+                         [self.sequence])
+        growth = rss_bytes(self.tracker.pid) - self.baseline_rss
+        self.assertLess(growth, RSS_GROWTH_LIMIT,
+                        f"RSS grew by {growth >> 20} MiB")
+
+    def test_random_bytes_to_the_port(self):
+        rng = __import__("random").Random(11)
+        for _ in range(20):
+            with socket.create_connection(("127.0.0.1", self.port),
+                                          timeout=5) as sock:
+                try:
+                    sock.sendall(bytes(rng.getrandbits(8)
+                                       for _ in range(64 * 1024)))
+                except OSError:
+                    pass  # the tracker closed it: fine
+        self.assert_still_serving()
+
+    def test_a_100_mb_message_is_refused(self):
+        channel = grpc.insecure_channel(
+            self.address,
+            options=[("grpc.max_send_message_length", 200 << 20)])
+        try:
+            stub = pb_grpc.FailedPollTrackerStub(channel)
+            big = failure(1, server="big", instance="big")
+            big.message = "x" * (100 << 20)
+            with self.assertRaises(grpc.RpcError) as caught:
+                list(stub.ReportFailures(
+                    iter([pb.ReportFailuresRequest(failures=[big])]),
+                    timeout=60))
+            self.assertEqual(caught.exception.code(),
+                             grpc.StatusCode.RESOURCE_EXHAUSTED)
+        finally:
+            channel.close()
+        self.assert_still_serving()
+
+    def test_many_streams(self):
+        # A producer streaming before the attack keeps being answered while
+        # a peer opens more streams than the tracker allows (over many
+        # connections, sending nothing); the ones past the limit end at
+        # once with RESOURCE_EXHAUSTED, and once they are gone new streams
+        # are served again.
+        outbox: queue.Queue = queue.Queue()
+
+        def requests():
+            while True:
+                item = outbox.get()
+                if item is None:
+                    return
+                yield item
+
+        good_channel = grpc.insecure_channel(self.address)
+        good = pb_grpc.FailedPollTrackerStub(good_channel).ReportFailures(
+            requests(), timeout=120)
+        ours = iter([1_000_001, 1_000_002])
+
+        def ask():
+            sequence = next(ours)
+            outbox.put(pb.ReportFailuresRequest(failures=[
+                failure(sequence, server="steady", instance="steady")]))
+            return [a.sequence for a in next(good).accepted], sequence
+
+        got, want = ask()
+        self.assertEqual(got, [want])
+
+        stop = threading.Event()
+
+        def idle():
+            stop.wait(120)
+            return
+            yield  # a generator that sends nothing
+
+        channels = [grpc.insecure_channel(
+            self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(24)]
+        calls = []
+        try:
+            for i in range(MAX_STREAMS + 40):
+                stub = pb_grpc.FailedPollTrackerStub(channels[i % 24])
+                calls.append(stub.ReportFailures(idle(), timeout=120))
+
+            def refused():
+                return sum(1 for c in calls if c.done() and
+                           c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
+            procs.wait_until(lambda: refused() >= 40, timeout=30)
+            # The steady producer's stream still works.
+            got, want = ask()
+            self.assertEqual(got, [want])
+        finally:
+            stop.set()
+            for call in calls:
+                call.cancel()
+            for channel in channels:
+                channel.close()
+            outbox.put(None)
+            good_channel.close()
+        procs.wait_until(self.try_good, timeout=20)
+        self.assert_still_serving()
+
+    def try_good(self) -> bool:
+        try:
+            self.report_good()
+            return True
+        except grpc.RpcError:
+            return False
+
+    def test_a_producer_that_never_reads_its_answers(self):
+        # Raw HTTP/2 would be needed to stop reading for real; a Python
+        # client that never iterates its responses keeps them unread.
+        channel = grpc.insecure_channel(self.address)
+        try:
+            stub = pb_grpc.FailedPollTrackerStub(channel)
+            requests = (pb.ReportFailuresRequest(failures=[
+                failure(r * 100 + i + 1, server="deaf", instance="deaf")
+                for i in range(100)]) for r in range(2000))
+            call = stub.ReportFailures(requests, timeout=60)
+            time.sleep(3)  # it sends; the tracker answers into the void
+            self.assert_still_serving()
+            call.cancel()
+        finally:
+            channel.close()
+        self.assert_still_serving()
+
+    def test_disconnect_in_the_middle_of_a_message(self):
+        # A valid HTTP/2 preface and headers, then half a gRPC message, then
+        # the connection closes.
+        for _ in range(10):
+            with socket.create_connection(("127.0.0.1", self.port),
+                                          timeout=5) as sock:
+                sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                sock.sendall(_frame(4, 0, 0, b""))  # SETTINGS
+                sock.sendall(_frame(1, 0x4, 1, _headers()))  # HEADERS
+                # DATA: a gRPC message that claims 1 MiB and brings 10 bytes.
+                body = b"\x00" + struct.pack(">I", 1 << 20) + b"\x0a" * 10
+                sock.sendall(_frame(0, 0, 1, body))
+        self.assert_still_serving()
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) +
+            struct.pack(">I", stream) + payload)
+
+
+def _literal(name: bytes, value: bytes) -> bytes:
+    # HPACK literal header field without indexing, new name (RFC 7541 6.2.2);
+    # lengths under 127, no Huffman.
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+def _headers() -> bytes:
+    return b"".join([
+        _literal(b":method", b"POST"),
+        _literal(b":scheme", b"http"),
+        _literal(b":path", b"/failedpolls.v1.FailedPollTracker/ReportFailures"),
+        _literal(b":authority", b"127.0.0.1"),
+        _literal(b"content-type", b"application/grpc"),
+        _literal(b"te", b"trailers"),
+    ])
+
+
+class _NoPki:
+    """The tracker reads no certificates; the config only needs paths."""
+    client_cert = client_key = root_ca = "/nonexistent"
+
+
+if __name__ == "__main__":
+    unittest.main()
