@@ -62,11 +62,11 @@ int CheckConfig(const TrackerConfig& config) {
       std::cerr << "qs-error-tracker: " << writer.status().message() << "\n";
       return kExitConfigError;
     }
-    destination = absl::StrCat(
-        "points to ", (*writer)->Describe(), " as measurement ",
-        config.schema.measurement, "; queue ",
-        config.wal_directory.empty() ? std::string("in memory")
-                                     : config.wal_directory);
+    destination =
+        absl::StrCat("points to ", (*writer)->Describe(), " as measurement ",
+                     config.schema.measurement, "; queue ",
+                     config.wal_directory.empty() ? std::string("in memory")
+                                                  : config.wal_directory);
   }
   std::cout << "Config valid: listen " << config.listen << ", " << destination
             << "\n";

@@ -298,39 +298,6 @@ INSTANTIATE_TEST_SUITE_P(
       return param_info.param.name;
     });
 
-TEST(ConfigNodeTest, MergedServerEntriesReadAsWritten) {
-  // The shape of the report: shared settings by anchor and merge.
-  YAML::Node doc;
-  ConfigErrors errors;
-  ConfigNode root = Root(
-      "defaults: &sense_defaults\n"
-      "  serverDescription: shared\n"
-      "  userSessions:\n"
-      "    enable: true\n"
-      "    virtualProxies: [{virtualProxy: /}]\n"
-      "servers:\n"
-      "  - <<: *sense_defaults\n"
-      "    host: sense1:4747\n"
-      "    serverName: sense1\n"
-      "  - <<: *sense_defaults\n"
-      "    host: sense2:4747\n"
-      "    serverName: sense2\n"
-      "    serverDescription: own\n",
-      doc, errors);
-  std::vector<ConfigNode> servers = root["servers"].Items();
-  ASSERT_EQ(servers.size(), 2u);
-  EXPECT_EQ(servers[0]["serverDescription"].String(), "shared");
-  EXPECT_EQ(servers[1]["serverDescription"].String(), "own");
-  EXPECT_EQ(servers[1]["host"].String(), "sense2:4747");
-  EXPECT_TRUE(servers[1]["userSessions"]["enable"].Bool());
-  EXPECT_EQ(servers[0]["userSessions"]["virtualProxies"]
-                .Items()[0]["virtualProxy"]
-                .String(),
-            "/");
-  EXPECT_FALSE(servers[0]["<<"].defined());
-  EXPECT_THAT(errors.errors(), IsEmpty());
-}
-
 TEST(ConfigNodeTest, MergedKeysKeepJsYamlOrder) {
   // js-yaml: merged keys take the place of the merge key; an explicit key
   // overriding a merged one keeps the merged one's place (headers are sent
