@@ -49,7 +49,8 @@ enum class PortRule {
 };
 
 // A node of the document together with its key path. Cheap to copy. Absent
-// and null nodes are treated alike: "not set".
+// and null nodes are treated alike: "not set". Not thread-safe (nor is
+// yaml-cpp's Node): a config is read at start, on one thread.
 class ConfigNode {
  public:
   // Parses `yaml_text` as Butler SOS's js-yaml would: a syntax error is
