@@ -393,6 +393,16 @@ std::string ConfigNode::Host(PortRule rule, absl::string_view fallback) const {
   return Host(rule);
 }
 
+std::optional<std::string> ConfigNode::CheckHostFlag(absl::string_view flag,
+                                                     absl::string_view value,
+                                                     PortRule rule) {
+  ConfigErrors errors;
+  ConfigNode(YAML::Node(std::string(value)), std::string(flag), &errors)
+      .Host(rule);
+  if (errors.empty()) return std::nullopt;
+  return errors.errors().front();
+}
+
 std::string ConfigNode::WritableDirectory(absl::string_view unset_means) const {
   if (!present()) return "";
   const std::string path = String();

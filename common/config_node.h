@@ -105,6 +105,11 @@ class ConfigNode {
   // error or when not set, where the overload with a fallback returns it).
   std::string Host(PortRule rule) const;
   std::string Host(PortRule rule, absl::string_view fallback) const;
+  // The same check for a host given on the command line: nullopt when
+  // `value` is one, else the problem as "--flag: expected ...".
+  static std::optional<std::string> CheckHostFlag(absl::string_view flag,
+                                                  absl::string_view value,
+                                                  PortRule rule);
 
   // A directory the service creates at start when missing and writes in:
   // it exists and is a writable directory, or it is missing and its nearest

@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/command_line.h"
+#include "common/config_node.h"
 #include "common/failure_queue.h"
 #include "common/failure_queue_factory.h"
 #include "common/logging.h"
@@ -93,6 +94,11 @@ int Main(int argc, char** argv) {
   PollerConfig& config = *loaded;
   if (!absl::GetFlag(FLAGS_tracker).empty()) {
     config.tracker_address = absl::GetFlag(FLAGS_tracker);
+    if (std::optional<std::string> bad = ConfigNode::CheckHostFlag(
+            "--tracker", config.tracker_address, PortRule::kRequired)) {
+      std::cerr << "qs-poller: " << *bad << "\n";
+      return kExitConfigError;
+    }
   }
   if (!absl::GetFlag(FLAGS_log_level).empty()) {
     config.log_level = absl::GetFlag(FLAGS_log_level);

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/command_line.h"
+#include "common/config_node.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -95,6 +96,11 @@ int Main(int argc, char** argv) {
   TrackerConfig& config = *loaded;
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.listen = absl::GetFlag(FLAGS_listen);
+    if (std::optional<std::string> bad = ConfigNode::CheckHostFlag(
+            "--listen", config.listen, PortRule::kListen)) {
+      std::cerr << "qs-error-tracker: " << *bad << "\n";
+      return kExitConfigError;
+    }
   }
   if (!absl::GetFlag(FLAGS_log_level).empty()) {
     config.log_level = absl::GetFlag(FLAGS_log_level);

@@ -285,6 +285,31 @@ class ConfigCheckTest(unittest.TestCase):
             "Butler-SOS.failedPolls.tracker.walDirectry: unknown key (did "
             "you mean walDirectory?)")
 
+    # -- the command line ---------------------------------------------------------
+
+    def test_both_binaries_describe_check_config(self):
+        for binary in BOTH:
+            with self.subTest(binary=binary):
+                result = subprocess.run([procs.bin_path(binary), "--help"],
+                                        capture_output=True, text=True,
+                                        timeout=30)
+                self.assertIn("check_config (Validate the config as a start "
+                              "would", result.stdout + result.stderr)
+
+    def test_address_flags_are_checked_as_the_keys_are(self):
+        path = self.write(GOOD)
+        for binary, flag, value in (
+                (POLLER, "--tracker", "http://tracker:50051"),
+                (TRACKER, "--listen", "0.0.0.0")):
+            with self.subTest(binary=binary):
+                result = subprocess.run(
+                    [procs.bin_path(binary), "--config", path,
+                     "--check-config", f"{flag}={value}"],
+                    capture_output=True, text=True, timeout=30)
+                self.assertEqual(result.returncode, 2, result.stderr)
+                self.assertIn(f"{flag}: expected HOST:PORT, got \"{value}\"",
+                              result.stderr)
+
     # -- Butler SOS's own template (§3) -------------------------------------------
 
     def test_production_template_placeholders_are_refused(self):
