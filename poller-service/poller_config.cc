@@ -152,7 +152,7 @@ MonitoredServer ParseServer(const ConfigNode& node,
 
   ConfigNode sessions = node["userSessions"];
   server.sessions_enabled =
-      sessions.present() && sessions["enable"].Bool(false);
+      sessions.present() && sessions["enable"].Bool(server.sessions_enabled);
   if (server.sessions_enabled && sessions_globally_enabled) {
     server.sessions_host = sessions["host"].Host(PortRule::kOptional);
     // A list left empty (null) is an empty list, as in Butler SOS.
@@ -184,6 +184,8 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   std::optional<ConfigNode> root_section = ConfigNode::ButlerSos(root, &errors);
   if (!root_section) return errors.ToStatus(source);
   const ConfigNode& sos = *root_section;
+  // Every default is an initialiser of PollerConfig (or of the structs it
+  // holds); the reads below fall back to it.
   PollerConfig config;
   config.log_level = ReadLogLevel(sos, config.log_level);
   CheckFailedPollsKeys(sos);
@@ -203,16 +205,19 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
 
   ConfigNode monitor = sos["serversToMonitor"];
   config.health_interval = Interval(monitor["pollingInterval"]);
-  config.tls.verify_server = monitor["rejectUnauthorized"].Bool(true);
+  config.tls.verify_server =
+      monitor["rejectUnauthorized"].Bool(config.tls.verify_server);
 
   ConfigNode sessions = sos["userSessions"];
-  config.sessions_enabled = sessions["enableSessionExtract"].Bool(false);
+  config.sessions_enabled =
+      sessions["enableSessionExtract"].Bool(config.sessions_enabled);
   if (config.sessions_enabled) {
     config.sessions_interval = Interval(sessions["pollingInterval"]);
   }
 
   ConfigNode apps = sos["appNames"];
-  config.app_names_enabled = apps["enableAppNameExtract"].Bool(false);
+  config.app_names_enabled =
+      apps["enableAppNameExtract"].Bool(config.app_names_enabled);
   if (config.app_names_enabled) {
     config.app_names_interval = Interval(apps["extractInterval"]);
     config.app_names_host = apps["hostIP"].Host(PortRule::kOptional);

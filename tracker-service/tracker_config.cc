@@ -54,7 +54,7 @@ void ReadV1(const ConfigNode& v1, const std::string& host, int port,
   if (settings->database.empty() && v1["dbName"].present()) {
     v1["dbName"].Error("must not be empty");
   }
-  settings->auth_enable = v1["auth"]["enable"].Bool(false);
+  settings->auth_enable = v1["auth"]["enable"].Bool(settings->auth_enable);
   if (settings->auth_enable) {
     settings->username = NonEmptyString(v1["auth"]["username"]);
     if (const char* env = std::getenv(kV1PasswordEnv); env != nullptr) {

@@ -135,6 +135,9 @@ TEST_F(PollerConfigTest, DefaultsAreTheStructsInitialisers) {
   EXPECT_EQ(config->log_level, defaults.log_level);
   EXPECT_EQ(config->sessions_enabled, defaults.sessions_enabled);
   EXPECT_EQ(config->app_names_enabled, defaults.app_names_enabled);
+  EXPECT_EQ(config->tls.verify_server, defaults.tls.verify_server);
+  EXPECT_EQ(config->servers[0].sessions_enabled,
+            MonitoredServer().sessions_enabled);
 }
 
 TEST_F(PollerConfigTest, NullListsAreEmptyLists) {
