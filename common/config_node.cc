@@ -311,14 +311,22 @@ namespace {
 absl::StatusOr<YAML::Node> ParseText(const std::string& text,
                                      absl::string_view source,
                                      absl::string_view syntax_prefix) {
-  YAML::Node raw;
+  std::vector<YAML::Node> documents;
   try {
-    raw = YAML::Load(text);
+    documents = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         syntax_prefix, "YAML syntax error at line ", e.mark.line + 1,
         ", column ", e.mark.column + 1, ": ", e.msg));
   }
+  // js-yaml's load() refuses a stream of several documents; yaml-cpp's Load
+  // would read the first and drop the rest unsaid.
+  if (documents.size() > 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        syntax_prefix, "the file holds ", documents.size(),
+        " YAML documents (separated by ---); Butler SOS reads exactly one"));
+  }
+  const YAML::Node raw = documents.empty() ? YAML::Node() : documents[0];
   ConfigErrors errors;
   YAML::Node resolved = MergeResolver(&errors).Resolve(raw, "", 0);
   if (!errors.empty()) return errors.ToStatus(source);

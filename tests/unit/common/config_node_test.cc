@@ -241,6 +241,18 @@ INSTANTIATE_TEST_SUITE_P(
       return param_info.param.name;
     });
 
+TEST(ConfigNodeTest, SecondDocumentIsRefused) {
+  absl::StatusOr<YAML::Node> parsed =
+      ConfigNode::Parse("---\nButler-SOS: {logLevel: info}\n---\nother: 1\n");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "the file holds 2 YAML documents (separated by ---); Butler SOS "
+            "reads exactly one");
+  // One document, with or without its start marker, is read.
+  EXPECT_TRUE(ConfigNode::Parse("---\na: 1\n").ok());
+  EXPECT_TRUE(ConfigNode::Parse("").ok());
+}
+
 TEST(ConfigNodeTest, ExponentialAliasesAreRefusedNotExpanded) {
   // Each level doubles the one before: 2^30 nodes if expanded.
   std::string yaml = "l0: &l0 [x, x]\n";
