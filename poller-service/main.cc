@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "common/clock.h"
 #include "common/command_line.h"
+#include "common/config_node.h"
 #include "common/failure_queue.h"
 #include "common/failure_queue_factory.h"
 #include "common/logging.h"
@@ -33,8 +34,9 @@ ABSL_FLAG(std::string, tracker, "",
           "Butler-SOS.failedPolls.poller.trackerAddress (default "
           "127.0.0.1:50051).");
 ABSL_FLAG(bool, check_config, false,
-          "Validate the config, print the poll plan (each URL, how often, "
-          "with which headers; secrets masked) and exit.");
+          "Validate the config as a start would, print the poll plan (each "
+          "URL, how often, with which headers; secrets masked) and exit: 0 "
+          "when valid, 2 otherwise. Changes nothing on disk.");
 ABSL_FLAG(std::string, log_level, "",
           "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
 ABSL_FLAG(int, shutdown_deadline_ms, 10000,
@@ -92,19 +94,24 @@ int Main(int argc, char** argv) {
   PollerConfig& config = *loaded;
   if (!absl::GetFlag(FLAGS_tracker).empty()) {
     config.tracker_address = absl::GetFlag(FLAGS_tracker);
+    if (std::optional<std::string> bad = ConfigNode::CheckHostFlag(
+            "--tracker", config.tracker_address, PortRule::kRequired)) {
+      std::cerr << "qs-poller: " << *bad << "\n";
+      return kExitConfigError;
+    }
   }
   if (!absl::GetFlag(FLAGS_log_level).empty()) {
     config.log_level = absl::GetFlag(FLAGS_log_level);
   }
   std::vector<PollTarget> plan = BuildPollPlan(config);
-  if (absl::GetFlag(FLAGS_check_config)) {
-    PrintPlan(config, plan);
-    return 0;
-  }
   if (absl::Status status = InitLogging("qs-poller", config.log_level);
       !status.ok()) {
     std::cerr << "qs-poller: " << status.message() << "\n";
     return kExitConfigError;
+  }
+  if (absl::GetFlag(FLAGS_check_config)) {
+    PrintPlan(config, plan);
+    return 0;
   }
   if (plan.empty()) {
     spdlog::warn("the config enables no polls: nothing to do until restarted");

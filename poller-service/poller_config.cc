@@ -2,17 +2,16 @@
 
 #include <unistd.h>
 
-#include <cerrno>
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <system_error>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/config_node.h"
+#include "common/config_schema.h"
 #include "openssl/err.h"
 #include "openssl/pem.h"
 
@@ -81,35 +80,35 @@ void CheckKeyFile(const ConfigNode& node, const std::string& path,
 constexpr int64_t kMinSpoolBytes = int64_t{1} << 20;  // 1 MiB
 constexpr int64_t kMaxSpoolBytes = int64_t{1} << 40;  // 1 TiB
 
-// The spool directory is created now (as the poller will at start) so that a
-// path it could never use is reported with its key, not at the first failure.
-std::string CheckSpoolDirectory(const ConfigNode& node) {
-  if (!node.present()) return "";
-  std::string path = node.String();
-  if (path.empty()) {
-    node.Error(
-        "must not be empty (leave it out to keep failures in memory "
-        "only)");
-    return "";
+// An HTTP header name is a token (RFC 9110, 5.1 and 5.6.2).
+bool IsHeaderName(absl::string_view name) {
+  static constexpr absl::string_view kSeparators = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+    return absl::ascii_isalnum(static_cast<unsigned char>(c)) ||
+           absl::StrContains(kSeparators, c);
+  });
+}
+
+// A header value must not end the header line early: no CR, LF or NUL
+// (what would otherwise inject a header of its own).
+bool IsHeaderValue(absl::string_view value) {
+  return value.find_first_of(absl::string_view("\r\n\0", 3)) ==
+         absl::string_view::npos;
+}
+
+std::vector<std::pair<std::string, std::string>> ReadHeaders(
+    const ConfigNode& node) {
+  std::vector<std::pair<std::string, std::string>> headers = node.StringPairs();
+  for (const auto& [name, value] : headers) {
+    if (!IsHeaderName(name)) {
+      node[name].Error(
+          "not an HTTP header name (letters, digits and "
+          "!#$%&'*+-.^_`|~ only)");
+    } else if (!IsHeaderValue(value)) {
+      node[name].Error("a header value must not hold a line break or NUL");
+    }
   }
-  std::error_code error;
-  std::filesystem::create_directories(path, error);
-  if (error) {
-    node.Error(absl::StrCat("cannot create directory \"", path,
-                            "\": ", error.message()));
-    return "";
-  }
-  if (!std::filesystem::is_directory(path, error)) {
-    node.Error(absl::StrCat("\"", path, "\" is not a directory"));
-    return "";
-  }
-  if (access(path.c_str(), W_OK | X_OK) != 0) {
-    node.Error(absl::StrCat(
-        "directory \"", path, "\" is not writable: ",
-        std::error_code(errno, std::generic_category()).message()));
-    return "";
-  }
-  return path;
+  return headers;
 }
 
 absl::Duration Interval(const ConfigNode& node) {
@@ -124,12 +123,9 @@ MonitoredServer ParseServer(const ConfigNode& node,
                             const std::vector<std::string>& tag_names,
                             bool sessions_globally_enabled) {
   MonitoredServer server;
-  server.host = node["host"].String();
+  server.host = node["host"].Host(PortRule::kOptional);
   server.server_name = node["serverName"].String();
   server.description = node["serverDescription"].String("");
-  if (server.host.empty() && node["host"].present()) {
-    node["host"].Error("must not be empty");
-  }
   if (server.server_name.empty() && node["serverName"].present()) {
     node["serverName"].Error("must not be empty");
   }
@@ -152,13 +148,14 @@ MonitoredServer ParseServer(const ConfigNode& node,
     }
   }
 
-  server.headers = node["headers"].StringPairs();
+  server.headers = ReadHeaders(node["headers"]);
 
   ConfigNode sessions = node["userSessions"];
   server.sessions_enabled =
-      sessions.present() && sessions["enable"].Bool(false);
+      sessions.present() && sessions["enable"].Bool(server.sessions_enabled);
   if (server.sessions_enabled && sessions_globally_enabled) {
-    server.sessions_host = sessions["host"].String();
+    server.sessions_host = sessions["host"].Host(PortRule::kOptional);
+    // A list left empty (null) is an empty list, as in Butler SOS.
     for (const ConfigNode& item : sessions["virtualProxies"].Items()) {
       ConfigNode vp = item["virtualProxy"];
       std::string value = vp.String();
@@ -171,8 +168,7 @@ MonitoredServer ParseServer(const ConfigNode& node,
       }
       if (!value.empty()) server.virtual_proxies.push_back(value);
     }
-    if (server.virtual_proxies.empty() &&
-        !sessions["virtualProxies"].present()) {
+    if (!sessions["virtualProxies"].defined()) {
       sessions["virtualProxies"].Error(
           "missing (expected a list of {virtualProxy: /prefix})");
     }
@@ -188,8 +184,11 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   std::optional<ConfigNode> root_section = ConfigNode::ButlerSos(root, &errors);
   if (!root_section) return errors.ToStatus(source);
   const ConfigNode& sos = *root_section;
+  // Every default is an initialiser of PollerConfig (or of the structs it
+  // holds); the reads below fall back to it.
   PollerConfig config;
-  config.log_level = sos["logLevel"].String("info");
+  config.log_level = ReadLogLevel(sos, config.log_level);
+  CheckFailedPollsKeys(sos);
 
   ConfigNode cert = sos["cert"];
   config.tls.client_cert_file = cert["clientCert"].String();
@@ -206,25 +205,30 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
 
   ConfigNode monitor = sos["serversToMonitor"];
   config.health_interval = Interval(monitor["pollingInterval"]);
-  config.tls.verify_server = monitor["rejectUnauthorized"].Bool(true);
+  config.tls.verify_server =
+      monitor["rejectUnauthorized"].Bool(config.tls.verify_server);
 
   ConfigNode sessions = sos["userSessions"];
-  config.sessions_enabled = sessions["enableSessionExtract"].Bool(false);
+  config.sessions_enabled =
+      sessions["enableSessionExtract"].Bool(config.sessions_enabled);
   if (config.sessions_enabled) {
     config.sessions_interval = Interval(sessions["pollingInterval"]);
   }
 
   ConfigNode apps = sos["appNames"];
-  config.app_names_enabled = apps["enableAppNameExtract"].Bool(false);
+  config.app_names_enabled =
+      apps["enableAppNameExtract"].Bool(config.app_names_enabled);
   if (config.app_names_enabled) {
     config.app_names_interval = Interval(apps["extractInterval"]);
-    config.app_names_host = apps["hostIP"].String();
+    config.app_names_host = apps["hostIP"].Host(PortRule::kOptional);
   }
 
   std::vector<std::string> tag_names =
       monitor["serverTagsDefinition"].StringList();
+  // `servers:` with nothing under it is an empty list (Butler SOS's reading;
+  // a site may use it for app names only); a missing key is a mistake.
   std::vector<ConfigNode> servers = monitor["servers"].Items();
-  if (!monitor["servers"].present()) {
+  if (!monitor["servers"].defined()) {
     monitor["servers"].Error("missing (expected a list of servers)");
   }
   for (const ConfigNode& node : servers) {
@@ -233,15 +237,20 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   }
 
   ConfigNode poller = sos["failedPolls"]["poller"];
-  config.tracker_address =
-      poller["trackerAddress"].String(config.tracker_address);
+  config.tracker_address = poller["trackerAddress"].Host(
+      PortRule::kRequired, config.tracker_address);
   config.poller_id = poller["pollerId"].String("");
+  if (config.poller_id.empty() && poller["pollerId"].present()) {
+    poller["pollerId"].Error(
+        "must not be empty (leave it out to use "
+        "$QFP_POLLER_ID or the host name)");
+  }
   if (const char* env = std::getenv("QFP_POLLER_ID");
       config.poller_id.empty() && env != nullptr) {
     config.poller_id = env;
   }
   if (config.poller_id.empty()) config.poller_id = HostName();
-  config.metrics_listen = poller["metricsListen"].String("");
+  config.metrics_listen = poller["metricsListen"].Host(PortRule::kListen, "");
   config.max_concurrent_polls = static_cast<int>(
       poller["maxConcurrentPolls"].Int(config.max_concurrent_polls, 1, 10000));
   config.request_timeout =
@@ -253,7 +262,8 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.max_spool_bytes = static_cast<uint64_t>(
       poller["maxSpoolBytes"].Int(static_cast<int64_t>(config.max_spool_bytes),
                                   kMinSpoolBytes, kMaxSpoolBytes));
-  config.spool_directory = CheckSpoolDirectory(poller["spoolDirectory"]);
+  config.spool_directory = poller["spoolDirectory"].WritableDirectory(
+      "keep failures in memory only");
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

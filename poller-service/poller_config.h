@@ -54,8 +54,9 @@ struct PollerConfig {
   // Most bytes of failures (serialized) kept waiting.
   uint64_t max_spool_bytes = uint64_t{256} << 20;  // maxSpoolBytes
   // spoolDirectory: where waiting failures are also kept on disk, so a
-  // restart resends them. Empty: memory only. When set, it has been created
-  // and found writable.
+  // restart resends them. Empty: memory only. When set, it is a writable
+  // directory or can be created (the spool creates it at start; parsing
+  // changes nothing on disk).
   std::string spool_directory;
   // metricsListen: HOST:PORT for Prometheus /metrics and /healthz; empty: off.
   std::string metrics_listen;
@@ -63,10 +64,16 @@ struct PollerConfig {
   std::string log_level = "info";  // Butler-SOS.logLevel
 };
 
-// Reads the poller's keys from a parsed Butler SOS document. Every problem
-// is reported at once, each with its key path; keys this project does not use
-// are ignored. Checks that certificate files are readable and that the key
-// opens with the passphrase.
+// Reads the poller's keys from a parsed Butler SOS document (parse it with
+// ConfigNode::Parse or LoadFile, which refuse duplicate keys and resolve
+// merge keys). Every problem is reported at once, each with its key path:
+// wrong types and ranges, host keys that are not a host (name or address,
+// port where the key takes one), and keys under Butler-SOS.failedPolls that
+// neither service knows (common/config_schema.h); Butler SOS's other keys
+// are not ours to judge and are ignored. A list left empty (`servers:`) is
+// an empty list, as in Butler SOS. Checks that certificate files are
+// readable and that the key opens with the passphrase. Reads files, never
+// writes: safe for --check-config. Defaults are PollerConfig's initialisers.
 absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
                                                absl::string_view source);
 

@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/command_line.h"
+#include "common/config_node.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -36,6 +37,10 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(std::string, listen, "",
           "gRPC listen address HOST:PORT; overrides "
           "Butler-SOS.failedPolls.tracker.listen (default 0.0.0.0:50051).");
+ABSL_FLAG(bool, check_config, false,
+          "Validate the config as a start would (every key, the InfluxDB "
+          "settings), print where points would go and exit: 0 when valid, 2 "
+          "otherwise. Connects to nothing and changes nothing on disk.");
 ABSL_FLAG(std::string, log_level, "",
           "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
 ABSL_FLAG(int, shutdown_deadline_ms, 10000,
@@ -49,6 +54,27 @@ constexpr int kExitConfigError = 2;
 constexpr int kExitRuntimeError = 1;
 // errorTracking.logSummary: the running totals, at most this often.
 constexpr absl::Duration kSummaryInterval = absl::Seconds(5);
+
+// --check-config: what a start would check before it opens anything.
+int CheckConfig(const TrackerConfig& config) {
+  std::string destination = "InfluxDB points off: failures are only logged";
+  if (config.writes_points()) {
+    absl::StatusOr<std::unique_ptr<InfluxWriter>> writer =
+        MakeInfluxWriter(config);
+    if (!writer.ok()) {
+      std::cerr << "qs-error-tracker: " << writer.status().message() << "\n";
+      return kExitConfigError;
+    }
+    destination =
+        absl::StrCat("points to ", (*writer)->Describe(), " as measurement ",
+                     config.schema.measurement, "; queue ",
+                     config.wal_directory.empty() ? std::string("in memory")
+                                                  : config.wal_directory);
+  }
+  std::cout << "Config valid: listen " << config.listen << ", " << destination
+            << "\n";
+  return 0;
+}
 
 int Main(int argc, char** argv) {
   BlockTerminationSignals();
@@ -72,6 +98,11 @@ int Main(int argc, char** argv) {
   TrackerConfig& config = *loaded;
   if (!absl::GetFlag(FLAGS_listen).empty()) {
     config.listen = absl::GetFlag(FLAGS_listen);
+    if (std::optional<std::string> bad = ConfigNode::CheckHostFlag(
+            "--listen", config.listen, PortRule::kListen)) {
+      std::cerr << "qs-error-tracker: " << *bad << "\n";
+      return kExitConfigError;
+    }
   }
   if (!absl::GetFlag(FLAGS_log_level).empty()) {
     config.log_level = absl::GetFlag(FLAGS_log_level);
@@ -81,6 +112,7 @@ int Main(int argc, char** argv) {
     std::cerr << "qs-error-tracker: " << status.message() << "\n";
     return kExitConfigError;
   }
+  if (absl::GetFlag(FLAGS_check_config)) return CheckConfig(config);
 
   MetricsRegistry metrics;
   std::unique_ptr<InfluxWriter> writer;

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/config_node.h"
+#include "common/config_schema.h"
 #include "tracker-service/influx_api.h"
 
 namespace qfp::tracker {
@@ -53,9 +54,9 @@ void ReadV1(const ConfigNode& v1, const std::string& host, int port,
   if (settings->database.empty() && v1["dbName"].present()) {
     v1["dbName"].Error("must not be empty");
   }
-  settings->auth_enable = v1["auth"]["enable"].Bool(false);
+  settings->auth_enable = v1["auth"]["enable"].Bool(settings->auth_enable);
   if (settings->auth_enable) {
-    settings->username = v1["auth"]["username"].String();
+    settings->username = NonEmptyString(v1["auth"]["username"]);
     if (const char* env = std::getenv(kV1PasswordEnv); env != nullptr) {
       settings->password = env;
     } else {
@@ -108,26 +109,32 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   std::optional<ConfigNode> root_section = ConfigNode::ButlerSos(root, &errors);
   if (!root_section) return errors.ToStatus(source);
   const ConfigNode& sos = *root_section;
+  // Every default is an initialiser of TrackerConfig (or of the settings
+  // and schema structs it holds); the reads below fall back to it.
   TrackerConfig config;
-  config.log_level = sos["logLevel"].String("info");
+  config.log_level = ReadLogLevel(sos, config.log_level);
+  CheckFailedPollsKeys(sos);
 
   ConfigNode tracking = sos["errorTracking"];
-  config.tracking_enabled = tracking["enable"].Bool(false);
-  config.log_summary = tracking["logSummary"]["enable"].Bool(false);
-  config.influx_points_enabled = tracking["influxdb"]["enable"].Bool(false);
+  config.tracking_enabled = tracking["enable"].Bool(config.tracking_enabled);
+  config.log_summary =
+      tracking["logSummary"]["enable"].Bool(config.log_summary);
+  config.influx_points_enabled =
+      tracking["influxdb"]["enable"].Bool(config.influx_points_enabled);
   config.schema.measurement =
-      tracking["influxdb"]["measurementName"].String("butler_sos_errors");
+      tracking["influxdb"]["measurementName"].String(config.schema.measurement);
   if (config.schema.measurement.empty()) {
     tracking["influxdb"]["measurementName"].Error("must not be empty");
   }
 
   ConfigNode influx = sos["influxdbConfig"];
-  config.influxdb_enabled = influx["enable"].Bool(false);
+  config.influxdb_enabled = influx["enable"].Bool(config.influxdb_enabled);
   if (config.writes_points()) {
     config.influxdb_version = static_cast<int>(influx["version"].Int(1, 3));
-    config.max_batch_size =
-        static_cast<int>(influx["maxBatchSize"].Int(1000, 1, 10000));
-    const std::string host = influx["host"].String();
+    config.max_batch_size = static_cast<int>(
+        influx["maxBatchSize"].Int(config.max_batch_size, 1, 10000));
+    // A host only: "http://influx" or "influx/" would be dialled as a name.
+    const std::string host = influx["host"].Host(PortRule::kNone);
     const int port = static_cast<int>(influx["port"].Int(1, 65535));
     switch (config.influxdb_version) {
       case 1:
@@ -145,20 +152,25 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   }
 
   ConfigNode own = sos["failedPolls"]["tracker"];
-  config.listen = own["listen"].String(config.listen);
+  config.listen = own["listen"].Host(PortRule::kListen, config.listen);
   config.schema.static_tags = own["tags"].StringMap();
-  config.schema.include_server_tags = own["includeServerTags"].Bool(false);
+  if (config.schema.static_tags.count("") > 0) {
+    own["tags"].Error("a tag name must not be empty");
+  }
+  config.schema.include_server_tags =
+      own["includeServerTags"].Bool(config.schema.include_server_tags);
   config.flush_interval = absl::Milliseconds(own["flushIntervalMs"].Int(
       absl::ToInt64Milliseconds(config.flush_interval), 10, 600000));
   config.max_buffered_points = static_cast<size_t>(own["maxBufferedPoints"].Int(
       static_cast<int64_t>(config.max_buffered_points), 1000, 100000000));
   config.dedupe_window = static_cast<size_t>(own["dedupeWindow"].Int(
       static_cast<int64_t>(config.dedupe_window), 0, 100000000));
-  config.wal_directory = own["walDirectory"].String("");
+  config.wal_directory = own["walDirectory"].WritableDirectory(
+      "acknowledge failures once queued in memory");
   config.wal_max_bytes = static_cast<uint64_t>(
       own["walMaxBytes"].Int(static_cast<int64_t>(config.wal_max_bytes),
                              int64_t{1} << 20, int64_t{1} << 40));
-  config.metrics_listen = own["metricsListen"].String("");
+  config.metrics_listen = own["metricsListen"].Host(PortRule::kListen, "");
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

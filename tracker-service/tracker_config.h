@@ -17,9 +17,11 @@
 
 namespace qfp::tracker {
 
+// The initialisers are the defaults of keys left out (the parser reads
+// nothing else as a default).
 struct TrackerConfig {
   // errorTracking.enable: false = no counting, no summary, no points.
-  bool tracking_enabled = true;
+  bool tracking_enabled = false;
   bool log_summary = false;            // errorTracking.logSummary.enable
   bool influx_points_enabled = false;  // errorTracking.influxdb.enable
   bool influxdb_enabled = false;       // influxdbConfig.enable
@@ -56,8 +58,13 @@ struct TrackerConfig {
   }
 };
 
-// Reads the tracker's keys from a parsed Butler SOS document; every problem
-// is reported at once with its key path. Unused keys are ignored.
+// Reads the tracker's keys from a parsed Butler SOS document (parse it with
+// ConfigNode::Parse or LoadFile, which refuse duplicate keys and resolve
+// merge keys); every problem is reported at once with its key path: wrong
+// types and ranges, host keys that are not a host, and keys under
+// Butler-SOS.failedPolls that neither service knows (common/config_schema.h).
+// Butler SOS's other keys are ignored. Changes nothing on disk: safe for
+// --check-config.
 absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
                                                  absl::string_view source);
 

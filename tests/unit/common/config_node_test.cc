@@ -1,7 +1,10 @@
 #include "common/config_node.h"
 
+#include <filesystem>
+
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace qfp {
 namespace {
@@ -151,6 +154,343 @@ TEST(ConfigNodeTest, ExplicitlyEmptyMapValueIsEmptyString) {
   EXPECT_EQ(map.at("X-Empty"), "");
   EXPECT_EQ(map.at("X-Set"), "v");
   EXPECT_THAT(errors.errors(), IsEmpty());
+}
+
+// --- YAML read as Butler SOS's js-yaml reads it. ---
+
+std::string Repeated(const std::string& text, int times) {
+  std::string result;
+  for (int i = 0; i < times; ++i) result += text;
+  return result;
+}
+
+struct RefusedDocumentCase {
+  std::string name;
+  std::string yaml;
+  std::string expected;  // the whole message
+};
+
+class RefusedDocumentTest
+    : public ::testing::TestWithParam<RefusedDocumentCase> {};
+
+TEST_P(RefusedDocumentTest, NamesKeyPath) {
+  absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(GetParam().yaml);
+  ASSERT_FALSE(parsed.ok()) << "accepted:\n" << GetParam().yaml;
+  EXPECT_EQ(parsed.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(parsed.status().message(), GetParam().expected);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, RefusedDocumentTest,
+    ::testing::Values(
+        RefusedDocumentCase{
+            "DuplicateScalar",
+            "Butler-SOS:\n"
+            "  serversToMonitor:\n"
+            "    pollingInterval: 30000\n"
+            "    pollingInterval: 5000\n",
+            "invalid config YAML text (1 problem):\n"
+            "  Butler-SOS.serversToMonitor.pollingInterval: key given twice "
+            "in one mapping (lines 3 and 4); Butler SOS refuses a repeated "
+            "key"},
+        RefusedDocumentCase{
+            "DuplicateBlock",
+            "Butler-SOS:\n"
+            "  serversToMonitor:\n"
+            "    servers:\n"
+            "      - host: a\n"
+            "    servers:\n"
+            "      - host: b\n",
+            "invalid config YAML text (1 problem):\n"
+            "  Butler-SOS.serversToMonitor.servers: key given twice in one "
+            "mapping (lines 3 and 5); Butler SOS refuses a repeated key"},
+        RefusedDocumentCase{
+            "DuplicateInListItem",
+            "s:\n  - {host: a}\n  - {host: b, host: c}\n",
+            "invalid config YAML text (1 problem):\n"
+            "  s[1].host: key given twice in one mapping (lines 3 and 3); "
+            "Butler SOS refuses a repeated key"},
+        RefusedDocumentCase{
+            "DuplicateQuotedAndPlain", "a: 1\n'a': 2\n",
+            "invalid config YAML text (1 problem):\n"
+            "  a: key given twice in one mapping (lines 1 and 2); Butler SOS "
+            "refuses a repeated key"},
+        RefusedDocumentCase{
+            "DuplicateAfterMergeOverride",
+            "d: &d {x: 1}\nm:\n  <<: *d\n  x: 2\n  x: 3\n",
+            "invalid config YAML text (1 problem):\n"
+            "  m.x: key given twice in one mapping (lines 4 and 5); Butler "
+            "SOS refuses a repeated key"},
+        RefusedDocumentCase{
+            "MergeOfScalar", "a:\n  <<: 5\n",
+            "invalid config YAML text (1 problem):\n"
+            "  a.<<: a merge key takes a mapping or a list of mappings (<<: "
+            "*anchor), got \"5\""},
+        RefusedDocumentCase{
+            "MergeOfListWithScalar", "d: &d {x: 1}\na:\n  <<: [*d, 3]\n",
+            "invalid config YAML text (1 problem):\n"
+            "  a.<<: a merge key takes a mapping or a list of mappings (<<: "
+            "*anchor), got a list"},
+        // The first node past 64 levels: item [0] of the 64th list.
+        RefusedDocumentCase{"RecursiveAlias", "a: &x [1, *x]\n",
+                            "invalid config YAML text (1 problem):\n  a" +
+                                Repeated("[1]", 63) +
+                                "[0]: nested deeper than 64 levels (a "
+                                "recursive alias?)"}),
+    [](const ::testing::TestParamInfo<RefusedDocumentCase>& param_info) {
+      return param_info.param.name;
+    });
+
+TEST(ConfigNodeTest, SecondDocumentIsRefused) {
+  absl::StatusOr<YAML::Node> parsed =
+      ConfigNode::Parse("---\nButler-SOS: {logLevel: info}\n---\nother: 1\n");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "the file holds 2 YAML documents (separated by ---); Butler SOS "
+            "reads exactly one");
+  // One document, with or without its start marker, is read.
+  EXPECT_TRUE(ConfigNode::Parse("---\na: 1\n").ok());
+  EXPECT_TRUE(ConfigNode::Parse("").ok());
+}
+
+TEST(ConfigNodeTest, ExponentialAliasesAreRefusedNotExpanded) {
+  // Each level doubles the one before: 2^30 nodes if expanded.
+  std::string yaml = "l0: &l0 [x, x]\n";
+  for (int i = 1; i <= 30; ++i) {
+    yaml += "l" + std::to_string(i) + ": &l" + std::to_string(i) + " [*l" +
+            std::to_string(i - 1) + ", *l" + std::to_string(i - 1) + "]\n";
+  }
+  absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(yaml);
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_THAT(std::string(parsed.status().message()),
+              HasSubstr("the document expands to more than 200000 nodes"));
+}
+
+struct MergeCase {
+  std::string name;
+  std::string yaml;
+  std::string key;       // read below `m`
+  std::string expected;  // its value
+};
+
+class MergeKeyTest : public ::testing::TestWithParam<MergeCase> {};
+
+TEST_P(MergeKeyTest, ReadsAsYaml11Defines) {
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root = Root(GetParam().yaml, doc, errors);
+  EXPECT_EQ(root["m"][GetParam().key].String(), GetParam().expected);
+  EXPECT_THAT(errors.errors(), IsEmpty());
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, MergeKeyTest,
+    ::testing::Values(
+        MergeCase{"MergedKey", "d: &d {port: '4747', tls: on}\nm:\n  <<: *d\n",
+                  "port", "4747"},
+        MergeCase{"ExplicitAfterWins",
+                  "d: &d {host: a}\nm:\n  <<: *d\n  host: b\n", "host", "b"},
+        MergeCase{"ExplicitBeforeWins",
+                  "d: &d {host: a}\nm:\n  host: b\n  <<: *d\n", "host", "b"},
+        MergeCase{"EarlierOfListWins",
+                  "a: &a {k: first}\nb: &b {k: second, j: only-b}\n"
+                  "m:\n  <<: [*a, *b]\n",
+                  "k", "first"},
+        MergeCase{"LaterOfListStillAdds",
+                  "a: &a {k: first}\nb: &b {k: second, j: only-b}\n"
+                  "m:\n  <<: [*a, *b]\n",
+                  "j", "only-b"},
+        MergeCase{"MergeInsideAnchor",
+                  "a: &a {k: deep}\nb: &b {<<: *a, j: 1}\nm:\n  <<: *b\n", "k",
+                  "deep"},
+        MergeCase{"TaggedMergeKey", "d: &d {k: v}\nm:\n  !!merge <<: *d\n", "k",
+                  "v"},
+        MergeCase{"QuotedIsAPlainKey", "m:\n  '<<': text\n", "<<", "text"}),
+    [](const ::testing::TestParamInfo<MergeCase>& param_info) {
+      return param_info.param.name;
+    });
+
+TEST(ConfigNodeTest, MergedKeysKeepJsYamlOrder) {
+  // js-yaml: merged keys take the place of the merge key; an explicit key
+  // overriding a merged one keeps the merged one's place (headers are sent
+  // in this order).
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root = Root(
+      "d: &d {X-B: 1, X-C: 2}\nm:\n  X-A: 0\n  <<: *d\n  X-B: 9\n  X-D: 3\n",
+      doc, errors);
+  EXPECT_THAT(
+      root["m"].StringPairs(),
+      ElementsAre(::testing::Pair("X-A", "0"), ::testing::Pair("X-B", "9"),
+                  ::testing::Pair("X-C", "2"), ::testing::Pair("X-D", "3")));
+}
+
+TEST(ConfigNodeTest, NullListIsEmptyAndDefined) {
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root = Root("servers:\nother: 1\n", doc, errors);
+  EXPECT_TRUE(root["servers"].Items().empty());
+  EXPECT_TRUE(root["servers"].defined());
+  EXPECT_FALSE(root["servers"].present());
+  EXPECT_FALSE(root["absent"].defined());
+  EXPECT_THAT(errors.errors(), IsEmpty());
+}
+
+// --- Host keys. ---
+
+struct HostCase {
+  std::string value;  // written as a YAML double-quoted string
+  PortRule rule;
+  std::string expected_error;  // empty: accepted
+};
+
+class HostTest : public ::testing::TestWithParam<HostCase> {};
+
+TEST_P(HostTest, AcceptsOnlyAHostWithThePortTheKeyTakes) {
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root =
+      Root("k:\n  host: \"" + GetParam().value + "\"\n", doc, errors);
+  const std::string host = root["k"]["host"].Host(GetParam().rule);
+  if (GetParam().expected_error.empty()) {
+    EXPECT_THAT(errors.errors(), IsEmpty());
+    EXPECT_EQ(host, GetParam().value);
+  } else {
+    EXPECT_THAT(errors.errors(), ElementsAre(GetParam().expected_error));
+    EXPECT_EQ(host, "");
+  }
+}
+
+constexpr PortRule kNone = PortRule::kNone;
+constexpr PortRule kOptional = PortRule::kOptional;
+constexpr PortRule kRequired = PortRule::kRequired;
+constexpr PortRule kListen = PortRule::kListen;
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, HostTest,
+    ::testing::Values(
+        HostCase{"influx", kNone, ""},
+        HostCase{"influxdb.mycompany.com", kNone, ""},
+        HostCase{"influx.example.com.", kNone, ""},
+        HostCase{"sense_01.corp", kNone, ""}, HostCase{"10.0.0.5", kNone, ""},
+        HostCase{"::1", kNone, ""}, HostCase{"[::1]", kNone, ""},
+        HostCase{"sense1.example.com:4747", kOptional, ""},
+        HostCase{"sense1", kOptional, ""},
+        HostCase{"[fe80::1]:4242", kOptional, ""},
+        HostCase{"127.0.0.1:50051", kRequired, ""},
+        HostCase{"0.0.0.0:0", kListen, ""}, HostCase{"[::]:9090", kListen, ""},
+        HostCase{"http://influx", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"http://influx\": a URL is not a host: write the host "
+                 "name or address only"},
+        HostCase{"influx/", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"influx/\": a path is not a host: write the host name or "
+                 "address only"},
+        HostCase{"<IP or FQDN>", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"<IP or FQDN>\": not a host name or IP "
+                 "address"},
+        HostCase{"<server1.my.domain>:4747", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"<server1.my.domain>:4747\": not a host "
+                 "name or IP address"},
+        HostCase{"https://sense1:4747", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"https://sense1:4747\": a URL is not a "
+                 "host: write the host name or address only"},
+        HostCase{"influx:8086", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"influx:8086\": takes no port (the port is a key of its "
+                 "own)"},
+        HostCase{"sense1:http", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"sense1:http\": \"http\" is not a port "
+                 "number"},
+        HostCase{"sense1:70000", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"sense1:70000\": port 70000 is not from 1 "
+                 "to 65535"},
+        HostCase{"sense1:0", kRequired,
+                 "k.host: expected HOST:PORT, got \"sense1:0\": port 0 is "
+                 "not from 1 to 65535"},
+        HostCase{"tracker", kRequired,
+                 "k.host: expected HOST:PORT, got \"tracker\": the port is "
+                 "missing"},
+        HostCase{"fe80::1", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"fe80::1\": write an IPv6 address in "
+                 "brackets: [fe80::1]"},
+        HostCase{"999.1.1.1", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"999.1.1.1\": not a host name or IP address"},
+        HostCase{"-bad.example", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"-bad.example\": not a host name or IP address"},
+        HostCase{"sense 1", kNone,
+                 "k.host: expected a host name or IP address, got \"sense "
+                 "1\": not a host name or IP address"},
+        HostCase{"user@influx", kNone,
+                 "k.host: expected a host name or IP address, got "
+                 "\"user@influx\": not a host name or IP address"},
+        HostCase{"[influx]:8086", kOptional,
+                 "k.host: expected a host name or IP address, optionally "
+                 "with :PORT, got \"[influx]:8086\": not an IPv6 address "
+                 "between [ and ]"},
+        HostCase{"", kNone,
+                 "k.host: expected a host name or IP address, got \"\": not "
+                 "a host name or IP address"}));
+
+// --- Unknown keys. ---
+
+TEST(ConfigNodeTest, UnknownKeySuggestsTheNearestKnownOne) {
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root =
+      Root("t:\n  walDirectry: /q\n  listen: a:1\n  fromTheFuture: 1\n", doc,
+           errors);
+  root["t"].CheckKeys({"listen", "walDirectory", "walMaxBytes"});
+  EXPECT_THAT(errors.errors(),
+              ElementsAre("t.walDirectry: unknown key (did you mean "
+                          "walDirectory?); known here: listen, walDirectory, "
+                          "walMaxBytes",
+                          "t.fromTheFuture: unknown key; known here: listen, "
+                          "walDirectory, walMaxBytes"));
+}
+
+TEST(ConfigNodeTest, CheckKeysRefusesANonMap) {
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root = Root("t: [a]\nu:\n", doc, errors);
+  root["t"].CheckKeys({"a"});
+  root["u"].CheckKeys({"a"});  // null: nothing to check
+  EXPECT_THAT(errors.errors(), ElementsAre("t: expected a map, got a list"));
+}
+
+// --- Directories: checked, never created. ---
+
+TEST(ConfigNodeTest, WritableDirectoryChecksWithoutCreating) {
+  testing::TempDir dir;
+  const std::string file = dir.Write("file", "x");
+  YAML::Node doc;
+  ConfigErrors errors;
+  ConfigNode root =
+      Root("new: " + dir.File("a/b/c") + "\nexisting: " + dir.path() +
+               "\nunder_file: " + file + "/spool\nempty: ''\n",
+           doc, errors);
+  EXPECT_EQ(root["new"].WritableDirectory("x"), dir.File("a/b/c"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("a")));
+  EXPECT_EQ(root["existing"].WritableDirectory("x"), dir.path());
+  EXPECT_EQ(root["missing"].WritableDirectory("x"), "");
+  EXPECT_THAT(errors.errors(), IsEmpty());
+  EXPECT_EQ(root["under_file"].WritableDirectory("x"), "");
+  EXPECT_EQ(root["empty"].WritableDirectory("keep it in memory"), "");
+  EXPECT_THAT(
+      errors.errors(),
+      ElementsAre("under_file: cannot create directory \"" + file +
+                      "/spool\": \"" + file + "\" is not a directory",
+                  "empty: must not be empty (leave it out to keep it in "
+                  "memory)"));
 }
 
 }  // namespace

@@ -105,7 +105,7 @@ TEST_F(PollerConfigTest, SpoolIsInMemoryByDefault) {
   EXPECT_EQ(config->max_pending_failures, 100000u);
 }
 
-TEST_F(PollerConfigTest, ReadsSpoolKeysAndCreatesTheDirectory) {
+TEST_F(PollerConfigTest, ReadsSpoolKeysWithoutCreatingTheDirectory) {
   absl::StatusOr<PollerConfig> config =
       Parse(Minimal() +
             "  failedPolls:\n"
@@ -117,7 +117,131 @@ TEST_F(PollerConfigTest, ReadsSpoolKeysAndCreatesTheDirectory) {
   EXPECT_EQ(config->spool_directory, dir_.File("spool/poller-1"));
   EXPECT_EQ(config->max_spool_bytes, 1048576u);
   EXPECT_EQ(config->max_pending_failures, 5000u);
-  EXPECT_TRUE(std::filesystem::is_directory(dir_.File("spool/poller-1")));
+  // --check-config parses too: the spool creates its directory at start.
+  EXPECT_FALSE(std::filesystem::exists(dir_.File("spool")));
+}
+
+TEST_F(PollerConfigTest, DefaultsAreTheStructsInitialisers) {
+  absl::StatusOr<PollerConfig> config = Parse(Minimal());
+  ASSERT_TRUE(config.ok()) << config.status();
+  const PollerConfig defaults;
+  EXPECT_EQ(config->tracker_address, defaults.tracker_address);
+  EXPECT_EQ(config->max_concurrent_polls, defaults.max_concurrent_polls);
+  EXPECT_EQ(config->request_timeout, defaults.request_timeout);
+  EXPECT_EQ(config->max_pending_failures, defaults.max_pending_failures);
+  EXPECT_EQ(config->max_spool_bytes, defaults.max_spool_bytes);
+  EXPECT_EQ(config->spool_directory, defaults.spool_directory);
+  EXPECT_EQ(config->metrics_listen, defaults.metrics_listen);
+  EXPECT_EQ(config->log_level, defaults.log_level);
+  EXPECT_EQ(config->sessions_enabled, defaults.sessions_enabled);
+  EXPECT_EQ(config->app_names_enabled, defaults.app_names_enabled);
+  EXPECT_EQ(config->tls.verify_server, defaults.tls.verify_server);
+  EXPECT_EQ(config->servers[0].sessions_enabled,
+            MonitoredServer().sessions_enabled);
+}
+
+TEST_F(PollerConfigTest, NullListsAreEmptyLists) {
+  // Butler SOS reads a list left empty as an empty list; a site may use it
+  // for app names only.
+  absl::StatusOr<PollerConfig> config = Parse(
+      "Butler-SOS:\n"
+      "  cert:\n"
+      "    clientCert: __PKI__/client.pem\n"
+      "    clientCertKey: __PKI__/client_key.pem\n"
+      "    clientCertCA: __PKI__/root.pem\n"
+      "  appNames:\n"
+      "    enableAppNameExtract: true\n"
+      "    extractInterval: 60000\n"
+      "    hostIP: qrs.example.com\n"
+      "  serversToMonitor:\n"
+      "    pollingInterval: 1000\n"
+      "    serverTagsDefinition:\n"
+      "    servers:\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->servers.empty());
+  EXPECT_EQ(config->app_names_host, "qrs.example.com");
+}
+
+TEST_F(PollerConfigTest, NullListsInAServerAreEmpty) {
+  absl::StatusOr<PollerConfig> config =
+      Parse(Minimal("        serverTags:\n"
+                    "        headers:\n"
+                    "        userSessions:\n"
+                    "          enable: true\n"
+                    "          host: sense1:4243\n"
+                    "          virtualProxies:\n") +
+            "  userSessions:\n"
+            "    enableSessionExtract: true\n"
+            "    pollingInterval: 1000\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->servers.size(), 1u);
+  EXPECT_TRUE(config->servers[0].server_tags.empty());
+  EXPECT_TRUE(config->servers[0].headers.empty());
+  EXPECT_TRUE(config->servers[0].virtual_proxies.empty());
+  EXPECT_EQ(config->servers[0].sessions_host, "sense1:4243");
+}
+
+TEST_F(PollerConfigTest, MergeKeysGiveEachServerItsSharedSettings) {
+  // The shape: one server's PROXY_API polls came from a merge key.
+  absl::StatusOr<PollerConfig> config = Parse(
+      "x-defaults: &sense_defaults\n"
+      "  serverDescription: shared\n"
+      "  headers: {X-Site: east}\n"
+      "  userSessions:\n"
+      "    enable: true\n"
+      "    host: proxy.example.com:4243\n"
+      "    virtualProxies: [{virtualProxy: /}, {virtualProxy: /sales}]\n"
+      "Butler-SOS:\n"
+      "  cert:\n"
+      "    clientCert: __PKI__/client.pem\n"
+      "    clientCertKey: __PKI__/client_key.pem\n"
+      "    clientCertCA: __PKI__/root.pem\n"
+      "  userSessions: {enableSessionExtract: true, pollingInterval: 1000}\n"
+      "  serversToMonitor:\n"
+      "    pollingInterval: 1000\n"
+      "    servers:\n"
+      "      - <<: *sense_defaults\n"
+      "        host: sense1:4747\n"
+      "        serverName: sense1\n"
+      "      - <<: *sense_defaults\n"
+      "        host: sense2:4747\n"
+      "        serverName: sense2\n"
+      "        serverDescription: own\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->servers.size(), 2u);
+  for (const MonitoredServer& server : config->servers) {
+    EXPECT_TRUE(server.sessions_enabled);
+    EXPECT_EQ(server.sessions_host, "proxy.example.com:4243");
+    EXPECT_THAT(server.virtual_proxies, ElementsAre("/", "/sales"));
+    EXPECT_THAT(server.headers, ElementsAre(Pair("X-Site", "east")));
+  }
+  EXPECT_EQ(config->servers[0].description, "shared");
+  EXPECT_EQ(config->servers[1].description, "own");
+  EXPECT_EQ(config->servers[1].host, "sense2:4747");
+}
+
+TEST_F(PollerConfigTest, ProductionTemplateNamesEveryPlaceholderHost) {
+  // Butler SOS's own template, placeholders and all.
+  absl::StatusOr<PollerConfig> config = Parse(ReadFile(
+      QFP_SOURCE_DIR "/tests/data/butler-sos-production_template.yaml"));
+  ASSERT_FALSE(config.ok());
+  const std::string message(config.status().message());
+  for (const char* expected :
+       {"Butler-SOS.cert.clientCert: cannot read certificate file "
+        "\"<path/to/cert/client.pem>\"",
+        "Butler-SOS.appNames.hostIP: expected a host name or IP address, "
+        "optionally with :PORT, got \"<IP or FQDN>\": not a host name or "
+        "IP address",
+        "Butler-SOS.serversToMonitor.servers[0].host: expected a host name "
+        "or IP address, optionally with :PORT, got "
+        "\"<server1.my.domain>:4747\"",
+        "Butler-SOS.serversToMonitor.servers[0].userSessions.host: "
+        "expected a host name or IP address, optionally with :PORT, got "
+        "\"<server1.my.domain>:4243\"",
+        "Butler-SOS.serversToMonitor.servers[1].host: ",
+        "Butler-SOS.serversToMonitor.servers[1].userSessions.host: "}) {
+    EXPECT_THAT(message, HasSubstr(expected));
+  }
 }
 
 TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
@@ -213,19 +337,21 @@ INSTANTIATE_TEST_SUITE_P(
                    "    serverTagsDefinition: [site]\n",
                    "Butler-SOS.serversToMonitor.servers[0].serverTags: "
                    "missing tag \"site\""},
-        BrokenCase{"AppNamesWithoutHost", "    pollingInterval: 1000\n",
-                   "    pollingInterval: 1000\n"
-                   "  appNames:\n"
-                   "    enableAppNameExtract: true\n"
-                   "    extractInterval: 60000\n",
-                   "Butler-SOS.appNames.hostIP: missing (expected a string)"},
+        BrokenCase{
+            "AppNamesWithoutHost", "    pollingInterval: 1000\n",
+            "    pollingInterval: 1000\n"
+            "  appNames:\n"
+            "    enableAppNameExtract: true\n"
+            "    extractInterval: 60000\n",
+            "Butler-SOS.appNames.hostIP: missing (expected a host name or "
+            "IP address, optionally with :PORT)"},
         BrokenCase{"TrackerAddressNotString", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "  failedPolls:\n"
                    "    poller:\n"
                    "      trackerAddress: [a, b]\n",
-                   "Butler-SOS.failedPolls.poller.trackerAddress: expected a "
-                   "string, got a list"},
+                   "Butler-SOS.failedPolls.poller.trackerAddress: expected "
+                   "HOST:PORT, got a list"},
         BrokenCase{"SpoolDirectoryNotCreatable", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "  failedPolls:\n"
@@ -252,7 +378,116 @@ INSTANTIATE_TEST_SUITE_P(
                    "    poller:\n"
                    "      maxSpoolBytes: 1000\n",
                    "Butler-SOS.failedPolls.poller.maxSpoolBytes: expected an "
-                   "integer from 1048576 to 1099511627776, got 1000"}),
+                   "integer from 1048576 to 1099511627776, got 1000"},
+        BrokenCase{"PollerKeyTypo", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      spoolDirectry: /var/spool\n",
+                   "Butler-SOS.failedPolls.poller.spoolDirectry: unknown key "
+                   "(did you mean spoolDirectory?)"},
+        BrokenCase{"TrackerKeyTypoSeenByPoller", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      walDirectry: /var/wal\n",
+                   "Butler-SOS.failedPolls.tracker.walDirectry: unknown key "
+                   "(did you mean walDirectory?)"},
+        BrokenCase{"UnknownPart", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poler: {}\n",
+                   "Butler-SOS.failedPolls.poler: unknown key (did you mean "
+                   "poller?); known here: poller, tracker"},
+        BrokenCase{"ServersMissing",
+                   "    servers:\n      - host: sense1:4747\n"
+                   "        serverName: sense1\n",
+                   "",
+                   "Butler-SOS.serversToMonitor.servers: missing (expected a "
+                   "list of servers)"},
+        BrokenCase{"ServerHostIsUrl", "- host: sense1:4747",
+                   "- host: https://sense1:4747",
+                   "Butler-SOS.serversToMonitor.servers[0].host: expected a "
+                   "host name or IP address, optionally with :PORT, got "
+                   "\"https://sense1:4747\": a URL is not a host"},
+        BrokenCase{"SessionHostPlaceholder", "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        userSessions:\n"
+                   "          enable: true\n"
+                   "          host: <server1.my.domain>:4243\n"
+                   "          virtualProxies: [{virtualProxy: /}]\n"
+                   "  userSessions:\n"
+                   "    enableSessionExtract: true\n"
+                   "    pollingInterval: 1000\n",
+                   "Butler-SOS.serversToMonitor.servers[0].userSessions.host: "
+                   "expected a host name or IP address, optionally with "
+                   ":PORT, got \"<server1.my.domain>:4243\""},
+        BrokenCase{"SessionsWithoutVirtualProxiesKey",
+                   "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        userSessions:\n"
+                   "          enable: true\n"
+                   "          host: sense1:4243\n"
+                   "  userSessions:\n"
+                   "    enableSessionExtract: true\n"
+                   "    pollingInterval: 1000\n",
+                   "Butler-SOS.serversToMonitor.servers[0].userSessions."
+                   "virtualProxies: missing"},
+        BrokenCase{"AppNamesHostPlaceholder", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  appNames:\n"
+                   "    enableAppNameExtract: true\n"
+                   "    extractInterval: 60000\n"
+                   "    hostIP: <IP or FQDN>\n",
+                   "Butler-SOS.appNames.hostIP: expected a host name or IP "
+                   "address, optionally with :PORT, got \"<IP or FQDN>\": not "
+                   "a host name or IP address"},
+        BrokenCase{"TrackerAddressWithoutPort", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      trackerAddress: tracker.local\n",
+                   "Butler-SOS.failedPolls.poller.trackerAddress: expected "
+                   "HOST:PORT, got \"tracker.local\": the port is missing"},
+        BrokenCase{"MetricsListenIsUrl", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      metricsListen: http://0.0.0.0:9090\n",
+                   "Butler-SOS.failedPolls.poller.metricsListen: expected "
+                   "HOST:PORT, got \"http://0.0.0.0:9090\": a URL is not a "
+                   "host"},
+        BrokenCase{"PollerIdEmpty", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      pollerId: ''\n",
+                   "Butler-SOS.failedPolls.poller.pollerId: must not be "
+                   "empty"},
+        BrokenCase{"HeaderNameNotAToken", "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        headers:\n"
+                   "          'X Bad': 1\n",
+                   "Butler-SOS.serversToMonitor.servers[0].headers.X Bad: not "
+                   "an HTTP header name"},
+        BrokenCase{"HeaderValueWithLineBreak", "        serverName: sense1\n",
+                   "        serverName: sense1\n"
+                   "        headers:\n"
+                   "          X-Ok: \"a\\r\\nX-Injected: 1\"\n",
+                   "Butler-SOS.serversToMonitor.servers[0].headers.X-Ok: a "
+                   "header value must not hold a line break or NUL"},
+        BrokenCase{"LogLevelUnknown", "Butler-SOS:\n",
+                   "Butler-SOS:\n  logLevel: loud\n",
+                   "Butler-SOS.logLevel: expected one of silly, trace, debug, "
+                   "verbose, info, warn, warning, error, got \"loud\""},
+        BrokenCase{"DuplicateKey", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n    pollingInterval: 5000\n",
+                   "Butler-SOS.serversToMonitor.pollingInterval: key given "
+                   "twice in one mapping (lines 7 and 8)"},
+        BrokenCase{"MergeOfScalar", "        serverName: sense1\n",
+                   "        serverName: sense1\n        <<: base\n",
+                   "Butler-SOS.serversToMonitor.servers[0].<<: a merge key "
+                   "takes a mapping or a list of mappings"}),
     [](const ::testing::TestParamInfo<BrokenCase>& param_info) {
       return param_info.param.name;
     });

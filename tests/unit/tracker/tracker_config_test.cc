@@ -1,6 +1,7 @@
 #include "tracker-service/tracker_config.h"
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -12,6 +13,7 @@
 #include "common/config_node.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/testing/temp_dir.h"
 
 namespace qfp::tracker {
 namespace {
@@ -265,6 +267,70 @@ TEST(TrackerConfigTest, OwnSection) {
   EXPECT_EQ(config->flush_interval, absl::Milliseconds(250));
 }
 
+TEST(TrackerConfigTest, DefaultsAreTheStructsInitialisers) {
+  // Defaults live in TrackerConfig's initialisers only.
+  absl::StatusOr<TrackerConfig> config =
+      Parse(std::string(kV1) + "  failedPolls: {tracker: {}}\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  const TrackerConfig defaults;
+  EXPECT_EQ(config->listen, defaults.listen);
+  EXPECT_EQ(config->flush_interval, defaults.flush_interval);
+  EXPECT_EQ(config->max_buffered_points, defaults.max_buffered_points);
+  EXPECT_EQ(config->dedupe_window, defaults.dedupe_window);
+  EXPECT_EQ(config->wal_directory, defaults.wal_directory);
+  EXPECT_EQ(config->wal_max_bytes, defaults.wal_max_bytes);
+  EXPECT_EQ(config->metrics_listen, defaults.metrics_listen);
+  EXPECT_EQ(config->schema.include_server_tags,
+            defaults.schema.include_server_tags);
+
+  absl::StatusOr<TrackerConfig> empty = Parse("Butler-SOS: {}\n");
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(empty->tracking_enabled, defaults.tracking_enabled);
+  EXPECT_EQ(empty->log_summary, defaults.log_summary);
+  EXPECT_EQ(empty->influx_points_enabled, defaults.influx_points_enabled);
+  EXPECT_EQ(empty->influxdb_enabled, defaults.influxdb_enabled);
+  EXPECT_EQ(empty->log_level, defaults.log_level);
+  EXPECT_EQ(empty->schema.measurement, defaults.schema.measurement);
+
+  absl::StatusOr<TrackerConfig> no_batch =
+      Parse(absl::StrReplaceAll(kV1, {{"    maxBatchSize: 500\n", ""}}));
+  ASSERT_TRUE(no_batch.ok()) << no_batch.status();
+  EXPECT_EQ(no_batch->max_batch_size, defaults.max_batch_size);
+}
+
+TEST(TrackerConfigTest, WalDirectoryIsCheckedNotCreated) {
+  testing::TempDir dir;
+  absl::StatusOr<TrackerConfig> config =
+      Parse(std::string(kV1) + "  failedPolls:\n    tracker:\n" +
+            "      walDirectory: " + dir.File("wal/tracker") + "\n");
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->wal_directory, dir.File("wal/tracker"));
+  EXPECT_FALSE(std::filesystem::exists(dir.File("wal")));
+
+  const std::string file = dir.Write("file", "x");
+  config = Parse(std::string(kV1) + "  failedPolls:\n    tracker:\n" +
+                 "      walDirectory: " + file + "/wal\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(std::string(config.status().message()),
+              HasSubstr("Butler-SOS.failedPolls.tracker.walDirectory: cannot "
+                        "create directory \"" +
+                        file + "/wal\""));
+}
+
+TEST(TrackerConfigTest, ProductionTemplateLoads) {
+  // Butler SOS's own template: every key the tracker reads there is valid
+  // (its placeholders are in keys the poller reads).
+  std::ifstream in(QFP_SOURCE_DIR
+                   "/tests/data/butler-sos-production_template.yaml");
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<TrackerConfig> config = Parse(text.str());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->writes_points());
+  EXPECT_EQ(config->influxdb_version, 3);
+  EXPECT_EQ(config->v3.host, "influxdb.mycompany.com");
+}
+
 struct BrokenCase {
   std::string name;
   std::string from;
@@ -293,8 +359,8 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.influxdbConfig.port: expected an integer from "
                    "1 to 65535, got \"eighty\""},
         BrokenCase{"MissingHost", "    host: 127.0.0.1\n", "",
-                   "Butler-SOS.influxdbConfig.host: missing (expected a "
-                   "string)"},
+                   "Butler-SOS.influxdbConfig.host: missing (expected a host "
+                   "name or IP address)"},
         BrokenCase{"VersionOutOfRange", "version: 1", "version: 4",
                    "Butler-SOS.influxdbConfig.version: expected an integer "
                    "from 1 to 3, got 4"},
@@ -339,7 +405,82 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"V3RetentionNotADuration", "retentionDuration: 1h30m",
                    "retentionDuration: {days: 3}",
                    "Butler-SOS.influxdbConfig.v3Config.retentionDuration: "
-                   "expected a string, got a map"}),
+                   "expected a string, got a map"},
+        BrokenCase{"HostIsUrl", "host: 127.0.0.1", "host: http://influx",
+                   "Butler-SOS.influxdbConfig.host: expected a host name or IP "
+                   "address, got \"http://influx\": a URL is not a host: write "
+                   "the host name or address only"},
+        BrokenCase{"HostIsPath", "host: 127.0.0.1", "host: influx/",
+                   "Butler-SOS.influxdbConfig.host: expected a host name or IP "
+                   "address, got \"influx/\": a path is not a host"},
+        BrokenCase{"HostWithPort", "host: 127.0.0.1", "host: influx:8086",
+                   "Butler-SOS.influxdbConfig.host: expected a host name or IP "
+                   "address, got \"influx:8086\": takes no port (the port is "
+                   "a key of its own)"},
+        BrokenCase{"HostPlaceholder", "host: 127.0.0.1", "host: <IP or FQDN>",
+                   "Butler-SOS.influxdbConfig.host: expected a host name or IP "
+                   "address, got \"<IP or FQDN>\": not a host name or IP "
+                   "address"},
+        BrokenCase{"TrackerKeyTypo", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      walDirectry: /var/wal\n",
+                   "Butler-SOS.failedPolls.tracker.walDirectry: unknown key "
+                   "(did you mean walDirectory?); known here: listen, tags, "
+                   "includeServerTags, flushIntervalMs, maxBufferedPoints, "
+                   "dedupeWindow, walDirectory, walMaxBytes, metricsListen"},
+        BrokenCase{"PollerKeyTypoSeenByTracker", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    poller:\n"
+                   "      spoolDirectry: /var/spool\n",
+                   "Butler-SOS.failedPolls.poller.spoolDirectry: unknown key "
+                   "(did you mean spoolDirectory?)"},
+        BrokenCase{"KeyFromANewerVersion", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      compressionLevel: 9\n",
+                   "Butler-SOS.failedPolls.tracker.compressionLevel: unknown "
+                   "key; known here: "},
+        BrokenCase{"FailedPollsNotAMap", "duration: 10d}\n",
+                   "duration: 10d}\n  failedPolls: yes\n",
+                   "Butler-SOS.failedPolls: expected a map, got \"yes\""},
+        BrokenCase{"ListenWithoutPort", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      listen: 0.0.0.0\n",
+                   "Butler-SOS.failedPolls.tracker.listen: expected HOST:PORT, "
+                   "got \"0.0.0.0\": the port is missing"},
+        BrokenCase{"MetricsListenIsUrl", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      metricsListen: http://0.0.0.0:9090/metrics\n",
+                   "Butler-SOS.failedPolls.tracker.metricsListen: expected "
+                   "HOST:PORT, got \"http://0.0.0.0:9090/metrics\": a URL is "
+                   "not a host"},
+        BrokenCase{"EmptyTagName", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {'': x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags: a tag name must not "
+                   "be empty"},
+        BrokenCase{"LogLevelUnknown", "Butler-SOS:\n",
+                   "Butler-SOS:\n  logLevel: chatty\n",
+                   "Butler-SOS.logLevel: expected one of silly, trace, debug, "
+                   "verbose, info, warn, warning, error, got \"chatty\""},
+        BrokenCase{"AuthUserEmpty", "username: u, ", "username: '', ",
+                   "Butler-SOS.influxdbConfig.v1Config.auth.username: must "
+                   "not be empty"},
+        BrokenCase{"DuplicateKey", "    port: 8086\n",
+                   "    port: 8086\n    port: 8087\n",
+                   "Butler-SOS.influxdbConfig.port: key given twice in one "
+                   "mapping (lines 9 and 10); Butler SOS refuses a repeated "
+                   "key"}),
     [](const ::testing::TestParamInfo<BrokenCase>& param_info) {
       return param_info.param.name;
     });

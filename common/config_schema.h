@@ -1,0 +1,38 @@
+// What both services know of the one Butler SOS file they share: the key
+// names of this project's section `Butler-SOS.failedPolls`, and `logLevel`.
+//
+// Both services read the same file, so each knows the key names of both
+// parts of `failedPolls` (poller and tracker): a service validates the
+// values of its own part strictly (its parser) and the names of the other's
+// here, so a typo in either part (`walDirectry`) is an error in both
+// services, never a setting silently ignored. A key added to either parser
+// is added to its list here too.
+#ifndef QFP_COMMON_CONFIG_SCHEMA_H_
+#define QFP_COMMON_CONFIG_SCHEMA_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "common/config_node.h"
+
+namespace qfp {
+
+// Keys of Butler-SOS.failedPolls.poller (poller-service/poller_config.cc).
+const std::vector<absl::string_view>& PollerKeys();
+// Keys of Butler-SOS.failedPolls.tracker (tracker-service/tracker_config.cc).
+const std::vector<absl::string_view>& TrackerKeys();
+
+// Records, with its key path, every key under `failedPolls`,
+// `failedPolls.poller` or `failedPolls.tracker` that neither service knows,
+// and a non-map in their place. `sos` is the Butler-SOS node.
+void CheckFailedPollsKeys(const ConfigNode& sos);
+
+// Butler-SOS.logLevel: Butler SOS's silly, debug, verbose, info, warn, error,
+// plus trace and warning (common/logging.h); not set: `fallback`. Anything
+// else is an error with the key path.
+std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback);
+
+}  // namespace qfp
+
+#endif  // QFP_COMMON_CONFIG_SCHEMA_H_
