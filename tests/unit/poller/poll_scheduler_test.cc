@@ -64,14 +64,16 @@ class VectorSink final : public FailureSink {
 RequestOutcome Healthy() {
   RequestOutcome o;
   o.http_status = 200;
-  o.body = R"({"version":"12.1","started":"20261124T000000.000Z"})";
+  o.body_head = R"({"version":"12.1","started":"20261124T000000.000Z"})";
+  o.body_bytes = o.body_head.size();
   return o;
 }
 
 RequestOutcome Status(int status) {
   RequestOutcome o;
   o.http_status = status;
-  o.body = "error";
+  o.body_head = "error";
+  o.body_bytes = 5;
   return o;
 }
 
