@@ -112,6 +112,26 @@ TEST_F(PollSchedulerTest, PollsAtStartThenEveryInterval) {
   EXPECT_EQ(scheduler.stats().polls_started, 2u);
 }
 
+TEST_F(PollSchedulerTest, FailureReportsItsOwnSourcesTimeout) {
+  config_.health_timeout = absl::Milliseconds(3000);
+  config_.app_names_enabled = true;
+  config_.app_names_host = "qrs:4242";
+  config_.app_names_interval = absl::Seconds(60);
+  config_.app_names_timeout = absl::Milliseconds(90000);
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  scheduler.Step(absl::ZeroDuration());
+  ASSERT_EQ(transport_.started.size(), 2u);
+  transport_.Complete(Status(500));
+  transport_.Complete(Status(503));
+  ASSERT_EQ(sink_.failures.size(), 2u);
+  for (const auto& f : sink_.failures) {
+    EXPECT_EQ(f.request_timeout_ms(),
+              f.source() == failedpolls::v1::APP_NAMES_EXTRACT ? 90000u : 3000u)
+        << f.request_url();
+  }
+}
+
 TEST_F(PollSchedulerTest, FailureCarriesEveryTagFieldAndIdentity) {
   PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
                           clock_, metrics_);
