@@ -142,8 +142,10 @@ struct RequestOutcome {
   static constexpr size_t kBodyHeadBytes = 1024;
   // True when the body exceeded HttpRequest::max_body_bytes and was cut.
   bool body_too_large = false;
-  // The request's BodyCheck verdict: "" when the body passed (or there was
-  // no check, or the body was not read to its end), else why it fails.
+  // The request's BodyCheck verdict, set when the body was read to its end
+  // or the check refused it (kBodyRejected): why the body fails, or "" when
+  // it passed. "" too when there was no check or the transfer ended
+  // otherwise (the error says how).
   std::string body_problem;
   // How far the request got (see RequestPhase).
   RequestPhase phase = RequestPhase::kConnect;
