@@ -261,6 +261,26 @@ TEST_F(PollSchedulerTest, DrainEndsWhenTheLastPollFinishes) {
   EXPECT_EQ(transport_.in_flight(), 0u);
 }
 
+// A stop never waits the QRS's long timeout: the Helm chart's grace period
+// counts on requestTimeout.
+TEST_F(PollSchedulerTest, DrainWaitsAtMostTheSharedRequestTimeout) {
+  config_.servers.clear();
+  config_.app_names_enabled = true;
+  config_.app_names_host = "qrs:4242";
+  config_.app_names_interval = absl::Seconds(60);
+  config_.app_names_timeout = absl::Seconds(120);
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  scheduler.Step(absl::ZeroDuration());  // the QRS poll, never answered
+  ASSERT_EQ(transport_.in_flight(), 1u);
+  transport_.on_run = [this](absl::Duration wait) { clock_.Advance(wait); };
+  const absl::Duration begin = clock_.Monotonic();
+  const std::atomic<bool> stop{true};
+  scheduler.Run(stop);
+  EXPECT_EQ(clock_.Monotonic() - begin, absl::Seconds(6));
+  EXPECT_EQ(transport_.in_flight(), 1u);
+}
+
 TEST_F(PollSchedulerTest, TwoInstancesHaveDifferentInstanceIds) {
   MetricsRegistry metrics_a, metrics_b;
   PollScheduler a(config_, BuildPollPlan(config_), transport_, sink_, clock_,
