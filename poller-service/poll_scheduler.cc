@@ -74,13 +74,17 @@ void PollScheduler::Step(absl::Duration max_wait) {
 
 void PollScheduler::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) Step(absl::Milliseconds(500));
-  // No new polls; the ones running finish within their own timeout.
+  // No new polls; the ones running get their own timeout to finish, but
+  // never more than requestTimeout: a stop must not wait the QRS's minutes
+  // (the Helm chart's grace period counts on requestTimeout). A poll still
+  // running then is cancelled, which is no failure.
   absl::Duration longest = absl::ZeroDuration();
   for (const TargetState& state : targets_) {
     if (state.in_flight) longest = std::max(longest, state.target.timeout);
   }
-  const absl::Duration give_up =
-      clock_.Monotonic() + longest + absl::Seconds(1);
+  const absl::Duration give_up = clock_.Monotonic() +
+                                 std::min(longest, config_.request_timeout) +
+                                 absl::Seconds(1);
   while (transport_.in_flight() > 0) {
     const absl::Duration left = give_up - clock_.Monotonic();
     if (left <= absl::ZeroDuration()) break;
