@@ -9,9 +9,10 @@ namespace qfp {
 
 const std::vector<absl::string_view>& PollerKeys() {
   static const auto* keys = new std::vector<absl::string_view>{
-      "trackerAddress",     "pollerId",           "requestTimeout",
-      "maxConcurrentPolls", "maxPendingFailures", "maxSpoolBytes",
-      "spoolDirectory",     "metricsListen"};
+      "trackerAddress",      "pollerId",           "requestTimeout",
+      "maxConcurrentPolls",  "maxPendingFailures", "maxSpoolBytes",
+      "spoolDirectory",      "metricsListen",      "healthCheckTimeout",
+      "userSessionsTimeout", "appNamesTimeout",    "maxResponseBytes"};
   return *keys;
 }
 

@@ -72,6 +72,8 @@ struct CurlTransport::Transfer {
   // The last chain verification error OpenSSL reported (see KeepVerifying).
   long chain_error = 0;  // NOLINT(runtime/int): OpenSSL's type
   bool verifies_server = false;
+  // The request's BodyCheck refused the body (WriteBody stopped the read).
+  bool body_rejected = false;
   SteadyClock::time_point started;
   RequestOutcome outcome;
 };
@@ -80,22 +82,44 @@ namespace {
 
 using Transfer = CurlTransport::Transfer;  // for the C callbacks below
 
-// CURLOPT_WRITEFUNCTION: keeps the body up to the request's cap; past it,
-// ends the transfer (returning less than was given makes libcurl fail with
-// CURLE_WRITE_ERROR) so that a runaway answer costs neither memory nor time.
+// CURLOPT_WRITEFUNCTION: counts the decoded body against the request's cap,
+// keeps its head for logs and feeds it to the request's BodyCheck. Past the
+// cap, or once the check has refused the body, it ends the transfer
+// (returning less than was given makes libcurl fail with CURLE_WRITE_ERROR),
+// so that a runaway or hopeless answer costs neither memory nor time.
 size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   auto* transfer = static_cast<Transfer*>(user);
   const size_t given = size * count;
-  std::string& body = transfer->outcome.body;
-  const size_t cap = transfer->request.max_body_bytes;
-  const size_t room = body.size() < cap ? cap - body.size() : 0;
-  if (given > room) {
-    body.append(data, room);
-    transfer->outcome.body_too_large = true;
+  RequestOutcome& out = transfer->outcome;
+  out.phase = RequestPhase::kReceive;
+  if (out.body_head.size() < RequestOutcome::kBodyHeadBytes) {
+    out.body_head.append(data, std::min(given, RequestOutcome::kBodyHeadBytes -
+                                                   out.body_head.size()));
+  }
+  out.body_bytes += given;
+  if (out.body_bytes > transfer->request.max_body_bytes) {
+    out.body_too_large = true;
     return 0;
   }
-  body.append(data, given);
+  BodyCheck* check = transfer->request.body_check.get();
+  if (check != nullptr && !check->Feed(absl::string_view(data, given))) {
+    transfer->body_rejected = true;
+    return 0;
+  }
   return given;
+}
+
+// CURLOPT_HEADERFUNCTION: the answer started arriving.
+size_t SeeHeader(char* /*data*/, size_t size, size_t count, void* user) {
+  static_cast<Transfer*>(user)->outcome.phase = RequestPhase::kReceive;
+  return size * count;
+}
+
+// CURLOPT_PREREQFUNCTION: connected (TLS included), the request goes out.
+int BeforeRequest(void* user, char* /*primary_ip*/, char* /*local_ip*/,
+                  int /*primary_port*/, int /*local_port*/) {
+  static_cast<Transfer*>(user)->outcome.phase = RequestPhase::kSend;
+  return CURL_PREREQFUNC_OK;
 }
 
 // CURLOPT_OPENSOCKETFUNCTION: remembers the address and port being dialled.
@@ -104,6 +128,7 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
 curl_socket_t OpenSocket(void* user, curlsocktype purpose,
                          curl_sockaddr* address) {
   auto* transfer = static_cast<Transfer*>(user);
+  transfer->outcome.phase = RequestPhase::kConnect;  // again on a redirect
   if (purpose == CURLSOCKTYPE_IPCXN) {
     sockaddr_storage storage{};
     std::memcpy(
@@ -163,9 +188,13 @@ int KeepVerifying(int preverify_ok, X509_STORE_CTX* store) {
   return 1;
 }
 
-// CURLOPT_SSL_CTX_FUNCTION: libcurl 7.88 makes one SSL_CTX per connection
-// and calls this after its own setup (VERIFYPEER already applied).
+// CURLOPT_SSL_CTX_FUNCTION: libcurl 7.88 makes one SSL_CTX per connection,
+// once TCP is connected, and calls this after its own setup (VERIFYPEER
+// already applied).
 CURLcode PrepareSslContext(CURL* /*easy*/, void* ssl_ctx, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  transfer->outcome.phase = RequestPhase::kTls;
+  if (!transfer->verifies_server) return CURLE_OK;
   auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
   if (SSL_CTX_set_ex_data(ctx, TransferIndex(), user) != 1) {
     return CURLE_SSL_CONNECT_ERROR;
@@ -216,8 +245,17 @@ CURLcode Configure(Transfer& t) {
   // A CA file replaced on disk counts from the next poll, not a day later.
   check(curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L));
 
+  // Advertise and decode every encoding this libcurl was built with
+  // (Debian's: deflate, gzip, br, zstd), as Butler SOS's client does; a
+  // proxy may compress even unasked, and libcurl decodes what it knows
+  // whenever this is set. WriteBody sees the decoded bytes.
+  check(curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, ""));
   check(curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, WriteBody));
   check(curl_easy_setopt(easy, CURLOPT_WRITEDATA, &t));
+  check(curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, SeeHeader));
+  check(curl_easy_setopt(easy, CURLOPT_HEADERDATA, &t));
+  check(curl_easy_setopt(easy, CURLOPT_PREREQFUNCTION, BeforeRequest));
+  check(curl_easy_setopt(easy, CURLOPT_PREREQDATA, &t));
   check(curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, OpenSocket));
   check(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &t));
 
@@ -243,6 +281,9 @@ CURLcode Configure(Transfer& t) {
   }
   const bool verify = tls == nullptr || tls->verify_server;
   t.verifies_server = verify;
+  // Always: it also marks the TLS phase (see PrepareSslContext).
+  check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, PrepareSslContext));
+  check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &t));
   check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYPEER, verify ? 1L : 0L));
   check(curl_easy_setopt(easy, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L));
   if (verify) {
@@ -251,8 +292,6 @@ CURLcode Configure(Transfer& t) {
     check(curl_easy_setopt(
         easy, CURLOPT_SSL_OPTIONS,
         static_cast<long>(CURLSSLOPT_NO_PARTIALCHAIN)));  // NOLINT
-    check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_FUNCTION, PrepareSslContext));
-    check(curl_easy_setopt(easy, CURLOPT_SSL_CTX_DATA, &t));
   }
   return first_error;
 }
@@ -355,7 +394,8 @@ std::string CurlCodeName(int curl_code) {
   }
 }
 
-TransportError CurlCodeToTransportError(int curl_code, bool body_too_large) {
+TransportError CurlCodeToTransportError(int curl_code, bool body_too_large,
+                                        bool body_rejected) {
   switch (curl_code) {
     case CURLE_OK:
       return TransportError::kNone;
@@ -390,12 +430,15 @@ TransportError CurlCodeToTransportError(int curl_code, bool body_too_large) {
     case CURLE_TOO_MANY_REDIRECTS:
       return TransportError::kTooManyRedirects;
     case CURLE_WRITE_ERROR:
-      // WriteBody refusing more than the cap is the only way this transport
-      // makes libcurl fail a write.
-      return body_too_large ? TransportError::kBodyTooLarge
-                            : TransportError::kOther;
+      // WriteBody refusing more than the cap, or a body its check refused,
+      // are the only ways this transport makes libcurl fail a write.
+      if (body_too_large) return TransportError::kBodyTooLarge;
+      if (body_rejected) return TransportError::kBodyRejected;
+      return TransportError::kOther;
     case CURLE_PARTIAL_FILE:
       return TransportError::kBodyCutShort;
+    case CURLE_BAD_CONTENT_ENCODING:
+      return TransportError::kBadEncoding;
     default:
       return TransportError::kOther;
   }
@@ -414,8 +457,9 @@ std::string CurlSays(CURLcode code, const std::string& details) {
 
 // Reports libcurl's result `code` in `out` in neutral terms (after
 // body_too_large is known).
-void SetResult(RequestOutcome& out, CURLcode code, const std::string& details) {
-  out.error = CurlCodeToTransportError(code, out.body_too_large);
+void SetResult(RequestOutcome& out, CURLcode code, const std::string& details,
+               bool body_rejected = false) {
+  out.error = CurlCodeToTransportError(code, out.body_too_large, body_rejected);
   if (code == CURLE_OK) return;
   out.error_name = CurlCodeName(code);
   out.error_text = CurlSays(code, details);
@@ -440,9 +484,16 @@ void EndCancelled(Transfer& t) {
 void FillOutcome(Transfer& t, CURLcode result) {
   RequestOutcome& out = t.outcome;
   SetResult(out, result,
-            t.error_buffer[0] != '\0'
-                ? std::string(t.error_buffer)
-                : std::string(curl_easy_strerror(result)));
+            t.error_buffer[0] != '\0' ? std::string(t.error_buffer)
+                                      : std::string(curl_easy_strerror(result)),
+            t.body_rejected);
+  if (BodyCheck* check = t.request.body_check.get(); check != nullptr) {
+    // The check judges only a body read to its end, or one it refused.
+    if (result == CURLE_OK) check->Finish();
+    if (result == CURLE_OK || t.body_rejected) {
+      out.body_problem = check->Problem();
+    }
+  }
   long value = 0;  // NOLINT(runtime/int): libcurl's type
   if (curl_easy_getinfo(t.easy, CURLINFO_OS_ERRNO, &value) == CURLE_OK) {
     out.os_errno = static_cast<int>(value);

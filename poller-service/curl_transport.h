@@ -34,9 +34,11 @@ int EnsureCurlGlobalInit();
 // SSL_PINNEDPUBKEYNOTMATCH, SSL_INVALIDCERTSTATUS and SSL_CLIENTCERT
 // kTlsSetup; URL_MALFORMAT kBadUrl; TOO_MANY_REDIRECTS kTooManyRedirects;
 // WRITE_ERROR kBodyTooLarge when `body_too_large` (the body cap stopped the
-// transfer), else kOther; PARTIAL_FILE kBodyCutShort; anything else kOther.
-// Thread-safe.
-TransportError CurlCodeToTransportError(int curl_code, bool body_too_large);
+// transfer), kBodyRejected when `body_rejected` (the request's BodyCheck
+// refused the body), else kOther; PARTIAL_FILE kBodyCutShort;
+// BAD_CONTENT_ENCODING kBadEncoding; anything else kOther. Thread-safe.
+TransportError CurlCodeToTransportError(int curl_code, bool body_too_large,
+                                        bool body_rejected = false);
 
 // The enum name of a libcurl result ("CURLE_SEND_ERROR"), "CURLE_<n>" for a
 // code without a name here, "" for CURLE_OK: RequestOutcome::error_name.
@@ -45,7 +47,13 @@ std::string CurlCodeName(int curl_code);
 
 // Each request is a fresh TCP and TLS connection (no reuse between polls), so
 // every poll is a real attempt to reach the server, like Butler SOS's. HTTP/1.1
-// only, https only (redirects too).
+// only, https only (redirects too). Every encoding libcurl knows is advertised
+// (Accept-Encoding) and decoded; the body is never kept: it is counted
+// (decoded) against HttpRequest::max_body_bytes and fed to the request's
+// BodyCheck as it arrives, so memory stays bounded whatever its size.
+// RequestOutcome::phase comes from libcurl's callbacks: the socket opened
+// (connect), the SSL context made once TCP is up (TLS), the pre-request
+// callback (send), the first header or body byte (receive).
 //
 // Concurrency bound: at most `max_concurrent` transfers are handed to libcurl
 // at once; later ones wait in a FIFO queue of this class. Queueing here rather

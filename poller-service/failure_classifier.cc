@@ -14,16 +14,19 @@
 //   it (its code table covers 4xx and 5xx only), so neither do we, except
 //   for too many redirects: ERR_FR_TOO_MANY_REDIRECTS (follow-redirects).
 //   A status of 600 and above is http_5xx without a code, as in Butler SOS.
-// - A connect that fails other than by refusal: ETIMEDOUT (the kernel gave
-//   up) is timeout; EHOSTUNREACH, ENETUNREACH and the rest are unknown. All
-//   carry the errno's name, syscall "connect" and the address dialled, as
-//   Node's connect errors do.
+// - The category follows from the error, whatever the phase (connect, TLS,
+//   send, receive) it happened in: errno ECONNRESET is connection_reset
+//   (ECONNRESET, syscall "read", as Node reports a reset, and no address:
+//   Butler SOS writes the address only for a refused connect), ECONNREFUSED
+//   connection_refused, ETIMEDOUT timeout (code ETIMEDOUT). A connect that
+//   fails otherwise (EHOSTUNREACH, ENETUNREACH, ...) is unknown. Connect
+//   errors carry the errno's name, syscall "connect" and the address
+//   dialled, as Node's connect errors do.
 // - The server closing without answering (kEmptyReply, Node's "socket
 //   hang up") or during the TLS handshake (Node's "Client network socket
 //   disconnected before secure TLS connection was established") is
 //   connection_reset, ECONNRESET, with no syscall: Node's errors have none.
-//   A reset seen by a system call (errno ECONNRESET) has syscall "read" or
-//   "write". A broken pipe on send is unknown, EPIPE, syscall "write".
+//   A broken pipe on send is unknown, EPIPE, syscall "write".
 // - Any other failure of the TLS handshake (the peer speaks no TLS, sends a
 //   TLS alert such as a rejected client certificate) is certificate_error,
 //   EPROTO, syscall "write": Node reports handshake errors from the socket
@@ -36,9 +39,10 @@
 //   transport's name for it (the curl transport's CURLE_SSL_CERTPROBLEM,
 //   CURLE_SSL_CACERT_BADFILE, ...): a certificate problem an operator must
 //   fix.
-// - A 2xx answer whose body is cut (over the size cap, or shorter than its
-//   Content-Length) or is not the expected JSON is invalid_response,
-//   ERR_INVALID_RESPONSE (our category; Butler SOS counts it as a success).
+// - A 2xx answer whose body is cut (over the size cap, counted decoded, or
+//   shorter than its Content-Length), cannot be decoded (Content-Encoding),
+//   or is not the expected JSON is invalid_response, ERR_INVALID_RESPONSE
+//   (our category; Butler SOS counts it as a success).
 // - Cancellation (the transport shutting down) is unknown, ERR_CANCELED
 //   (axios's code for a cancelled request).
 // - Anything else is unknown with the transport's name for it
@@ -62,7 +66,6 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
-#include "nlohmann/json.hpp"
 
 namespace qfp::poller {
 
@@ -111,71 +114,6 @@ std::string BodyPreview(const std::string& body) {
   return preview;
 }
 
-// What a body holds at its top level; kInvalid when it is not JSON at all.
-enum class JsonShape { kInvalid, kObject, kArray, kScalar };
-
-// Validates JSON without building it: an answer may be up to the body cap
-// (megabytes) or nested thousands deep, and only its top-level shape matters.
-// nlohmann's SAX parser is iterative, so deep nesting costs no stack, and it
-// reports errors to parse_error() instead of throwing.
-class ShapeSax {
- public:
-  using json = nlohmann::json;
-
-  JsonShape shape() const { return shape_; }
-
-  bool null() { return Scalar(); }
-  bool boolean(bool /*value*/) { return Scalar(); }
-  bool number_integer(json::number_integer_t /*value*/) { return Scalar(); }
-  bool number_unsigned(json::number_unsigned_t /*value*/) { return Scalar(); }
-  bool number_float(json::number_float_t /*value*/,
-                    const json::string_t& /*text*/) {
-    return Scalar();
-  }
-  bool string(json::string_t& /*value*/) { return Scalar(); }
-  bool binary(json::binary_t& /*value*/) { return Scalar(); }
-  bool start_object(std::size_t /*elements*/) {
-    return Open(JsonShape::kObject);
-  }
-  bool key(json::string_t& /*value*/) { return true; }
-  bool end_object() { return Close(); }
-  bool start_array(std::size_t /*elements*/) { return Open(JsonShape::kArray); }
-  bool end_array() { return Close(); }
-  bool parse_error(std::size_t /*position*/, const std::string& /*token*/,
-                   const nlohmann::detail::exception& /*error*/) {
-    return false;
-  }
-
- private:
-  bool Scalar() {
-    if (depth_ == 0) shape_ = JsonShape::kScalar;
-    return true;
-  }
-  bool Open(JsonShape shape) {
-    if (depth_ == 0) shape_ = shape;
-    ++depth_;
-    return true;
-  }
-  bool Close() {
-    --depth_;
-    return true;
-  }
-
-  JsonShape shape_ = JsonShape::kInvalid;
-  size_t depth_ = 0;
-};
-
-JsonShape ParseShape(const std::string& body) {
-  // A raw NUL is never valid JSON, and nlohmann's lexer would take it for the
-  // end of the input ("{}\0<html>" would pass).
-  if (body.find('\0') != std::string::npos) return JsonShape::kInvalid;
-  ShapeSax sax;
-  const bool valid = nlohmann::json::sax_parse(
-      body, &sax, nlohmann::json::input_format_t::json, /*strict=*/true,
-      /*ignore_comments=*/false);
-  return valid ? sax.shape() : JsonShape::kInvalid;
-}
-
 Classification InvalidResponse(const RequestOutcome& outcome,
                                const std::string& why) {
   Classification c =
@@ -185,48 +123,47 @@ Classification InvalidResponse(const RequestOutcome& outcome,
   return c;
 }
 
-// A response with a status line arrived and was read to its end (or cut by
-// `body_cut`); judged like axios's validateStatus plus our body check.
+// A response with a status line arrived and was read to its end, or was
+// stopped early (`body_cut`: over the cap, cut short, refused by the check,
+// undecodable); judged like axios's validateStatus plus our body check.
 std::optional<Classification> ClassifyResponse(const RequestOutcome& outcome,
-                                               ExpectedBody expected,
                                                bool body_cut) {
   const int status = outcome.http_status;
   if (status >= 200 && status < 300) {
-    if (outcome.body_too_large) {
-      return InvalidResponse(outcome,
-                             absl::StrCat("the body is larger than the cap (",
-                                          outcome.body.size(), " bytes kept)"));
+    const std::string seen = absl::StrCat(outcome.body_bytes, " bytes: \"",
+                                          BodyPreview(outcome.body_head), "\"");
+    switch (outcome.error) {
+      case TransportError::kBodyTooLarge:
+        return InvalidResponse(
+            outcome, absl::StrCat("the body (decoded) is larger than the "
+                                  "cap; stopped after ",
+                                  outcome.body_bytes, " bytes"));
+      case TransportError::kBodyCutShort:
+        return InvalidResponse(outcome, absl::StrCat("the body was cut short: ",
+                                                     TransportSays(outcome)));
+      case TransportError::kBadEncoding:
+        return InvalidResponse(outcome,
+                               absl::StrCat("the body could not be decoded: ",
+                                            TransportSays(outcome)));
+      default:
+        break;
     }
-    if (body_cut) {
-      return InvalidResponse(outcome, absl::StrCat("the body was cut short: ",
-                                                   TransportSays(outcome)));
+    // A body the check refused always fails, even without its words.
+    if (outcome.body_problem.empty() &&
+        outcome.error != TransportError::kBodyRejected) {
+      return std::nullopt;
     }
-    const JsonShape want = expected == ExpectedBody::kJsonObject
-                               ? JsonShape::kObject
-                               : JsonShape::kArray;
-    const char* want_name = expected == ExpectedBody::kJsonObject
-                                ? "a JSON object"
-                                : "a JSON array";
-    const JsonShape got = ParseShape(outcome.body);
-    if (got == want) return std::nullopt;
-    if (outcome.body.empty()) {
-      return InvalidResponse(outcome,
-                             absl::StrCat("an empty body, not ", want_name));
-    }
-    const char* got_name = got == JsonShape::kInvalid  ? "not JSON"
-                           : got == JsonShape::kObject ? "a JSON object"
-                           : got == JsonShape::kArray  ? "a JSON array"
-                                                       : "a JSON scalar";
-    return InvalidResponse(
-        outcome, absl::StrCat("the body is ", got_name, ", not ", want_name,
-                              " (", outcome.body.size(), " bytes: \"",
-                              BodyPreview(outcome.body), "\")"));
+    return InvalidResponse(outcome,
+                           absl::StrCat(outcome.body_problem.empty()
+                                            ? "the body check refused the body"
+                                            : outcome.body_problem,
+                                        " (", seen, ")"));
   }
 
   Classification c;
   const std::string message =
       absl::StrCat("Request failed with status code ", status,
-                   body_cut ? " (body cut short)" : "");
+                   body_cut ? " (body not read to its end)" : "");
   if (status == 401 || status == 403) {
     c = Make(v1::ERROR_CATEGORY_AUTH_ERROR, "ERR_BAD_REQUEST", message);
   } else if (status == 404) {
@@ -255,8 +192,29 @@ void SetDialled(const RequestOutcome& outcome, Classification& c) {
   }
 }
 
+// A reset, whatever the phase: Node reports it from the socket read
+// ("read ECONNRESET"), without an address.
+Classification Reset(const RequestOutcome& outcome) {
+  Classification c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+                          TransportSays(outcome));
+  c.syscall = "read";
+  return c;
+}
+
+// errno after a failed system call, the same in every phase. libcurl's saved
+// errno can be overwritten while it tears the TLS session down after a reset
+// (EPIPE from the close_notify write); its error text still carries the
+// reset it saw first.
+int SeenErrno(const RequestOutcome& outcome) {
+  if (absl::StrContains(outcome.error_text, "Connection reset by peer")) {
+    return ECONNRESET;
+  }
+  return outcome.os_errno;
+}
+
 Classification ConnectFailure(const RequestOutcome& outcome) {
-  const int err = outcome.os_errno;
+  const int err = SeenErrno(outcome);
+  if (err == ECONNRESET) return Reset(outcome);
   Classification c;
   if (err == ECONNREFUSED) {
     c = Make(v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
@@ -277,16 +235,13 @@ Classification ConnectFailure(const RequestOutcome& outcome) {
 
 // Send or receive failed after the connection was up.
 Classification IoFailure(const RequestOutcome& outcome, const char* syscall) {
-  int err = outcome.os_errno;
-  // libcurl's saved errno can be overwritten while it tears the TLS session
-  // down after a reset (EPIPE from the close_notify write); its error text
-  // still carries the recv/send failure it saw first.
-  if (absl::StrContains(outcome.error_text, "Connection reset by peer")) {
-    err = ECONNRESET;
-  }
+  const int err = SeenErrno(outcome);
+  if (err == ECONNRESET) return Reset(outcome);
   Classification c;
-  if (err == ECONNRESET) {
-    c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
+  if (err == ETIMEDOUT) {
+    c = Make(v1::ERROR_CATEGORY_TIMEOUT, "ETIMEDOUT", TransportSays(outcome));
+  } else if (err == ECONNREFUSED) {
+    c = Make(v1::ERROR_CATEGORY_CONNECTION_REFUSED, "ECONNREFUSED",
              TransportSays(outcome));
   } else if (err != 0) {
     c = Make(v1::ERROR_CATEGORY_UNKNOWN, ErrnoName(err),
@@ -324,12 +279,7 @@ std::string NodeSslCode(absl::string_view text) {
 
 // kTlsHandshake: the TLS handshake did not complete.
 Classification HandshakeFailure(const RequestOutcome& outcome) {
-  if (outcome.os_errno == ECONNRESET) {
-    Classification c = Make(v1::ERROR_CATEGORY_CONNECTION_RESET, "ECONNRESET",
-                            TransportSays(outcome));
-    c.syscall = "read";
-    return c;
-  }
+  if (SeenErrno(outcome) == ECONNRESET) return Reset(outcome);
   // libcurl 7.88's words for the peer closing mid-handshake (OpenSSL 3 says
   // SSL_ERROR_SYSCALL with no errno, or "unexpected eof while reading").
   if (absl::StrContains(outcome.error_text, "SSL_ERROR_SYSCALL") ||
@@ -402,19 +352,16 @@ Classification TransportFailure(const RequestOutcome& outcome) {
     case TransportError::kBadUrl:
       return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_INVALID_URL",
                   TransportSays(outcome));
-    case TransportError::kTooManyRedirects: {
-      Classification c =
-          Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
-               absl::StrCat("Maximum number of redirects exceeded: ",
-                            TransportSays(outcome)));
-      if (outcome.http_status > 0) {
-        c.http_status = static_cast<uint32_t>(outcome.http_status);
-      }
-      return c;
-    }
+    case TransportError::kTooManyRedirects:
+      // No response reaches Butler SOS's code: no http_status.
+      return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
+                  absl::StrCat("Maximum number of redirects exceeded: ",
+                               TransportSays(outcome)));
     case TransportError::kNone:  // without a status line (see ClassifyOutcome)
     case TransportError::kBodyTooLarge:
+    case TransportError::kBodyRejected:
     case TransportError::kBodyCutShort:
+    case TransportError::kBadEncoding:
     case TransportError::kOther:
       break;
   }
@@ -429,15 +376,17 @@ Classification TransportFailure(const RequestOutcome& outcome) {
 
 }  // namespace
 
-std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome,
-                                              ExpectedBody expected) {
-  // A body cut by our cap or by the server closing early still came with a
-  // status, which decides first: a 500 with a huge page is http_5xx.
+std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome) {
+  // A body cut by our cap, refused by the check, undecodable or cut by the
+  // server closing early still came with a status, which decides first: a
+  // 500 with a huge page is http_5xx.
   const bool body_cut = outcome.error == TransportError::kBodyTooLarge ||
-                        outcome.error == TransportError::kBodyCutShort;
+                        outcome.error == TransportError::kBodyRejected ||
+                        outcome.error == TransportError::kBodyCutShort ||
+                        outcome.error == TransportError::kBadEncoding;
   if (outcome.http_status > 0 &&
       (outcome.error == TransportError::kNone || body_cut)) {
-    return ClassifyResponse(outcome, expected, body_cut);
+    return ClassifyResponse(outcome, body_cut);
   }
   if (outcome.error == TransportError::kNone) {
     // Cannot happen over HTTP; kept so that every input is classified.

@@ -13,12 +13,6 @@
 
 namespace qfp::poller {
 
-// What a healthy answer's body is.
-enum class ExpectedBody {
-  kJsonObject,  // the engine health check
-  kJsonArray,   // proxy sessions, QRS apps
-};
-
 struct Classification {
   failedpolls::v1::ErrorCategory category =
       failedpolls::v1::ERROR_CATEGORY_UNKNOWN;
@@ -31,10 +25,14 @@ struct Classification {
   std::string message;  // human-readable, for logs
 };
 
-// Returns nullopt when `outcome` is a successful poll: a 2xx status with a
-// body that parses as `expected`. Never throws; any input is classified.
-std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome,
-                                              ExpectedBody expected);
+// Returns nullopt when `outcome` is a successful poll: a 2xx status whose
+// body was read to its end, decoded, and passed the request's BodyCheck
+// (RequestOutcome::body_problem empty). Never throws; any input is
+// classified. The mapping is the table "Classification table" in
+// docs/compatibility.md §4, which failure_classifier_test reads and checks
+// row by row: the category follows from the error (TransportError and
+// errno), never from the phase it happened in.
+std::optional<Classification> ClassifyOutcome(const RequestOutcome& outcome);
 
 // The OpenSSL verify error's name without "X509_V_ERR_" (10 gives
 // "CERT_HAS_EXPIRED"); "UNKNOWN_VERIFY_ERROR_<n>" for codes it doesn't know.

@@ -6,9 +6,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace qfp::poller {
@@ -23,15 +25,52 @@ struct TlsSettings {
   bool verify_server = true;
 };
 
+// Looks at a response body as it streams in, so that a body of any size is
+// judged without being kept. The transport feeds it the final response's
+// body, decoded (after Content-Encoding), in order; not thread-safe (one
+// transfer's, on the transport's thread).
+class BodyCheck {
+ public:
+  virtual ~BodyCheck() = default;
+  // The next bytes of the body. false: the body can no longer pass
+  // (Problem() says why); the transport then stops reading it.
+  virtual bool Feed(absl::string_view bytes) = 0;
+  // The body ended where the server said it ends; called at most once, only
+  // when every Feed returned true.
+  virtual void Finish() = 0;
+  // Why the body fails; "" while it can still pass (or after Finish, when it
+  // passed).
+  virtual std::string Problem() const = 0;
+};
+
+// Default of HttpRequest::max_body_bytes: far above any real answer (a QRS
+// app list of 10,000 apps is about 50 MB), low enough that a compression
+// bomb ends as a failure after seconds of decoding rather than minutes.
+inline constexpr uint64_t kDefaultMaxBodyBytes = uint64_t{1} << 30;  // 1 GiB
+
 struct HttpRequest {
   std::string url;  // https://host:port/path?query
   // In order, each "Name: value". Sent exactly as given.
   std::vector<std::string> headers;
   absl::Duration timeout = absl::Milliseconds(5000);  // the whole request
   const TlsSettings* tls = nullptr;  // not owned; must outlive the request
-  // Largest body kept; a longer body ends the transfer (body_too_large).
-  size_t max_body_bytes = 8 * 1024 * 1024;
+  // Most body bytes read, counted after decoding (Content-Encoding), so a
+  // compression bomb is cut here; a longer body ends the transfer
+  // (kBodyTooLarge). Nothing is kept but RequestOutcome::body_head.
+  uint64_t max_body_bytes = kDefaultMaxBodyBytes;
+  // Judges the body as it arrives; null: the body is read and dropped.
+  std::shared_ptr<BodyCheck> body_check;
   int max_redirects = 5;  // followed only to https
+};
+
+// How far a request got when it ended, for the classification table
+// (docs/compatibility.md §4) and logs. The category of a failure never
+// depends on it: a reset is a reset in every phase.
+enum class RequestPhase {
+  kConnect,  // no TCP connection yet (name resolution included)
+  kTls,      // TCP connected, TLS handshake not complete
+  kSend,     // TLS up, no byte of the answer yet
+  kReceive,  // the answer started arriving
 };
 
 // How a request ended, in terms of HTTP rather than of any transport
@@ -58,10 +97,16 @@ enum class TransportError {
   kBadUrl,            // HttpRequest::url is malformed
   kTooManyRedirects,  // more than HttpRequest::max_redirects
   // The transport stopped reading at HttpRequest::max_body_bytes
-  // (body_too_large is set; body holds what was kept).
+  // (body_too_large is set).
   kBodyTooLarge,
+  // The request's BodyCheck refused the body; the transport stopped reading
+  // (body_problem says why).
+  kBodyRejected,
   kBodyCutShort,  // the connection ended before the body's announced end
-  kOther,         // anything else (a redirect to plain http, a setup failure)
+  // The body's Content-Encoding could not be decoded (corrupt gzip, an
+  // encoding the transport does not know).
+  kBadEncoding,
+  kOther,  // anything else (a redirect to plain http, a setup failure)
 };
 
 // Everything a failure classifier needs to know about one finished request,
@@ -90,9 +135,20 @@ struct RequestOutcome {
   long tls_verify_result = 0;  // NOLINT(runtime/int): OpenSSL's type
   // HTTP status of the last response; 0 when no status line arrived.
   int http_status = 0;
-  std::string body;
+  // Body bytes read (decoded), and the first kBodyHeadBytes of them, for
+  // logs and tests; the rest is never kept.
+  uint64_t body_bytes = 0;
+  std::string body_head;
+  static constexpr size_t kBodyHeadBytes = 1024;
   // True when the body exceeded HttpRequest::max_body_bytes and was cut.
   bool body_too_large = false;
+  // The request's BodyCheck verdict, set when the body was read to its end
+  // or the check refused it (kBodyRejected): why the body fails, or "" when
+  // it passed. "" too when there was no check or the transfer ended
+  // otherwise (the error says how).
+  std::string body_problem;
+  // How far the request got (see RequestPhase).
+  RequestPhase phase = RequestPhase::kConnect;
   // The address and port last dialled ("" and 0 when none was).
   std::string remote_address;
   int remote_port = 0;

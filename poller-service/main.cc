@@ -63,7 +63,7 @@ void PrintPlan(const PollerConfig& config,
                 static_cast<long long>(  // NOLINT(runtime/int)
                     absl::ToInt64Milliseconds(target.interval)),
                 static_cast<long long>(  // NOLINT(runtime/int)
-                    absl::ToInt64Milliseconds(config.request_timeout)));
+                    absl::ToInt64Milliseconds(target.timeout)));
     for (const std::string& header : target.headers) {
       std::printf("  %s\n", MaskedHeader(header).c_str());
     }
@@ -71,6 +71,52 @@ void PrintPlan(const PollerConfig& config,
       std::printf("  X-Qlik-Xrfkey: ****************\n");
     }
   }
+}
+
+// What the shutdown line reports. Every failure found this run
+// (polls.polls_failed) or reloaded from an earlier run's spool ends in one
+// of: acknowledged, dropped (by reason), left.
+struct ShutdownCounts {
+  SchedulerStats polls;
+  uint64_t reloaded = 0;      // spool records from earlier runs
+  uint64_t acknowledged = 0;  // by the tracker, this run
+  // The spool was full and dropped its oldest (maxPendingFailures,
+  // maxSpoolBytes).
+  uint64_t dropped_spool_full = 0;
+  // The spool's commits failed and the failure never got in (lost()).
+  uint64_t dropped_not_stored = 0;
+  uint64_t left = 0;  // unacknowledged and stored at the end
+  uint64_t dropped() const { return dropped_spool_full + dropped_not_stored; }
+};
+
+// The poller's last log line: counts read from their owners, never
+// assumed ("every failure acknowledged" only when none was dropped or left).
+std::string ShutdownSummary(const ShutdownCounts& c,
+                            const std::string& spool_description,
+                            bool spool_durable,
+                            const std::string& tracker_address) {
+  std::string line = absl::StrCat(
+      "qs-poller stopped: ", c.polls.polls_started, " polls, ",
+      c.polls.polls_failed, " failed; failures: ", c.polls.polls_failed,
+      " from this run and ", c.reloaded, " reloaded from earlier runs; ",
+      c.acknowledged, " acknowledged by tracker ", tracker_address, ", ",
+      c.dropped(), " dropped (", c.dropped_spool_full, " spool full, ",
+      c.dropped_not_stored, " not stored: spool commit failed), ");
+  if (c.left == 0) {
+    absl::StrAppend(&line,
+                    c.dropped() == 0 ? "every failure acknowledged by "
+                                       "the tracker, "
+                                     : "",
+                    "0 failures left in spool ", spool_description);
+  } else if (spool_durable) {
+    absl::StrAppend(&line, c.left, " failures left in spool ",
+                    spool_description, ", resent at next start");
+  } else {
+    absl::StrAppend(&line, c.left,
+                    " failures left in the memory spool and lost (logged "
+                    "above)");
+  }
+  return line;
 }
 
 int Main(int argc, char** argv) {
@@ -123,10 +169,9 @@ int Main(int argc, char** argv) {
   limits.max_bytes = config.max_spool_bytes;
   // The newest failures say the most about the site now.
   limits.overflow = QueueLimits::Overflow::kDropOldest;
-  absl::StatusOr<std::unique_ptr<FailureQueue>> opened =
-      OpenFailureQueue(FailureQueueOptions{config.spool_directory, limits,
-                                           "qs-poller spool", &metrics,
-                                           "qfp_poller_spool"});
+  absl::StatusOr<std::unique_ptr<FailureQueue>> opened = OpenFailureQueue(
+      FailureQueueOptions{config.spool_directory, limits, "qs-poller spool",
+                          &metrics, "qfp_poller_spool"});
   if (!opened.ok()) {
     std::cerr << "qs-poller: Butler-SOS.failedPolls.poller.spoolDirectory: "
               << opened.status().message() << "\n";
@@ -189,38 +234,26 @@ int Main(int argc, char** argv) {
 
   const uint64_t left = client.Shutdown(
       absl::Milliseconds(absl::GetFlag(FLAGS_shutdown_deadline_ms)));
-  const uint64_t dropped = client.spool().stats().dropped;
-  if (const uint64_t lost = client.lost(); lost > 0) {
+  const QueueStats spool_stats = client.spool().stats();
+  ShutdownCounts counts;
+  counts.polls = scheduler.stats();
+  counts.reloaded = spool_stats.reloaded;
+  counts.acknowledged = client.acknowledged();
+  counts.dropped_spool_full = spool_stats.dropped;
+  counts.dropped_not_stored = client.lost();
+  counts.left = left;
+  if (counts.dropped_not_stored > 0) {
     spdlog::error(
         "{} failures could not be stored in spool {} (its commits failed) and "
         "are lost; they are in the log above",
-        lost, spool_description);
+        counts.dropped_not_stored, spool_description);
   }
-  const SchedulerStats polls = scheduler.stats();
-  const std::string overflow =
-      dropped == 0
-          ? std::string()
-          : absl::StrCat("; ", dropped,
-                         " dropped earlier because the spool was full");
-  if (left == 0) {
-    spdlog::info(
-        "qs-poller stopped: {} polls, {} failed, every failure acknowledged "
-        "by the tracker, 0 failures left in spool {}{}",
-        polls.polls_started, polls.polls_failed, spool_description, overflow);
-  } else if (spool_durable) {
-    spdlog::warn(
-        "qs-poller stopped: {} polls, {} failed; {} failures not yet "
-        "acknowledged by tracker {} left in spool {}, resent at next "
-        "start{}",
-        polls.polls_started, polls.polls_failed, left, config.tracker_address,
-        spool_description, overflow);
+  const std::string summary = ShutdownSummary(
+      counts, spool_description, spool_durable, config.tracker_address);
+  if (counts.left == 0 && counts.dropped() == 0) {
+    spdlog::info("{}", summary);
   } else {
-    spdlog::warn(
-        "qs-poller stopped: {} polls, {} failed; {} failures not "
-        "acknowledged by tracker {} were in the memory spool and are lost "
-        "(logged above){}",
-        polls.polls_started, polls.polls_failed, left, config.tracker_address,
-        overflow);
+    spdlog::warn("{}", summary);
   }
   return 0;
 }

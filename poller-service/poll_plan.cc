@@ -1,6 +1,7 @@
 #include "poller-service/poll_plan.h"
 
 #include <algorithm>
+#include <memory>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -15,6 +16,7 @@ using failedpolls::v1::HEALTH_API;
 using failedpolls::v1::PROXY_API;
 
 constexpr char kQrsPort[] = "4242";
+constexpr char kUserAgent[] = "User-Agent: qlik-failed-polls-qs-poller";
 constexpr char kQrsUser[] =
     "X-Qlik-User: UserDirectory=Internal; UserId=sa_repository";
 
@@ -27,10 +29,36 @@ bool HasPort(const std::string& host) {
   return std::count(host.begin(), host.end(), ':') == 1;
 }
 
-// The headers every Qlik Sense poll sends (Butler SOS's axios defaults).
+// The headers every Qlik Sense poll sends (Butler SOS's axios defaults,
+// compatibility reference §2). Accept-Encoding is libcurl's (the transport
+// advertises what it decodes). User-Agent names us rather than imitating
+// axios's versioned one: libcurl sends none by default, and some proxies
+// and firewalls refuse a request without one.
 std::vector<std::string> CommonHeaders() {
   return {"Accept: application/json, text/plain, */*",
-          "Content-Type: application/json", "Cache-Control: no-cache"};
+          "Content-Type: application/json", "Cache-Control: no-cache",
+          kUserAgent};
+}
+
+// "Name: value" -> "name", for comparing header names.
+std::string HeaderName(absl::string_view header) {
+  return absl::AsciiStrToLower(header.substr(0, header.find(':')));
+}
+
+// Adds `name: value`, replacing a header of the same name (as axios merges
+// a request's headers over its defaults): a server's `headers` map may
+// replace a common header, never send it twice.
+void SetHeader(std::vector<std::string>& headers, const std::string& name,
+               const std::string& value) {
+  const std::string line = absl::StrCat(name, ": ", value);
+  const std::string lower = absl::AsciiStrToLower(name);
+  for (std::string& header : headers) {
+    if (HeaderName(header) == lower) {
+      header = line;
+      return;
+    }
+  }
+  headers.push_back(line);
 }
 
 }  // namespace
@@ -52,10 +80,11 @@ std::vector<PollTarget> BuildPollPlan(const PollerConfig& config) {
     health.url = absl::StrCat("https://", server.host, "/engine/healthcheck");
     health.headers = CommonHeaders();
     for (const auto& [name, value] : server.headers) {
-      health.headers.push_back(absl::StrCat(name, ": ", value));
+      SetHeader(health.headers, name, value);
     }
     health.expected_body = ExpectedBody::kJsonObject;
     health.interval = config.health_interval;
+    health.timeout = config.health_timeout;
     plan.push_back(std::move(health));
   }
   if (config.sessions_enabled) {
@@ -77,6 +106,7 @@ std::vector<PollTarget> BuildPollPlan(const PollerConfig& config) {
         sessions.headers.push_back(absl::StrCat("XVirtualProxy: ", vp));
         sessions.expected_body = ExpectedBody::kJsonArray;
         sessions.interval = config.sessions_interval;
+        sessions.timeout = config.sessions_timeout;
         plan.push_back(std::move(sessions));
       }
     }
@@ -97,6 +127,7 @@ std::vector<PollTarget> BuildPollPlan(const PollerConfig& config) {
     apps.headers.push_back(kQrsUser);
     apps.expected_body = ExpectedBody::kJsonArray;
     apps.interval = config.app_names_interval;
+    apps.timeout = config.app_names_timeout;
     plan.push_back(std::move(apps));
   }
   return plan;
@@ -122,8 +153,10 @@ HttpRequest MakeRequest(const PollTarget& target, const PollerConfig& config,
     absl::StrAppend(&request.url, "?", target.xrfkey_param, "=", key);
     request.headers.push_back(absl::StrCat("X-Qlik-Xrfkey: ", key));
   }
-  request.timeout = config.request_timeout;
+  request.timeout = target.timeout;
   request.tls = &config.tls;
+  request.max_body_bytes = config.max_response_bytes;
+  request.body_check = std::make_shared<JsonShapeCheck>(target.expected_body);
   return request;
 }
 

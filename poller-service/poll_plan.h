@@ -12,6 +12,7 @@
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "poller-service/failure_classifier.h"
 #include "poller-service/http_transport.h"
+#include "poller-service/json_shape_check.h"
 #include "poller-service/poller_config.h"
 
 namespace qfp::poller {
@@ -32,6 +33,9 @@ struct PollTarget {
   std::vector<std::string> headers;
   ExpectedBody expected_body = ExpectedBody::kJsonObject;
   absl::Duration interval;
+  // The whole request's timeout: the source's (healthCheckTimeout,
+  // userSessionsTimeout, appNamesTimeout).
+  absl::Duration timeout;
 
   // "PROXY_API sense1 /sales": unique within a plan, for logs and for
   // skipping a target still in flight.
@@ -48,7 +52,8 @@ std::vector<PollTarget> BuildPollPlan(const PollerConfig& config);
 std::string NewXrfkey(absl::BitGen& rng);
 
 // The request for one poll of `target`, with a fresh Xrfkey in both the query
-// and the X-Qlik-Xrfkey header when the target uses one.
+// and the X-Qlik-Xrfkey header when the target uses one, the target's
+// timeout, the config's body cap and a fresh JsonShapeCheck for the body.
 HttpRequest MakeRequest(const PollTarget& target, const PollerConfig& config,
                         absl::BitGen& rng);
 

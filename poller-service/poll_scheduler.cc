@@ -74,9 +74,17 @@ void PollScheduler::Step(absl::Duration max_wait) {
 
 void PollScheduler::Run(const std::atomic<bool>& stop) {
   while (!stop.load()) Step(absl::Milliseconds(500));
-  // No new polls; the ones running finish within their own timeout.
-  const absl::Duration give_up =
-      clock_.Monotonic() + config_.request_timeout + absl::Seconds(1);
+  // No new polls; the ones running get their own timeout to finish, but
+  // never more than requestTimeout: a stop must not wait the QRS's minutes
+  // (the Helm chart's grace period counts on requestTimeout). A poll still
+  // running then is cancelled, which is no failure.
+  absl::Duration longest = absl::ZeroDuration();
+  for (const TargetState& state : targets_) {
+    if (state.in_flight) longest = std::max(longest, state.target.timeout);
+  }
+  const absl::Duration give_up = clock_.Monotonic() +
+                                 std::min(longest, config_.request_timeout) +
+                                 absl::Seconds(1);
   while (transport_.in_flight() > 0) {
     const absl::Duration left = give_up - clock_.Monotonic();
     if (left <= absl::ZeroDuration()) break;
@@ -103,8 +111,7 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   }
   poll_seconds_.WithLabels({SourceName(state.target.source)})
       .Observe(outcome.elapsed);
-  std::optional<Classification> failed =
-      ClassifyOutcome(outcome, state.target.expected_body);
+  std::optional<Classification> failed = ClassifyOutcome(outcome);
   if (!failed.has_value()) {
     spdlog::debug("{}: ok (HTTP {}, {} ms)", state.target.Key(),
                   outcome.http_status,
@@ -135,10 +142,10 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   failure.set_error_code(failed->error_code);
   if (failed->http_status) failure.set_http_status(*failed->http_status);
   // Every failure of an HTTP request carries the URL (query removed: it
-  // holds the Xrfkey) and the configured timeout.
+  // holds the Xrfkey) and its source's configured timeout.
   failure.set_request_url(target.url);
-  failure.set_request_timeout_ms(static_cast<uint32_t>(
-      absl::ToInt64Milliseconds(config_.request_timeout)));
+  failure.set_request_timeout_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(target.timeout)));
   failure.set_remote_address(failed->remote_address);
   if (failed->remote_port) failure.set_remote_port(*failed->remote_port);
   failure.set_syscall(failed->syscall);

@@ -52,9 +52,9 @@ class PollScheduler {
   void Step(absl::Duration max_wait);
 
   // Calls Step until `stop` becomes true, then lets in-flight polls finish
-  // and returns: after at most the request timeout plus 1 s of monotonic
-  // time, when the transport still holds requests (its destructor cancels
-  // them).
+  // and returns: after at most the longest timeout of a running poll, capped
+  // at PollerConfig::request_timeout, plus 1 s of monotonic time, when the
+  // transport still holds requests (its destructor cancels them).
   void Run(const std::atomic<bool>& stop);
 
   // Totals over every source, read from the metrics.

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 
@@ -176,6 +177,23 @@ MonitoredServer ParseServer(const ConfigNode& node,
   return server;
 }
 
+// Per-source request timeouts and the body cap, all under
+// Butler-SOS.failedPolls.poller (ms, and bytes). Kept in one block: the
+// defaults follow requestTimeout, read before.
+void ParseRequestLimits(const ConfigNode& poller, PollerConfig& config) {
+  const int64_t shared_ms = absl::ToInt64Milliseconds(config.request_timeout);
+  config.health_timeout = Interval(poller["healthCheckTimeout"], shared_ms);
+  config.sessions_timeout = Interval(poller["userSessionsTimeout"], shared_ms);
+  config.app_names_timeout = Interval(
+      poller["appNamesTimeout"],
+      std::max(shared_ms, absl::ToInt64Milliseconds(kDefaultAppNamesTimeout)));
+  // At least 1 MiB: a health check answer alone is a few KB.
+  config.max_response_bytes =
+      static_cast<uint64_t>(poller["maxResponseBytes"].Int(
+          static_cast<int64_t>(config.max_response_bytes), int64_t{1} << 20,
+          int64_t{1} << 40));
+}
+
 }  // namespace
 
 absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
@@ -256,6 +274,7 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.request_timeout =
       Interval(poller["requestTimeout"],
                absl::ToInt64Milliseconds(config.request_timeout));
+  ParseRequestLimits(poller, config);
   config.max_pending_failures =
       static_cast<size_t>(poller["maxPendingFailures"].Int(
           static_cast<int64_t>(config.max_pending_failures), 100, 100000000));

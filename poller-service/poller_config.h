@@ -30,6 +30,12 @@ struct MonitoredServer {
   std::vector<std::string> virtual_proxies;  // "/", "/sales", ...
 };
 
+// Default of failedPolls.poller.appNamesTimeout: Butler SOS has no QRS
+// timeout at all; two minutes lets a repository with thousands of apps
+// answer (it serialises the whole list first) and still reports one that
+// hangs.
+inline constexpr absl::Duration kDefaultAppNamesTimeout = absl::Seconds(120);
+
 struct PollerConfig {
   TlsSettings tls;  // cert.* and serversToMonitor.rejectUnauthorized
 
@@ -49,6 +55,20 @@ struct PollerConfig {
   std::string poller_id;
   int max_concurrent_polls = 64;  // maxConcurrentPolls
   absl::Duration request_timeout = absl::Milliseconds(5000);  // requestTimeout
+
+  // Per-source request timeouts and the body cap (see ParseRequestLimits in
+  // poller_config.cc and README.md "Configuration"). Each failure's
+  // request_timeout_ms is its own source's timeout.
+  // healthCheckTimeout (HEALTH_API); default requestTimeout.
+  absl::Duration health_timeout = absl::Milliseconds(5000);
+  // userSessionsTimeout (PROXY_API); default requestTimeout.
+  absl::Duration sessions_timeout = absl::Milliseconds(5000);
+  // appNamesTimeout (APP_NAMES_EXTRACT); default kDefaultAppNamesTimeout or
+  // requestTimeout, whichever is longer: the QRS builds its whole app list
+  // (tens of MB on a site with thousands of apps) before the first byte.
+  absl::Duration app_names_timeout = kDefaultAppNamesTimeout;
+  // maxResponseBytes: most body bytes read per poll, counted decoded.
+  uint64_t max_response_bytes = kDefaultMaxBodyBytes;
   // Most failures kept waiting for the tracker's acknowledgement.
   size_t max_pending_failures = 100000;  // maxPendingFailures
   // Most bytes of failures (serialized) kept waiting.

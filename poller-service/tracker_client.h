@@ -73,6 +73,9 @@ class TrackerClient final : public FailureSink {
   uint64_t Shutdown(absl::Duration deadline);
   // Failures that never got into the spool (qfp_poller_failures_lost_total).
   uint64_t lost() const { return lost_.value(); }
+  // Failures the tracker acknowledged since Start
+  // (qfp_poller_failures_acknowledged_total).
+  uint64_t acknowledged() const { return acknowledged_.value(); }
 
   const FailureQueue& spool() const { return *spool_; }
 

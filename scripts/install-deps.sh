@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev zlib1g-dev libyaml-cpp-dev libabsl-dev
   libgtest-dev libgmock-dev libspdlog-dev nlohmann-json3-dev libbenchmark-dev
+  libboost-json1.81-dev  # the poller's streaming JSON check
   libcpp-httplib-dev
   libsqlite3-dev sqlite3
   influxdb influxdb-client python3 python3-cryptography python3-grpcio

@@ -39,6 +39,10 @@ ACCEPT = ("Accept", "application/json, text/plain, */*")
 CONTENT_TYPE = ("Content-Type", "application/json")
 CACHE_CONTROL = ("Cache-Control", "no-cache")
 QLIK_USER = ("X-Qlik-User", "UserDirectory=Internal; UserId=sa_repository")
+# Every encoding Debian's libcurl decodes (Butler SOS's axios: gzip, compress,
+# deflate, br); libcurl puts it right after Host.
+ACCEPT_ENCODING = ("Accept-Encoding", "deflate, gzip, br, zstd")
+USER_AGENT = ("User-Agent", "qlik-failed-polls-qs-poller")
 
 ALPHA_HEADERS = {"X-Custom-Route": "sense-alpha", "X-Trace": "qfp test 1"}
 
@@ -229,12 +233,13 @@ class PollRequestsTest(unittest.TestCase):
     def test_health_check_headers_in_order_with_server_headers(self):
         for request in self.requests_of("alpha", HEALTH):
             self.assert_headers(request, [
-                self.host_header("alpha"), ACCEPT, CONTENT_TYPE,
-                CACHE_CONTROL, *ALPHA_HEADERS.items()])
+                self.host_header("alpha"), ACCEPT_ENCODING, ACCEPT,
+                CONTENT_TYPE, CACHE_CONTROL, USER_AGENT,
+                *ALPHA_HEADERS.items()])
         for request in self.requests_of("beta", HEALTH):
             self.assert_headers(request, [
-                self.host_header("beta"), ACCEPT, CONTENT_TYPE,
-                CACHE_CONTROL])
+                self.host_header("beta"), ACCEPT_ENCODING, ACCEPT,
+                CONTENT_TYPE, CACHE_CONTROL, USER_AGENT])
 
     def test_session_headers_in_order_without_server_headers(self):
         for path, virtual_proxy in ((SESSIONS_ROOT, "/"),
@@ -242,16 +247,16 @@ class PollRequestsTest(unittest.TestCase):
             for request in self.requests_of("alpha", path):
                 _, key = xrfkey_of(request)
                 self.assert_headers(request, [
-                    self.host_header("alpha"), ACCEPT, CONTENT_TYPE,
-                    CACHE_CONTROL, ("XVirtualProxy", virtual_proxy),
-                    ("X-Qlik-Xrfkey", key)])
+                    self.host_header("alpha"), ACCEPT_ENCODING, ACCEPT,
+                    CONTENT_TYPE, CACHE_CONTROL, USER_AGENT,
+                    ("XVirtualProxy", virtual_proxy), ("X-Qlik-Xrfkey", key)])
 
     def test_qrs_headers_in_order(self):
         for request in self.requests_of("qrs", APPS):
             _, key = xrfkey_of(request)
             self.assert_headers(request, [
-                self.host_header("qrs"), ACCEPT, CONTENT_TYPE, CACHE_CONTROL,
-                QLIK_USER, ("X-Qlik-Xrfkey", key)])
+                self.host_header("qrs"), ACCEPT_ENCODING, ACCEPT, CONTENT_TYPE,
+                CACHE_CONTROL, USER_AGENT, QLIK_USER, ("X-Qlik-Xrfkey", key)])
 
     # -- Xrfkey ------------------------------------------------------------------
 

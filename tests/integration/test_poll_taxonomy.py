@@ -74,6 +74,18 @@ SCENARIOS = {
     "reset": ({"behaviour": "reset"}, {
         "error_category": "connection_reset", "error_code": "ECONNRESET",
         "syscall": "read"}),
+    # Issue 9 §4: TCP accepted and reset at once, before TLS: the same
+    # category and fields as any reset (Butler SOS: syscall read, no
+    # address).
+    "reset_on_accept": ({"behaviour": "reset_on_accept"}, {
+        "error_category": "connection_reset", "error_code": "ECONNRESET",
+        "syscall": "read"}),
+    # Every path redirects to itself: past the 5 redirects followed, no
+    # response reaches Butler SOS's code, so no http_status.
+    "redirect_loop": ({"behaviour": "status", "status": 302,
+                       "headers": {"Location": "?again"}}, {
+        "error_category": "unknown",
+        "error_code": "ERR_FR_TOO_MANY_REDIRECTS"}),
     "wrong_ca": ({"behaviour": "wrong_ca"}, {
         "error_category": "certificate_error",
         "error_code": "UNABLE_TO_VERIFY_LEAF_SIGNATURE"}),
@@ -115,6 +127,9 @@ LAX_PATHS = ("/engine/healthcheck", "/qps/session", "/qps/sales/session",
              "/qrs/app")
 
 CONTROL = "healthy"  # a healthy endpoint polled the same way: no point
+# Healthy answers gzipped by a proxy whether asked or not (issue 9 §3c):
+# decoded, so no failure and no point.
+GZIP = "gzip"
 
 FLOAT_FIELDS = ("error_count", "http_status", "remote_port",
                 "request_timeout_ms")
@@ -182,7 +197,9 @@ def poller_config(pki, scenario_name: str, port: int, *, control_port: int,
         health_interval_ms=INTERVAL_MS, request_timeout_ms=REQUEST_TIMEOUT_MS,
         sessions_interval_ms=INTERVAL_MS,
         app_names_host=f"127.0.0.1:{port}", app_names_interval_ms=INTERVAL_MS,
-        poller_extra={"pollerId": f"taxonomy-{name}"})
+        poller_extra={"pollerId": f"taxonomy-{name}",
+                      # The QRS's own default (120 s) would outlast the run.
+                      "appNamesTimeout": REQUEST_TIMEOUT_MS})
     config["Butler-SOS"]["serversToMonitor"]["rejectUnauthorized"] = \
         reject_unauthorized
     return config
@@ -213,6 +230,7 @@ class PollTaxonomyTest(unittest.TestCase):
         endpoints += [{"name": lax_endpoint(s), "behaviour": s}
                       for s in LAX_SCENARIOS]
         endpoints.append({"name": CONTROL, "behaviour": "healthy"})
+        endpoints.append({"name": GZIP, "behaviour": "gzip"})
         cls.site = FakeQlikSite({"endpoints": endpoints}, cls.pki).start()
         cls.ports = cls.site.ports
         tracker_port = procs.free_port()
@@ -226,7 +244,7 @@ class PollTaxonomyTest(unittest.TestCase):
         configs = {scenario: config_file(
             f"{scenario}.yaml",
             poller_config(cls.pki, scenario, cls.ports[scenario], **common))
-            for scenario in [*SCENARIOS, CONTROL]}
+            for scenario in [*SCENARIOS, CONTROL, GZIP]}
         lax_configs = {scenario: config_file(
             f"lax-{scenario}.yaml",
             poller_config(cls.pki, scenario, cls.ports[lax_endpoint(scenario)],
@@ -262,7 +280,10 @@ class PollTaxonomyTest(unittest.TestCase):
                 sum(1 for r in cls.site.requests(lax_endpoint(s))
                     if r["path"] == path) >= 2
                 for s in LAX_SCENARIOS for path in LAX_PATHS)
-            return lax_done and set(cls.expected) <= stored
+            gzip_done = all(
+                sum(1 for r in cls.site.requests(GZIP)
+                    if r["path"] == path) >= 2 for path in LAX_PATHS)
+            return lax_done and gzip_done and set(cls.expected) <= stored
 
         try:
             procs.wait_until(everything_seen, timeout=45, interval=0.25,
@@ -364,6 +385,16 @@ class PollTaxonomyTest(unittest.TestCase):
     def test_truncated_json_close(self):
         self.check_scenario("truncated_json_close")
 
+    def test_reset_on_accept(self):
+        self.check_scenario("reset_on_accept")
+
+    def test_redirect_loop(self):
+        self.check_scenario("redirect_loop")
+        # Butler SOS follows 5 redirects: the first request and 5 more.
+        queries = [r["query"] for r in self.site.requests("redirect_loop")
+                   if r["path"] == "/engine/healthcheck"]
+        self.assertGreaterEqual(queries.count("again"), 5, queries)
+
     def test_every_scenario_has_a_golden_test(self):
         for scenario in SCENARIOS:
             self.assertTrue(hasattr(self, f"test_{scenario}"), scenario)
@@ -412,6 +443,18 @@ class PollTaxonomyTest(unittest.TestCase):
             with self.subTest(poller=name):
                 self.assertEqual(status, 0)
         self.assertEqual(self.tracker_exit, 0)
+
+    def test_gzipped_answers_are_healthy(self):
+        self.assertEqual(stack.failure_lines(self.poller_log(GZIP)), [])
+        requests = self.site.requests(GZIP)
+        self.assertEqual({r["path"] for r in requests}, set(LAX_PATHS))
+        for request in requests:
+            encodings = [v for k, v in request["headers"]
+                         if k.lower() == "accept-encoding"]
+            self.assertEqual(len(encodings), 1, request["headers"])
+            self.assertIn("gzip", encodings[0].split(", "))
+        host = f"127.0.0.1:{self.ports[GZIP]}"
+        self.assertEqual([p for p in self.points if p["host"] == host], [])
 
     def test_healthy_control_has_no_failure(self):
         self.assertEqual(stack.failure_lines(self.poller_log(CONTROL)), [])

@@ -30,6 +30,8 @@ behaviour of single paths (exact match, query string ignored).
 Endpoint-only behaviours (how the port itself behaves):
 
 * ``refuse``: a port is reserved (bound) but never listens: connect refused.
+* ``reset_on_accept``: accepts the TCP connection and resets it at once
+  (SO_LINGER 0), before any TLS: the client sees ECONNRESET.
 * ``blackhole``: listens but never accepts: connect succeeds, TLS hangs.
 * ``plain_http``: no TLS; paths answer as ``healthy`` (overrides apply).  A TLS
   hello sent to it gets an HTTP 400, as from a real HTTP server.
@@ -55,6 +57,18 @@ Response behaviours (at endpoint level for every path, or per path):
   sees a short transfer) or ``"close"`` (no Content-Length: the client sees a
   complete 200 whose JSON is cut).
 * ``blackhole``: reads the request and never answers (until ``stop()``).
+* ``gzip``: the healthy answer, gzip-compressed with ``Content-Encoding: gzip``
+  whether or not the client asked for it (as some proxies do).
+* ``gzip_bomb``: 200 application/json, ``Content-Encoding: gzip``, a valid
+  JSON array of ``"decoded_mb"`` MiB (default 256) when decoded, about a
+  thousandth of that on the wire; close-delimited, compressed as it is sent.
+* ``large_apps``: a QRS app list (a JSON array of realistic app objects) of
+  ``"size_mb"`` MiB (default 50), with its Content-Length, sent in 64 KiB
+  pieces spread evenly over ``"seconds"`` (default 10) and generated as it
+  is sent (the site never holds it).
+
+A redirect loop needs no behaviour of its own: ``status`` 302 with a
+``Location`` header naming the same path.
 
 ``"check_xrfkey": true`` on an endpoint makes /qps and /qrs answer 403, as
 Qlik Sense does, when the ``xrfkey`` query parameter and the
@@ -83,6 +97,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import email.utils
+import gzip
 import http
 import json
 import logging
@@ -96,6 +111,7 @@ import sys
 import threading
 import time
 import urllib.parse
+import zlib
 
 from .certs import Pki, ensure_pki
 
@@ -124,6 +140,9 @@ RESPONSE_PARAMS = {
     "html": set(),
     "truncated_json": {"framing"},
     "blackhole": set(),
+    "gzip": set(),
+    "gzip_bomb": {"decoded_mb"},
+    "large_apps": {"size_mb", "seconds"},
 }
 
 # Endpoint behaviours serving TLS with another certificate: Pki attributes.
@@ -138,10 +157,11 @@ DEFAULT_CERTIFICATE = ("server_cert", "server_key")
 
 # Transports: how an endpoint's port behaves below HTTP.
 TLS, PLAIN, REFUSE, BLACKHOLE = "tls", "plain", "refuse", "blackhole"
+RESET = "reset_on_accept"
 
 ENDPOINT_KEYS = {"name", "port", "behaviour", "paths", "check_xrfkey"}
 BEHAVIOURS = (set(RESPONSE_PARAMS) | set(CERTIFICATE_BEHAVIOURS)
-              | {"refuse", "plain_http"})
+              | {"refuse", "plain_http", RESET})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +175,9 @@ class ResponseSpec:
     headers: tuple = ()
     duration: float = 15.0
     framing: str = "content_length"
+    decoded_mb: int = 256
+    size_mb: int = 50
+    seconds: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +214,10 @@ def _parse_response(raw: dict, where: str, ignore: set = frozenset()
         content_type=raw.get("content_type"),
         headers=tuple(dict(raw.get("headers", {})).items()),
         duration=float(raw.get("duration", 15.0)),
-        framing=raw.get("framing", "content_length"))
+        framing=raw.get("framing", "content_length"),
+        decoded_mb=int(raw.get("decoded_mb", 256)),
+        size_mb=int(raw.get("size_mb", 50)),
+        seconds=float(raw.get("seconds", 10.0)))
     if not 100 <= spec.status <= 599:
         raise ValueError(f"{where}: status {spec.status} out of range")
     if spec.framing not in ("content_length", "close"):
@@ -208,6 +234,8 @@ def _endpoint_transport(behaviour: str) -> tuple[str, tuple]:
         return BLACKHOLE, DEFAULT_CERTIFICATE
     if behaviour == "plain_http":
         return PLAIN, DEFAULT_CERTIFICATE
+    if behaviour == RESET:
+        return RESET, DEFAULT_CERTIFICATE
     return TLS, CERTIFICATE_BEHAVIOURS.get(behaviour, DEFAULT_CERTIFICATE)
 
 
@@ -222,7 +250,7 @@ def _parse_endpoint(raw: dict) -> EndpointSpec:
                          f"{sorted(BEHAVIOURS)})")
     transport, certificate = _endpoint_transport(behaviour)
 
-    if transport in (REFUSE, BLACKHOLE):
+    if transport in (REFUSE, BLACKHOLE, RESET):
         # Nothing reaches HTTP: paths and response keys would be ignored.
         allowed = {"name", "port", "behaviour"}
     elif behaviour in RESPONSE_PARAMS:
@@ -575,6 +603,104 @@ def _respond_blackhole(conn, spec, request, stop):
     conn.close()
 
 
+def _respond_gzip(conn, spec, request, stop):
+    payload = healthy_payload(request.path)
+    if payload is None:
+        _send_and_close(conn, 404, b"Not Found\n", "text/plain")
+        return
+    _send_and_close(conn, 200, gzip.compress(_json_bytes(payload)),
+                    "application/json; charset=utf-8",
+                    (("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")))
+
+
+def _respond_gzip_bomb(conn, spec, request, stop):
+    conn.sendall(_response_head(200, "application/json; charset=utf-8", None,
+                                (("Content-Encoding", "gzip"),)))
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    block = b",0" * (512 * 1024)  # 1 MiB decoded
+    conn.sendall(compressor.compress(b"[0"))
+    for _ in range(spec.decoded_mb):
+        if stop.is_set():
+            conn.close()
+            return
+        piece = compressor.compress(block)
+        if piece:
+            conn.sendall(piece)
+    conn.sendall(compressor.compress(b"]") + compressor.flush())
+    _close_gracefully(conn)
+
+
+# One app of the large list: realistic keys, a fixed size per app (the
+# index is zero-padded), so that the Content-Length is known in advance.
+_APP_TEMPLATE = json.dumps({
+    "id": "00000000-0000-4000-8000-{index:012d}",
+    "name": "App {index:08d} with a name of typical length",
+    "appId": "",
+    "publishTime": "2024-01-10T09:00:00.000Z",
+    "published": True,
+    "stream": {"id": "aaec8d41-5201-43ab-809f-3063750dfafd",
+               "name": "Everyone", "privileges": None},
+    "createdDate": "2023-11-02T14:21:07.114Z",
+    "modifiedDate": "2024-01-10T09:00:00.000Z",
+    "owner": {"id": "0f3e5b1a-7c2d-4e8f-9a0b-1c2d3e4f5a6b",
+              "userId": "sa_repository", "userDirectory": "INTERNAL"},
+    "customProperties": [], "tags": [],
+    "description": "x" * 1500,
+    "fileSize": 1048576,
+    "lastReloadTime": "2024-01-15T06:00:12.000Z",
+    "privileges": None,
+})
+
+
+def large_apps_body(size_mb: int):
+    """(Content-Length, iterator of byte pieces) of an app list of about
+    ``size_mb`` MiB: a valid JSON array, generated piece by piece."""
+    one = len(_APP_TEMPLATE.replace("{index:012d}", "0" * 12)
+              .replace("{index:08d}", "0" * 8).encode())
+    count = max(1, (size_mb << 20) // (one + 1))
+    length = 2 + count * one + (count - 1)
+
+    def pieces():
+        yield b"["
+        batch = []
+        for index in range(count):
+            text = _APP_TEMPLATE.replace("{index:012d}", f"{index:012d}"
+                                         ).replace("{index:08d}",
+                                                   f"{index:08d}")
+            batch.append(("," if index else "") + text)
+            if len(batch) == 32:
+                yield "".join(batch).encode()
+                batch = []
+        if batch:
+            yield "".join(batch).encode()
+        yield b"]"
+
+    return length, pieces()
+
+
+def _respond_large_apps(conn, spec, request, stop):
+    length, pieces = large_apps_body(spec.size_mb)
+    conn.sendall(_response_head(200, "application/json; charset=utf-8",
+                                length))
+    chunk = 64 * 1024
+    interval = spec.seconds / max(1, length // chunk)
+    started = time.monotonic()
+    pending = b""
+    sent = 0
+    for piece in pieces:
+        pending += piece
+        while len(pending) >= chunk:
+            conn.sendall(pending[:chunk])
+            pending = pending[chunk:]
+            sent += 1
+            delay = started + sent * interval - time.monotonic()
+            if delay > 0 and stop.wait(delay):
+                conn.close()
+                return
+    conn.sendall(pending)
+    _close_gracefully(conn)
+
+
 RESPONDERS = {
     "healthy": _respond_healthy,
     "status": _respond_status,
@@ -583,6 +709,9 @@ RESPONDERS = {
     "html": _respond_html,
     "truncated_json": _respond_truncated_json,
     "blackhole": _respond_blackhole,
+    "gzip": _respond_gzip,
+    "gzip_bomb": _respond_gzip_bomb,
+    "large_apps": _respond_large_apps,
 }
 assert set(RESPONDERS) == set(RESPONSE_PARAMS)
 
@@ -614,7 +743,7 @@ class _Endpoint:
 
     @property
     def accepts(self) -> bool:
-        return self.spec.transport in (TLS, PLAIN)
+        return self.spec.transport in (TLS, PLAIN, RESET)
 
     def open(self) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -796,6 +925,9 @@ class FakeQlikSite:
 
     def _serve(self, endpoint: _Endpoint, connection: _Connection) -> None:
         try:
+            if endpoint.spec.transport == RESET:
+                _close_with_reset(connection.sock)
+                return
             if endpoint.context is not None and not self._handshake(
                     endpoint, connection):
                 return

@@ -76,9 +76,51 @@ TEST(PollPlanTest, HealthCheckRequestCarriesServerHeadersAndNoQuery) {
       request.headers,
       ElementsAre("Accept: application/json, text/plain, */*",
                   "Content-Type: application/json", "Cache-Control: no-cache",
-                  "X-Custom: one", "X-Other: two"));
+                  "User-Agent: qlik-failed-polls-qs-poller", "X-Custom: one",
+                  "X-Other: two"));
   EXPECT_EQ(request.timeout, absl::Milliseconds(5000));
   EXPECT_EQ(request.tls, &config.tls);
+  EXPECT_EQ(request.max_body_bytes, kDefaultMaxBodyBytes);
+  ASSERT_NE(request.body_check, nullptr);
+  // A fresh check per request that wants a JSON object.
+  EXPECT_FALSE(request.body_check->Feed("["));
+  EXPECT_NE(MakeRequest(BuildPollPlan(config)[0], config, rng).body_check,
+            request.body_check);
+}
+
+TEST(PollPlanTest, ServerHeadersReplaceCommonOnesOfTheSameName) {
+  PollerConfig config = TwoServers();
+  config.servers[0].headers = {{"user-agent", "MyProbe/1"},
+                               {"Accept", "application/json"}};
+  absl::BitGen rng;
+  HttpRequest request = MakeRequest(BuildPollPlan(config)[0], config, rng);
+  EXPECT_THAT(
+      request.headers,
+      ElementsAre("Accept: application/json", "Content-Type: application/json",
+                  "Cache-Control: no-cache", "user-agent: MyProbe/1"));
+}
+
+TEST(PollPlanTest, EachSourceHasItsOwnTimeoutAndTheBodyCapIsTheConfigs) {
+  PollerConfig config = TwoServers();
+  config.health_timeout = absl::Milliseconds(3000);
+  config.sessions_timeout = absl::Milliseconds(7000);
+  config.app_names_timeout = absl::Milliseconds(90000);
+  config.max_response_bytes = 5u << 20;
+  absl::BitGen rng;
+  const std::vector<PollTarget> plan = BuildPollPlan(config);
+  EXPECT_EQ(plan[0].timeout, absl::Milliseconds(3000));
+  EXPECT_EQ(plan[2].timeout, absl::Milliseconds(7000));
+  EXPECT_EQ(plan[4].timeout, absl::Milliseconds(90000));
+  EXPECT_EQ(MakeRequest(plan[4], config, rng).timeout,
+            absl::Milliseconds(90000));
+  EXPECT_EQ(MakeRequest(plan[2], config, rng).timeout,
+            absl::Milliseconds(7000));
+  EXPECT_EQ(MakeRequest(plan[4], config, rng).max_body_bytes, 5u << 20);
+  // A QRS answer must be an array.
+  HttpRequest apps = MakeRequest(plan[4], config, rng);
+  EXPECT_TRUE(apps.body_check->Feed("[]"));
+  apps.body_check->Finish();
+  EXPECT_EQ(apps.body_check->Problem(), "");
 }
 
 TEST(PollPlanTest, SessionRequestHasMatchingFreshXrfkeyAndNoServerHeaders) {
@@ -96,6 +138,7 @@ TEST(PollPlanTest, SessionRequestHasMatchingFreshXrfkeyAndNoServerHeaders) {
         request.headers,
         ElementsAre("Accept: application/json, text/plain, */*",
                     "Content-Type: application/json", "Cache-Control: no-cache",
+                    "User-Agent: qlik-failed-polls-qs-poller",
                     "XVirtualProxy: /sales", "X-Qlik-Xrfkey: " + key));
     keys.insert(key);
   }

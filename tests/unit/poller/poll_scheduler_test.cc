@@ -64,14 +64,16 @@ class VectorSink final : public FailureSink {
 RequestOutcome Healthy() {
   RequestOutcome o;
   o.http_status = 200;
-  o.body = R"({"version":"12.1","started":"20261124T000000.000Z"})";
+  o.body_head = R"({"version":"12.1","started":"20261124T000000.000Z"})";
+  o.body_bytes = o.body_head.size();
   return o;
 }
 
 RequestOutcome Status(int status) {
   RequestOutcome o;
   o.http_status = status;
-  o.body = "error";
+  o.body_head = "error";
+  o.body_bytes = 5;
   return o;
 }
 
@@ -108,6 +110,26 @@ TEST_F(PollSchedulerTest, PollsAtStartThenEveryInterval) {
   EXPECT_EQ(transport_.started.size(), 1u);
   EXPECT_TRUE(sink_.failures.empty());
   EXPECT_EQ(scheduler.stats().polls_started, 2u);
+}
+
+TEST_F(PollSchedulerTest, FailureReportsItsOwnSourcesTimeout) {
+  config_.health_timeout = absl::Milliseconds(3000);
+  config_.app_names_enabled = true;
+  config_.app_names_host = "qrs:4242";
+  config_.app_names_interval = absl::Seconds(60);
+  config_.app_names_timeout = absl::Milliseconds(90000);
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  scheduler.Step(absl::ZeroDuration());
+  ASSERT_EQ(transport_.started.size(), 2u);
+  transport_.Complete(Status(500));
+  transport_.Complete(Status(503));
+  ASSERT_EQ(sink_.failures.size(), 2u);
+  for (const auto& f : sink_.failures) {
+    EXPECT_EQ(f.request_timeout_ms(),
+              f.source() == failedpolls::v1::APP_NAMES_EXTRACT ? 90000u : 3000u)
+        << f.request_url();
+  }
 }
 
 TEST_F(PollSchedulerTest, FailureCarriesEveryTagFieldAndIdentity) {
@@ -237,6 +259,26 @@ TEST_F(PollSchedulerTest, DrainEndsWhenTheLastPollFinishes) {
   EXPECT_EQ(transport_.waits.size(), 3u);
   EXPECT_EQ(clock_.Monotonic() - begin, absl::Milliseconds(600));
   EXPECT_EQ(transport_.in_flight(), 0u);
+}
+
+// A stop never waits the QRS's long timeout: the Helm chart's grace period
+// counts on requestTimeout.
+TEST_F(PollSchedulerTest, DrainWaitsAtMostTheSharedRequestTimeout) {
+  config_.servers.clear();
+  config_.app_names_enabled = true;
+  config_.app_names_host = "qrs:4242";
+  config_.app_names_interval = absl::Seconds(60);
+  config_.app_names_timeout = absl::Seconds(120);
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  scheduler.Step(absl::ZeroDuration());  // the QRS poll, never answered
+  ASSERT_EQ(transport_.in_flight(), 1u);
+  transport_.on_run = [this](absl::Duration wait) { clock_.Advance(wait); };
+  const absl::Duration begin = clock_.Monotonic();
+  const std::atomic<bool> stop{true};
+  scheduler.Run(stop);
+  EXPECT_EQ(clock_.Monotonic() - begin, absl::Seconds(6));
+  EXPECT_EQ(transport_.in_flight(), 1u);
 }
 
 TEST_F(PollSchedulerTest, TwoInstancesHaveDifferentInstanceIds) {

@@ -244,6 +244,61 @@ TEST_F(PollerConfigTest, ProductionTemplateNamesEveryPlaceholderHost) {
   }
 }
 
+// Issue 9 §5: per-source request timeouts and the body cap.
+TEST_F(PollerConfigTest, RequestLimitsDefaultToButlerSosAndALongQrsTimeout) {
+  absl::StatusOr<PollerConfig> config = Parse(Minimal());
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->health_timeout, absl::Milliseconds(5000));
+  EXPECT_EQ(config->sessions_timeout, absl::Milliseconds(5000));
+  EXPECT_EQ(config->app_names_timeout, absl::Milliseconds(120000));
+  EXPECT_EQ(config->max_response_bytes, uint64_t{1} << 30);
+}
+
+TEST_F(PollerConfigTest, RequestLimitsFollowRequestTimeoutThenTheirOwnKeys) {
+  absl::StatusOr<PollerConfig> shared =
+      Parse(Minimal() +
+            "  failedPolls:\n    poller:\n      requestTimeout: 200000\n");
+  ASSERT_TRUE(shared.ok()) << shared.status();
+  EXPECT_EQ(shared->health_timeout, absl::Milliseconds(200000));
+  EXPECT_EQ(shared->sessions_timeout, absl::Milliseconds(200000));
+  // Never shorter than requestTimeout unless set itself.
+  EXPECT_EQ(shared->app_names_timeout, absl::Milliseconds(200000));
+
+  absl::StatusOr<PollerConfig> own = Parse(Minimal() +
+                                           "  failedPolls:\n"
+                                           "    poller:\n"
+                                           "      requestTimeout: 4000\n"
+                                           "      healthCheckTimeout: 3000\n"
+                                           "      userSessionsTimeout: 7000\n"
+                                           "      appNamesTimeout: 1000\n"
+                                           "      maxResponseBytes: 2097152\n");
+  ASSERT_TRUE(own.ok()) << own.status();
+  EXPECT_EQ(own->health_timeout, absl::Milliseconds(3000));
+  EXPECT_EQ(own->sessions_timeout, absl::Milliseconds(7000));
+  EXPECT_EQ(own->app_names_timeout, absl::Milliseconds(1000));
+  EXPECT_EQ(own->max_response_bytes, 2097152u);
+}
+
+TEST_F(PollerConfigTest, RequestLimitsOutOfRangeNameTheirKeys) {
+  absl::StatusOr<PollerConfig> config =
+      Parse(Minimal() +
+            "  failedPolls:\n"
+            "    poller:\n"
+            "      appNamesTimeout: 50\n"
+            "      maxResponseBytes: 1000\n"
+            "      userSessionsTimeout: soon\n");
+  ASSERT_FALSE(config.ok());
+  const std::string message(config.status().message());
+  EXPECT_THAT(message,
+              HasSubstr("Butler-SOS.failedPolls.poller.appNamesTimeout: "
+                        "expected an integer from 100 to 604800000, got 50"));
+  EXPECT_THAT(message, HasSubstr("Butler-SOS.failedPolls.poller."
+                                 "maxResponseBytes: expected an integer from "
+                                 "1048576 to 1099511627776, got 1000"));
+  EXPECT_THAT(message,
+              HasSubstr("Butler-SOS.failedPolls.poller.userSessionsTimeout: "));
+}
+
 TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
   std::string yaml = absl::StrReplaceAll(
       Minimal(), {{"client_key.pem", "client_key_encrypted.pem"}});
