@@ -320,13 +320,22 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.influxdbConfig.v2Config.token: must not be "
                    "empty (or set QFP_INFLUXDB_TOKEN)"},
         BrokenCase{"V2RetentionNotADuration", "retentionDuration: 30d",
-                   "retentionDuration: 30 days",
+                   "retentionDuration: 30 dayz",
                    "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
-                   "\"30 days\" is not a retention duration"},
+                   "\"30 dayz\" is not a retention duration"},
         BrokenCase{"V2RetentionBelowOneHour", "retentionDuration: 30d",
                    "retentionDuration: 30m",
                    "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
-                   "\"30m\" is shorter than the minimum of 1h"},
+                   "\"30m\" is shorter than one hour"},
+        // Issue 9 §1 (c): refused at load, not by a running tracker.
+        BrokenCase{"V1RetentionBelowOneHour", "duration: 10d",
+                   "duration: 30m",
+                   "Butler-SOS.influxdbConfig.v1Config.retentionPolicy."
+                   "duration: \"30m\" is shorter than one hour"},
+        BrokenCase{"V1RetentionNotADuration", "duration: 10d",
+                   "duration: soon",
+                   "Butler-SOS.influxdbConfig.v1Config.retentionPolicy."
+                   "duration: \"soon\" is not a retention duration"},
         BrokenCase{"V3MissingDatabase", "      database: senseops\n", "",
                    "Butler-SOS.influxdbConfig.v3Config.database: missing "
                    "(expected a string)"},
