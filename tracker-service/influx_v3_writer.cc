@@ -156,6 +156,16 @@ class InfluxV3Writer final : public InfluxWriter {
   WriteResult Write(absl::string_view lines) override {
     if (lines.empty()) return WriteResult{};
     HttpRequest request = api_.NewRequest("POST", write_path_);
+    // The Token scheme on the write: Cloud Serverless documents only it for
+    // /api/v2/write; Core, Enterprise, Dedicated and Clustered take Token and
+    // Bearer alike (docs.influxdata.com/influxdb3/cloud-serverless/guides/
+    // api-compatibility/v2; .../cloud-dedicated/guides/api-compatibility/v2;
+    // influxdb3/core/api/authentication).
+    for (auto& [name, value] : request.headers) {
+      if (name == "Authorization") {
+        value = absl::StrCat("Token ", settings_.token);
+      }
+    }
     request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     request.body = std::string(lines);
     request.gzip_body = settings_.gzip;

@@ -17,8 +17,9 @@ struct InfluxV3Settings {
   std::string host;  // name or IP address (an IPv6 one with or without [])
   int port = 8181;
   std::string database;
-  // Sent as `Authorization: Bearer ...`; empty sends no Authorization header
-  // (a server started without authentication).
+  // Sent as `Authorization: Token ...` on writes and `Bearer ...` on /api/v3
+  // management calls; empty sends no Authorization header (a server started
+  // without authentication).
   std::string token;
   // Kept for logs: InfluxDB 3's database API has no description.
   std::string description;
@@ -48,7 +49,9 @@ struct InfluxV3Settings {
 // Enterprise: docs.influxdata.com/influxdb3/core/write-data/http-api/
 // compatibility-apis, "POST /api/v2/write?bucket=mydb&precision=ns"; Cloud
 // Serverless, Dedicated and Clustered have no /api/v3/write_lp), and the one
-// Butler SOS writes through; `Authorization: Bearer`, gzip-compressed;
+// Butler SOS writes through; `Authorization: Token` (the scheme every 3.x
+// product takes on that endpoint; management calls send Bearer),
+// gzip-compressed;
 // answers map as in influx_api.h. For a 400 that lists the rejected lines
 // (`data`), the message names their line numbers and errors.
 // integer_numbers() is true: Butler SOS writes integers to 3.x.

@@ -15,13 +15,14 @@
 //    /api/v2/orgs?org= -> {"orgs":[{id,name}]}; POST /api/v2/buckets
 //    {orgID,name,description,retentionRules:[{type:expire,everySeconds}]}
 //    -> 201, a duplicate name -> 422 {"code":"conflict",...}.
-//  - 3.x (docs-v2 api-docs/influxdb3/core/v3/ref.yml): POST
-//    /api/v3/write_lp?db=&precision=nanosecond (the long precision names are
-//    the documented values), Bearer token; 204; 400 {"error":"partial write
-//    of line protocol occurred","data":[{original_line,line_number,
-//    error_message}]}; 401; 413; 422. GET /api/v3/configure/database
-//    ?format=json lists databases; POST {"db","retention_period"} -> 201,
-//    409 when it exists. A write into a missing database creates it.
+//  - 3.x (docs-v2 api-docs/influxdb3/core/v3/ref.yml; write-data/http-api/
+//    compatibility-apis): POST /api/v2/write?bucket=&precision=ns with a
+//    Token (every 3.x product serves it), Bearer on /api/v3; 204; 400
+//    {"error":"partial write of line protocol
+//    occurred","data":[{original_line,line_number, error_message}]}; 401; 413;
+//    422. GET /api/v3/configure/database ?format=json lists databases; POST
+//    {"db","retention_period"} -> 201, 409 when it exists. A write into a
+//    missing database creates it.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -333,7 +334,10 @@ class FakeInfluxV3 {
   }
 
   ScriptedResponse Answer(const RecordedRequest& request) {
-    if (request.Header("Authorization") != absl::StrCat("Bearer ", kV3Token)) {
+    // Bearer on /api/v3 management calls, Token on the v2-compatible write.
+    const std::string scheme =
+        request.path() == "/api/v2/write" ? "Token " : "Bearer ";
+    if (request.Header("Authorization") != absl::StrCat(scheme, kV3Token)) {
       return Error(401, "the request was not authenticated");
     }
     std::map<std::string, std::string> params;
@@ -770,7 +774,7 @@ class V3Backend final : public Backend {
     EXPECT_EQ(r.query(), absl::StrCat("bucket=", db, "&precision=ns"));
     EXPECT_THAT(r.QueryParams(),
                 ElementsAre(Pair("bucket", db), Pair("precision", "ns")));
-    EXPECT_EQ(r.Header("Authorization"), absl::StrCat("Bearer ", kV3Token));
+    EXPECT_EQ(r.Header("Authorization"), absl::StrCat("Token ", kV3Token));
     EXPECT_EQ(r.HeaderCount("Authorization"), 1);
     EXPECT_EQ(r.Header("Content-Type"), "text/plain; charset=utf-8");
     EXPECT_EQ(r.Header("Content-Encoding"), "gzip");
