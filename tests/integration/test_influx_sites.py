@@ -10,6 +10,7 @@ policy. The tracker must do the same and never alter a shared database."""
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import shutil
@@ -238,6 +239,23 @@ class InfluxSitesTest(unittest.TestCase):
                       "duration: \"30m\" is shorter than one hour",
                       proc.log_text())
         self.assertNotIn(DB, influx.databases())
+
+    def test_setting_no_retry_can_fix_stops_the_start(self):
+        # Issue 9 §2: found while setting the destination up at start (a line
+        # break InfluxQL cannot quote): exit 2 with the key path, not a
+        # tracker that retries its setup forever.
+        influx = self.start_influx()
+        path, _ = self.config(influx, ADMIN)
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+        config["Butler-SOS"]["influxdbConfig"]["v1Config"]["dbName"] = \
+            "sense\nops"
+        stack.write_config(path, config)
+        proc = stack.start_tracker_only(path, self.tmp, name="badname")
+        self.assertEqual(proc.wait(timeout=30), 2)
+        self.assertIn("influxdbConfig.v1Config.dbName: ", proc.log_text())
+        self.assertIn("contains a line break", proc.log_text())
+        self.assertEqual(influx.databases(), [])
 
     def test_duration_words_are_accepted(self):
         influx = self.start_influx()
