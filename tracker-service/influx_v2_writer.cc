@@ -70,9 +70,9 @@ class InfluxV2Writer final : public InfluxWriter {
       : settings_(std::move(settings)),
         api_("InfluxDB v2", InfluxBaseUrl(settings_.host, settings_.port),
              absl::StrCat("Token ", settings_.token), settings_.timeout,
-             "the token must be allowed to read buckets and organizations "
-             "and to create buckets, or the bucket must exist and be "
-             "readable with it"),
+             "creating the bucket needs a token allowed to read "
+             "organizations and buckets and to create buckets; to write "
+             "into an existing bucket, write permission on it is enough"),
         write_path_(absl::StrCat("/api/v2/write?org=", UrlEncode(settings_.org),
                                  "&bucket=", UrlEncode(settings_.bucket),
                                  "&precision=ns")) {}

@@ -97,8 +97,9 @@ class InfluxV3Writer final : public InfluxWriter {
              settings_.token.empty() ? std::string()
                                      : absl::StrCat("Bearer ", settings_.token),
              settings_.write_timeout,
-             "the token must be allowed to list and create databases, e.g. "
-             "an admin token"),
+             "creating the database needs a token allowed to list and "
+             "create databases, e.g. an admin token; to write into an "
+             "existing database, write permission on it is enough"),
         write_path_(
             absl::StrCat("/api/v2/write?bucket=", UrlEncode(settings_.database),
                          "&precision=ns")) {}
