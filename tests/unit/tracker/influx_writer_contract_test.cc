@@ -47,6 +47,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "tests/testing/fake_http_server.h"
 #include "tests/testing/influxd_process.h"
 #include "tracker-service/failure_point.h"
@@ -1295,6 +1297,27 @@ TEST_F(V2WriterTest, RetentionWordsAreSentAsSeconds) {
   settings.retention_duration = "INF";
   ASSERT_TRUE(MakeInfluxV2Writer(settings)->Prepare().ok());
   EXPECT_EQ(backend_.fake().Bucket("forever")["retentionRules"], json::array());
+}
+
+// Where the points go is said once at info level, not again each time a
+// "not found" write makes the pipeline prepare again.
+TEST_F(V2WriterTest, WherePointsGoIsLoggedOnce) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", sink));
+  spdlog::set_level(spdlog::level::info);
+  backend_.fake().AddBucket("senseops");
+  std::unique_ptr<InfluxWriter> writer = backend_.Writer("senseops");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(writer->Prepare().ok());
+  spdlog::set_default_logger(previous);
+  const std::string text = captured.str();
+  int times = 0;
+  for (size_t at = text.find("points go there"); at != std::string::npos;
+       at = text.find("points go there", at + 1)) {
+    ++times;
+  }
+  EXPECT_EQ(times, 1) << text;
 }
 
 TEST_F(V2WriterTest, RetentionIsNeverAppliedToAnExistingBucket) {
