@@ -18,60 +18,25 @@ std::string InfluxBaseUrl(absl::string_view host, int port) {
   return absl::StrCat("http://", host, ":", port);
 }
 
-absl::StatusOr<absl::Duration> ParseRetentionDuration(
-    absl::string_view duration) {
-  const absl::string_view text = absl::StripAsciiWhitespace(duration);
-  if (text.empty() || text == "0") return absl::ZeroDuration();
-  auto bad = [&duration](absl::string_view why) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("\"", duration, "\" is not a retention duration (", why,
-                     "; e.g. 10d, 1h30m, or 0 to keep data forever)"));
-  };
-  // Longest units first: "ms" is milliseconds, not minutes then seconds.
-  struct Unit {
-    absl::string_view name;
-    absl::Duration size;
-  };
-  const Unit kUnits[] = {
-      {"ns", absl::Nanoseconds(1)},
-      {"us", absl::Microseconds(1)},
-      {"\xC2\xB5s", absl::Microseconds(1)},  // µs
-      {"ms", absl::Milliseconds(1)},
-      {"s", absl::Seconds(1)},
-      {"m", absl::Minutes(1)},
-      {"h", absl::Hours(1)},
-      {"d", absl::Hours(24)},
-      {"w", absl::Hours(24 * 7)},
-  };
-  absl::Duration total;
-  size_t i = 0;
-  while (i < text.size()) {
-    const size_t digits_start = i;
-    while (i < text.size() &&
-           absl::ascii_isdigit(static_cast<unsigned char>(text[i]))) {
-      ++i;
+bool RejectsLines(const HttpResponse& response) {
+  const nlohmann::json json =
+      nlohmann::json::parse(response.body, nullptr, /*allow_exceptions=*/false);
+  if (json.is_object()) {
+    // 3.x lists the rejected lines in `data` (an array, or one object).
+    auto data = json.find("data");
+    if (data != json.end() &&
+        ((data->is_array() && !data->empty()) || data->is_object())) {
+      return true;
     }
-    if (i == digits_start) return bad("expected a number");
-    int64_t count = 0;
-    if (!absl::SimpleAtoi(text.substr(digits_start, i - digits_start),
-                          &count)) {
-      return bad("number too large");
-    }
-    const absl::string_view rest = text.substr(i);
-    const Unit* unit = nullptr;
-    for (const Unit& candidate : kUnits) {
-      if (absl::StartsWith(rest, candidate.name)) {
-        unit = &candidate;
-        break;
-      }
-    }
-    if (unit == nullptr) return bad("unit must be ns, us, ms, s, m, h, d or w");
-    i += unit->name.size();
-    total += count * unit->size;
-    // Durations saturate instead of overflowing.
-    if (total == absl::InfiniteDuration()) return bad("too long");
   }
-  return total;
+  const std::string text = absl::AsciiStrToLower(InfluxErrorText(response));
+  for (absl::string_view marker :
+       {"partial write", "unable to parse", "parsing failed", "parsing error",
+        "failed to parse", "field type conflict", "beyond retention",
+        "invalid column type", "no fields were provided"}) {
+    if (absl::StrContains(text, marker)) return true;
+  }
+  return false;
 }
 
 std::string InfluxErrorText(const HttpResponse& response) {
@@ -115,6 +80,9 @@ WriteResult ClassifyWriteAnswer(const absl::StatusOr<HttpResponse>& answer) {
   result.message = InfluxErrorText(*answer);
   switch (status) {
     case 400:
+      result.kind =
+          RejectsLines(*answer) ? Kind::kBadPoints : Kind::kRequestRejected;
+      break;
     case 422:
       result.kind = Kind::kBadPoints;
       break;
@@ -160,6 +128,11 @@ absl::Status HttpAnswerStatus(int http_status, std::string message) {
       if (http_status >= 500) return absl::UnavailableError(std::move(message));
       return absl::UnknownError(std::move(message));
   }
+}
+
+void TellOnce::operator()(spdlog::level::level_enum level,
+                          const std::string& text) {
+  spdlog::log(told_.exchange(true) ? spdlog::level::debug : level, "{}", text);
 }
 
 InfluxApi::InfluxApi(std::string label, std::string base_url,

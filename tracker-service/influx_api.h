@@ -5,12 +5,14 @@
 #ifndef QFP_TRACKER_INFLUX_API_H_
 #define QFP_TRACKER_INFLUX_API_H_
 
+#include <atomic>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "spdlog/spdlog.h"
 #include "tracker-service/http_client.h"
 #include "tracker-service/influx_writer.h"
 
@@ -20,20 +22,32 @@ namespace qfp::tracker {
 // Thread-safe.
 std::string InfluxBaseUrl(absl::string_view host, int port);
 
-// A retention duration as Butler SOS's v2Config/v3Config.retentionDuration
-// and the influx CLI write it: one or more <digits><unit> with unit ns, us,
-// µs, ms, s, m, h, d or w ("10d", "1h30m"). Empty and "0" mean infinite and
-// give zero. InvalidArgument for anything else. Thread-safe.
-absl::StatusOr<absl::Duration> ParseRetentionDuration(
-    absl::string_view duration);
-
 // The error text of an InfluxDB answer: the JSON `error` (1.x, 3.x) or
 // `message` (2.x) member, else the X-Influxdb-Error header, else the start of
 // the body, else "HTTP <status>". Thread-safe.
 std::string InfluxErrorText(const HttpResponse& response);
 
+// Whether a 400 answer to a write rejects lines of the batch (true) or the
+// request itself (false: bad database name, bad encoding, missing
+// parameter). Lines are named by:
+// - 1.x: `partial write: ...` (also for field type conflicts and points
+//   beyond the retention policy) or `unable to parse '...'` (influxdb 1.x
+//   services/httpd/handler.go serveWrite; checked on influxd 1.6.7);
+// - 2.x: `{"code":"invalid","message":"unable to parse ..."}` or
+//   `partial write ...` (docs.influxdata.com/influxdb/v2/write-data/
+//   troubleshoot: "The response body contains the first malformed line");
+// - 3.x Core/Enterprise: `{"error":"partial write of line protocol
+//   occurred" | "parsing failed for write_lp endpoint", "data": ...}` with
+//   the rejected lines in `data` (influxdb3 server http.rs; docs
+//   influxdb3/core/write-data/troubleshoot); Cloud Serverless/Dedicated:
+//   `{"message": "parsing failed ..."}` or "partial write ..." (influxdb3
+//   client libraries' error tests).
+// Thread-safe.
+bool RejectsLines(const HttpResponse& response);
+
 // Maps the answer to a write request, shared by the writers of every InfluxDB
-// version: 2xx kOk; 400 and 422 kBadPoints; 401 and 403 kAuth; 404 kNotFound;
+// version: 2xx kOk; 422, and 400 when RejectsLines, kBadPoints; any other 400
+// kRequestRejected; 401 and 403 kAuth; 404 kNotFound;
 // 413 kTooLarge; 429 and 503 kThrottled (with Retry-After); anything else,
 // including a transport failure, kRetryable, so that an answer nobody
 // expected never drops points. Thread-safe.
@@ -44,6 +58,18 @@ WriteResult ClassifyWriteAnswer(const absl::StatusOr<HttpResponse>& answer);
 // 403 PermissionDenied, 404 NotFound, 400/422 InvalidArgument, 5xx
 // Unavailable, else Unknown. Thread-safe.
 absl::Status HttpAnswerStatus(int http_status, std::string message);
+
+// Says where points go, or what could not be checked, once: Prepare() runs
+// again after a write answered "not found", and repeating the same line at
+// info or warn level would bury the log. Later calls log at debug.
+// Thread-safe.
+class TellOnce {
+ public:
+  void operator()(spdlog::level::level_enum level, const std::string& text);
+
+ private:
+  std::atomic<bool> told_{false};
+};
 
 // One InfluxDB server as the 2.x and 3.x writers talk to it: every request
 // carries the same Authorization and Accept headers and timeout, and their

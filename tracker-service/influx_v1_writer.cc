@@ -14,6 +14,7 @@
 #include "spdlog/spdlog.h"
 #include "tracker-service/http_client.h"
 #include "tracker-service/influx_api.h"
+#include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
 namespace {
@@ -32,38 +33,88 @@ class InfluxV1Writer final : public InfluxWriter {
   explicit InfluxV1Writer(InfluxV1Settings settings)
       : settings_(std::move(settings)),
         base_url_(InfluxBaseUrl(settings_.host, settings_.port)) {
+    // No rp=: like Butler SOS, points go to the database's default retention
+    // policy, whatever an administrator made it.
     write_url_ =
-        absl::StrCat(base_url_, "/write?db=", UrlEncode(settings_.database));
-    if (!settings_.retention_policy_name.empty()) {
-      absl::StrAppend(&write_url_,
-                      "&rp=", UrlEncode(settings_.retention_policy_name));
-    }
-    absl::StrAppend(&write_url_, "&precision=ns");
+        absl::StrCat(base_url_, "/write?db=", UrlEncode(settings_.database),
+                     "&precision=ns");
   }
 
   absl::Status Prepare() override {
     if (settings_.database.empty()) {
       return absl::InvalidArgumentError(
-          "InfluxDB v1: v1Config.dbName is empty");
+          "influxdbConfig.v1Config.dbName: must not be empty");
     }
     absl::StatusOr<std::string> db =
         QuoteInfluxQlIdentifier(settings_.database);
-    if (!db.ok()) return db.status();
-
-    absl::StatusOr<json> created = Query(absl::StrCat("CREATE DATABASE ", *db));
-    if (!created.ok()) {
-      if (!IsPrivilegeError(created.status())) return created.status();
-      // A writer account without admin rights cannot create databases; that
-      // is fine as long as an administrator already did.
-      absl::StatusOr<bool> exists = DatabaseExists();
-      if (!exists.ok() || !*exists) return created.status();
-      spdlog::info(
-          "InfluxDB v1: database {} exists (this user may not create it)",
-          settings_.database);
+    if (!db.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "influxdbConfig.v1Config.dbName: ", db.status().message()));
+    }
+    std::string create = absl::StrCat("CREATE DATABASE ", *db);
+    std::string created_what = "with the server's default retention policy";
+    if (!settings_.retention_policy_name.empty()) {
+      absl::StatusOr<std::string> rp =
+          QuoteInfluxQlIdentifier(settings_.retention_policy_name);
+      if (!rp.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("influxdbConfig.v1Config.retentionPolicy.name: ",
+                         rp.status().message()));
+      }
+      absl::StatusOr<RetentionDuration> duration = ValidateRetentionDuration(
+          "influxdbConfig.v1Config.retentionPolicy.duration",
+          settings_.retention_policy_duration);
+      if (!duration.ok()) return duration.status();
+      // One statement creates the database with the policy as its default.
+      // On a database that exists meanwhile it changes nothing: 1.x then
+      // answers a conflict, or nothing when the policies are the same.
+      absl::StrAppend(&create, " WITH DURATION ", duration->InfluxQl(),
+                      " REPLICATION 1 NAME ", *rp);
+      created_what = absl::StrCat("with the default retention policy ",
+                                  settings_.retention_policy_name, " (",
+                                  duration->InfluxQl(), ")");
     }
 
-    if (settings_.retention_policy_name.empty()) return absl::OkStatus();
-    return EnsureRetentionPolicy(*db);
+    // Only a missing database is created; an existing one is never altered
+    // (it may be shared with Butler SOS and other writers).
+    absl::StatusOr<bool> exists = DatabaseExists();
+    if (!exists.ok()) {
+      if (IsTransient(exists.status())) return exists.status();
+      tell_(spdlog::level::warn,
+            absl::StrCat("InfluxDB v1: cannot list databases (",
+                         exists.status().message(), "); writing to ",
+                         settings_.database,
+                         " anyway, into its default retention policy"));
+      return absl::OkStatus();
+    }
+    if (*exists) return TellExisting();
+
+    absl::StatusOr<json> created = Query(create);
+    if (created.ok()) {
+      tell_(spdlog::level::info,
+            absl::StrCat("InfluxDB v1: created database ", settings_.database,
+                         " ", created_what, "; points go there"));
+      return absl::OkStatus();
+    }
+    if (IsTransient(created.status())) return created.status();
+    if (IsPrivilegeError(created.status())) {
+      // A write-only user sees only the databases it may read; the write
+      // tells whether the database is there.
+      tell_(spdlog::level::warn,
+            absl::StrCat("InfluxDB v1: database ", settings_.database,
+                         " is not visible to this user, which may not "
+                         "create it either; writing anyway, into its "
+                         "default retention policy (writes fail with "
+                         "\"database not found\" until an administrator "
+                         "creates it)"));
+      return absl::OkStatus();
+    }
+    // Created by someone else since SHOW DATABASES (with another policy):
+    // left as it is.
+    if (absl::StatusOr<bool> now = DatabaseExists(); now.ok() && *now) {
+      return TellExisting();
+    }
+    return created.status();
   }
 
   WriteResult Write(absl::string_view lines) override {
@@ -72,28 +123,76 @@ class InfluxV1Writer final : public InfluxWriter {
     request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     request.body = std::string(lines);
     request.gzip_body = settings_.gzip;
-    WriteResult result = ClassifyWriteAnswer(HttpCall(request));
-    // 1.x answers a write into a missing retention policy with 500
-    // `retention policy not found: NAME`; Prepare() creates it.
-    if (result.kind == WriteResult::Kind::kRetryable &&
-        absl::StartsWith(result.message, "retention policy not found")) {
-      result.kind = WriteResult::Kind::kNotFound;
-    }
-    return result;
+    return ClassifyWriteAnswer(HttpCall(request));
   }
 
   bool integer_numbers() const override { return false; }
 
   std::string Describe() const override {
-    std::string text =
-        absl::StrCat("influxdb v1 ", base_url_, " db=", settings_.database);
-    if (!settings_.retention_policy_name.empty()) {
-      absl::StrAppend(&text, " rp=", settings_.retention_policy_name);
-    }
-    return text;
+    return absl::StrCat("influxdb v1 ", base_url_, " db=", settings_.database);
   }
 
  private:
+  // A failure that may pass by itself: the server down or unreachable.
+  static bool IsTransient(const absl::Status& status) {
+    return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status) ||
+           absl::IsUnknown(status);
+  }
+
+  absl::Status TellExisting() {
+    std::string policy = "its default retention policy";
+    // Naming the default needs READ; without it the sentence stays general.
+    if (absl::StatusOr<std::string> name = DefaultPolicy(); name.ok()) {
+      policy = absl::StrCat("its default retention policy ", *name);
+    }
+    std::string text =
+        absl::StrCat("InfluxDB v1: database ", settings_.database,
+                     " exists and is left as it is; points go "
+                     "to ",
+                     policy);
+    if (!settings_.retention_policy_name.empty()) {
+      absl::StrAppend(&text, " (retentionPolicy ",
+                      settings_.retention_policy_name,
+                      " applies only to a database the tracker creates)");
+    }
+    tell_(spdlog::level::info, text);
+    return absl::OkStatus();
+  }
+
+  // The name of the database's default retention policy.
+  absl::StatusOr<std::string> DefaultPolicy() const {
+    absl::StatusOr<std::string> db =
+        QuoteInfluxQlIdentifier(settings_.database);
+    if (!db.ok()) return db.status();
+    absl::StatusOr<json> result =
+        Query(absl::StrCat("SHOW RETENTION POLICIES ON ", *db));
+    if (!result.ok()) return result.status();
+    auto series = result->find("series");
+    if (series == result->end() || !series->is_array() || series->empty()) {
+      return absl::NotFoundError("no policies");
+    }
+    const json& first = (*series)[0];
+    auto columns = first.find("columns");
+    auto values = first.find("values");
+    if (columns == first.end() || values == first.end() ||
+        !columns->is_array() || !values->is_array()) {
+      return absl::NotFoundError("no policies");
+    }
+    size_t name_at = columns->size(), default_at = columns->size();
+    for (size_t i = 0; i < columns->size(); ++i) {
+      if ((*columns)[i] == "name") name_at = i;
+      if ((*columns)[i] == "default") default_at = i;
+    }
+    for (const json& row : *values) {
+      if (row.is_array() && name_at < row.size() && default_at < row.size() &&
+          row[default_at].is_boolean() && row[default_at].get<bool>() &&
+          row[name_at].is_string()) {
+        return row[name_at].get<std::string>();
+      }
+    }
+    return absl::NotFoundError("no default policy");
+  }
+
   HttpRequest NewRequest(std::string method, std::string url) const {
     HttpRequest request;
     request.method = std::move(method);
@@ -178,47 +277,10 @@ class InfluxV1Writer final : public InfluxWriter {
            names->end();
   }
 
-  absl::Status EnsureRetentionPolicy(const std::string& quoted_db) const {
-    const std::string& name = settings_.retention_policy_name;
-    absl::StatusOr<std::string> rp = QuoteInfluxQlIdentifier(name);
-    if (!rp.ok()) return rp.status();
-    const std::string duration(
-        absl::StripAsciiWhitespace(settings_.retention_policy_duration));
-    if (!IsInfluxQlDuration(duration)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "InfluxDB v1: retention policy ", name, ": duration \"",
-          settings_.retention_policy_duration,
-          "\" is not an InfluxQL duration (e.g. 30d, 1h30m, INF)"));
-    }
-    absl::StatusOr<std::vector<std::string>> existing =
-        FirstColumn(absl::StrCat("SHOW RETENTION POLICIES ON ", quoted_db));
-    if (!existing.ok()) {
-      if (!IsPrivilegeError(existing.status())) return existing.status();
-      // A write-only account may not even list policies (1.x wants READ).
-      // Its administrator set the policy up; if not, writes answer
-      // "retention policy not found" and say so.
-      spdlog::warn(
-          "InfluxDB v1: cannot check retention policy {} on {}, assuming it "
-          "exists: {}",
-          name, settings_.database, existing.status().ToString());
-      return absl::OkStatus();
-    }
-    if (std::find(existing->begin(), existing->end(), name) !=
-        existing->end()) {
-      return absl::OkStatus();  // left as the administrator set it
-    }
-    absl::StatusOr<json> created =
-        Query(absl::StrCat("CREATE RETENTION POLICY ", *rp, " ON ", quoted_db,
-                           " DURATION ", duration, " REPLICATION 1 DEFAULT"));
-    if (!created.ok()) return created.status();
-    spdlog::info("InfluxDB v1: created retention policy {} ({}) on {}", name,
-                 duration, settings_.database);
-    return absl::OkStatus();
-  }
-
   const InfluxV1Settings settings_;
   const std::string base_url_;
   std::string write_url_;
+  TellOnce tell_;
 };
 
 }  // namespace
@@ -239,31 +301,6 @@ absl::StatusOr<std::string> QuoteInfluxQlIdentifier(absl::string_view name) {
   }
   quoted.push_back('"');
   return quoted;
-}
-
-bool IsInfluxQlDuration(absl::string_view duration) {
-  if (absl::EqualsIgnoreCase(duration, "INF")) return true;
-  if (duration.empty()) return false;
-  size_t i = 0;
-  while (i < duration.size()) {
-    const size_t digits_start = i;
-    while (i < duration.size() &&
-           absl::ascii_isdigit(static_cast<unsigned char>(duration[i]))) {
-      ++i;
-    }
-    if (i == digits_start) return false;
-    absl::string_view rest = duration.substr(i);
-    // Two-letter units first: "ms" is milliseconds, not minutes + seconds.
-    if (absl::StartsWith(rest, "ns") || absl::StartsWith(rest, "ms")) {
-      i += 2;
-    } else if (!rest.empty() && absl::string_view("usmhdw").find(rest[0]) !=
-                                    absl::string_view::npos) {
-      i += 1;
-    } else {
-      return false;
-    }
-  }
-  return true;
 }
 
 }  // namespace qfp::tracker

@@ -22,34 +22,37 @@ struct InfluxV1Settings {
   // but which never puts the password into a URL (or a log line).
   bool auth_enable = false;
   std::string username, password;
-  // Created as the database's default policy when missing; empty: none.
+  // retentionPolicy.name and .duration: the default policy of a database
+  // the tracker creates; ignored for an existing database. Empty name: the
+  // server's own default policy (autogen). The duration in any form
+  // ParseRetentionDuration (retention_duration.h) reads.
   std::string retention_policy_name, retention_policy_duration;
   absl::Duration timeout = absl::Seconds(10);  // per HTTP request
   bool gzip = true;                            // compress write bodies
 };
 
-// Prepare(): CREATE DATABASE (idempotent in 1.x), then, when a retention
-// policy is named and SHOW RETENTION POLICIES lacks it, CREATE RETENTION
-// POLICY ... REPLICATION 1 DEFAULT. An existing policy is left as it is, even
-// with another duration. When the user may not create databases (no admin
-// privilege), an existing database is accepted; when it may not list
-// retention policies (1.x wants READ), the policy is assumed to exist, with a
-// warning (a write into a missing one answers kNotFound).
-// Write(): POST /write?db=&rp=&precision=ns; answers map to WriteResult
-// kinds (see influx_writer.h); an answer it does not understand is
-// kRetryable, never a reason to drop points.
-// Settings are checked only when used: Prepare() returns InvalidArgument for
-// an empty database, a bad identifier (line break) or a malformed duration.
+// Prepare() behaves as Butler SOS does: SHOW DATABASES; only when the
+// database is missing, `CREATE DATABASE "db" WITH DURATION <d> REPLICATION 1
+// NAME "rp"` (or a plain CREATE DATABASE without a policy name), so that the
+// named policy becomes the default of a database the tracker created. An
+// existing database is never altered; one line at info level says where the
+// points go (its default policy, named when this user may read it).
+// Management is optional: a user that may not list or create databases (a
+// write-only `GRANT WRITE` user) gets one warning and Prepare() succeeds; the
+// write decides. Errors: InvalidArgument naming the key path for settings no
+// retry can fix (empty dbName, a line break in a name, a retention duration
+// that is not one or below InfluxDB's 1 h minimum; config load refuses those
+// first); Unavailable/DeadlineExceeded/Unknown while the server cannot be
+// reached or answers what is not InfluxDB (retry); FailedPrecondition when
+// InfluxDB refused the CREATE statement for another reason.
+// Write(): POST /write?db=&precision=ns, no `rp=` (Butler SOS writes into the
+// default policy too); answers map to WriteResult kinds (influx_api.h).
 std::unique_ptr<InfluxWriter> MakeInfluxV1Writer(InfluxV1Settings settings);
 
 // Exposed for tests. `"name"` with `\` and `"` escaped: an InfluxQL quoted
 // identifier. InvalidArgument for a name containing a line break, which
 // InfluxQL cannot quote.
 absl::StatusOr<std::string> QuoteInfluxQlIdentifier(absl::string_view name);
-
-// Whether `duration` is an InfluxQL duration literal: INF, or one or more
-// <digits><unit> with unit ns, u, µ, ms, s, m, h, d, w ("30d", "1h30m").
-bool IsInfluxQlDuration(absl::string_view duration);
 
 }  // namespace qfp::tracker
 

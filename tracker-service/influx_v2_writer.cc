@@ -12,6 +12,7 @@
 #include "spdlog/spdlog.h"
 #include "tracker-service/http_client.h"
 #include "tracker-service/influx_api.h"
+#include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
 namespace {
@@ -69,9 +70,9 @@ class InfluxV2Writer final : public InfluxWriter {
       : settings_(std::move(settings)),
         api_("InfluxDB v2", InfluxBaseUrl(settings_.host, settings_.port),
              absl::StrCat("Token ", settings_.token), settings_.timeout,
-             "the token must be allowed to read buckets and organizations "
-             "and to create buckets, or the bucket must exist and be "
-             "readable with it"),
+             "creating the bucket needs a token allowed to read "
+             "organizations and buckets and to create buckets; to write "
+             "into an existing bucket, write permission on it is enough"),
         write_path_(absl::StrCat("/api/v2/write?org=", UrlEncode(settings_.org),
                                  "&bucket=", UrlEncode(settings_.bucket),
                                  "&precision=ns")) {}
@@ -79,33 +80,41 @@ class InfluxV2Writer final : public InfluxWriter {
   absl::Status Prepare() override {
     if (settings_.org.empty() || settings_.bucket.empty()) {
       return absl::InvalidArgumentError(
-          "InfluxDB v2: v2Config.org and v2Config.bucket must be set");
+          "influxdbConfig.v2Config.org and .bucket must be set");
     }
-    absl::StatusOr<absl::Duration> retention =
-        ParseRetentionDuration(settings_.retention_duration);
-    if (!retention.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("InfluxDB v2: v2Config.retentionDuration: ",
-                       retention.status().message()));
-    }
+    absl::StatusOr<RetentionDuration> retention =
+        ValidateRetentionDuration("influxdbConfig.v2Config.retentionDuration",
+                                  settings_.retention_duration);
+    if (!retention.ok()) return retention.status();
 
+    // Management is optional: a token that may only write its bucket gets
+    // empty lists or 401/403 here, and writes fine (Butler SOS never looks).
     absl::StatusOr<HttpResponse> buckets = api_.Call(
         "GET",
         absl::StrCat("/api/v2/buckets?name=", UrlEncode(settings_.bucket),
                      "&org=", UrlEncode(settings_.org)));
     if (!buckets.ok()) return buckets.status();
+    if (buckets->status >= 500) {
+      return api_.Refused("GET", "/api/v2/buckets", *buckets);
+    }
     // Some 2.x releases answer a name filter that matches nothing with 404
     // rather than an empty list.
     if (buckets->status == 200) {
       if (FindByName(buckets->body, "buckets", settings_.bucket).found) {
-        return absl::OkStatus();  // left as its owner set it up
+        return TellExisting();
       }
     } else if (buckets->status != 404) {
-      return api_.Refused("GET", "/api/v2/buckets", *buckets);
+      return WriteAnyway(api_.Refused("GET", "/api/v2/buckets", *buckets));
     }
 
     absl::StatusOr<std::string> org_id = OrgId();
-    if (!org_id.ok()) return org_id.status();
+    if (!org_id.ok()) {
+      if (absl::IsUnavailable(org_id.status()) ||
+          absl::IsDeadlineExceeded(org_id.status())) {
+        return org_id.status();
+      }
+      return WriteAnyway(org_id.status());
+    }
     return CreateBucket(*org_id, *retention);
   }
 
@@ -147,8 +156,30 @@ class InfluxV2Writer final : public InfluxWriter {
     return org.id;
   }
 
+  // The bucket could not be checked or created: say so once, and let the
+  // write decide (it answers 404 while the bucket is missing).
+  absl::Status WriteAnyway(const absl::Status& why) {
+    tell_(spdlog::level::warn,
+          absl::StrCat("InfluxDB v2: could not check or create bucket ",
+                       settings_.bucket, " in ", settings_.org, " (",
+                       why.message(),
+                       "); a token allowed only to write gets this. Writing "
+                       "to it anyway"));
+    return absl::OkStatus();
+  }
+
+  absl::Status TellExisting() {
+    tell_(spdlog::level::info,
+          absl::StrCat("InfluxDB v2: bucket ", settings_.bucket, " in ",
+                       settings_.org,
+                       " exists and is left as it is (retentionDuration "
+                       "applies only to a bucket the tracker creates); points "
+                       "go there"));
+    return absl::OkStatus();
+  }
+
   absl::Status CreateBucket(const std::string& org_id,
-                            absl::Duration retention) const {
+                            const RetentionDuration& retention) {
     // ordered_json keeps the documented field order in the request.
     nlohmann::ordered_json body;
     body["orgID"] = org_id;
@@ -156,30 +187,32 @@ class InfluxV2Writer final : public InfluxWriter {
     if (!settings_.description.empty()) {
       body["description"] = settings_.description;
     }
-    // No rule at all means "never expire"; an expire rule needs >= 1 s.
+    // No rule at all means "never expire".
     body["retentionRules"] = nlohmann::ordered_json::array();
-    const int64_t seconds = absl::ToInt64Seconds(retention);
-    if (seconds > 0) {
+    if (!retention.infinite) {
       body["retentionRules"].push_back(
-          {{"type", "expire"}, {"everySeconds", seconds}});
+          {{"type", "expire"}, {"everySeconds", retention.Seconds()}});
     }
     absl::StatusOr<HttpResponse> created =
         api_.Call("POST", "/api/v2/buckets", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
-      spdlog::info(
-          "InfluxDB v2: created bucket {} in {} (retention {})",
-          settings_.bucket, settings_.org,
-          seconds > 0 ? settings_.retention_duration : std::string("infinite"));
+      tell_(spdlog::level::info,
+            absl::StrCat("InfluxDB v2: created bucket ", settings_.bucket,
+                         " in ", settings_.org, " (retention ",
+                         retention.ToString(), "); points go there"));
       return absl::OkStatus();
     }
-    if (IsAlreadyExists(*created)) return absl::OkStatus();
-    return api_.Refused("POST", "/api/v2/buckets", *created);
+    if (IsAlreadyExists(*created)) return TellExisting();
+    absl::Status refused = api_.Refused("POST", "/api/v2/buckets", *created);
+    if (created->status >= 500) return refused;
+    return WriteAnyway(refused);
   }
 
   const InfluxV2Settings settings_;
   const InfluxApi api_;
   const std::string write_path_;  // with its query
+  TellOnce tell_;
 };
 
 }  // namespace

@@ -20,8 +20,9 @@ struct InfluxV2Settings {
   std::string token;   // API token, sent as `Authorization: Token ...`
   // Used only when the bucket is created.
   std::string description;
-  // "10d", "1h30m"; empty or "0": keep data forever. At least 1h otherwise
-  // (InfluxDB 2.x's minimum retention period).
+  // Any form ParseRetentionDuration (retention_duration.h) reads: "10d",
+  // "1h30m", "30days", "1y"; empty, "0" or INF: keep data forever. At least
+  // 1h otherwise (InfluxDB 2.x's minimum retention period).
   std::string retention_duration;
   absl::Duration timeout = absl::Seconds(10);  // per HTTP request
   bool gzip = true;                            // compress write bodies
@@ -29,14 +30,16 @@ struct InfluxV2Settings {
 
 // Prepare(): GET /api/v2/buckets?name=&org=; when the bucket is not listed,
 // GET /api/v2/orgs?org= for the organization's ID and POST /api/v2/buckets
-// {orgID, name, description, retentionRules}. A bucket that exists is left
-// as it is (even with another retention). A create answered "already
-// exists" (another tracker won the race) counts as success. Errors:
-// InvalidArgument for unusable settings, NotFound for an unknown
-// organization, Unauthenticated/PermissionDenied when the token may not read
-// buckets and organizations or create buckets (the token then needs those
-// permissions, or the bucket must exist and be readable), Unavailable for a
-// server or transport failure.
+// {orgID, name, description, retentionRules} (an expire rule of
+// retentionDuration's seconds; none when infinite). A bucket that exists is
+// left as it is (its retention is never changed). A create answered
+// "already exists" (another tracker won the race) counts as success. Every
+// management call is optional: an empty list, 401/403/404 or another 4xx
+// (a token allowed only to write its bucket) is logged once and Prepare()
+// succeeds; the write decides. Errors: InvalidArgument naming the key path
+// for unusable settings (empty org/bucket, a retention that is not a
+// duration or under 1 h), Unavailable/DeadlineExceeded for a server or
+// transport failure (retried).
 // Write(): POST /api/v2/write?org=&bucket=&precision=ns with
 // `Authorization: Token`, the body gzip-compressed; answers map to
 // WriteResult kinds as in influx_api.h (ClassifyWriteAnswer).

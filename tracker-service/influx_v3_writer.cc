@@ -7,12 +7,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
 #include "tracker-service/http_client.h"
 #include "tracker-service/influx_api.h"
+#include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
 namespace {
@@ -59,13 +59,18 @@ std::optional<bool> ListsDatabase(const std::string& body,
 std::string RejectedLines(const std::string& body) {
   const json answer = json::parse(body, nullptr, /*allow_exceptions=*/false);
   if (!answer.is_object()) return "";
-  auto data = answer.find("data");
-  if (data == answer.end() || !data->is_array() || data->empty()) return "";
+  auto found = answer.find("data");
+  if (found == answer.end()) return "";
+  // Core answers one object when the whole batch was refused
+  // (accept_partial=false), an array of them for a partial write.
+  json data = *found;
+  if (data.is_object()) data = json::array({data});
+  if (!data.is_array() || data.empty()) return "";
   std::string text;
   size_t listed = 0;
-  for (const json& item : *data) {
+  for (const json& item : data) {
     if (listed == kMaxListedLines) {
-      absl::StrAppend(&text, "; ", data->size() - listed, " more");
+      absl::StrAppend(&text, "; ", data.size() - listed, " more");
       break;
     }
     if (!item.is_object()) continue;
@@ -92,62 +97,76 @@ class InfluxV3Writer final : public InfluxWriter {
              settings_.token.empty() ? std::string()
                                      : absl::StrCat("Bearer ", settings_.token),
              settings_.write_timeout,
-             "the token must be allowed to list and create databases, e.g. "
-             "an admin token"),
+             "creating the database needs a token allowed to list and "
+             "create databases, e.g. an admin token; to write into an "
+             "existing database, write permission on it is enough"),
         write_path_(
-            absl::StrCat("/api/v3/write_lp?db=", UrlEncode(settings_.database),
-                         "&precision=nanosecond")) {}
+            absl::StrCat("/api/v2/write?bucket=", UrlEncode(settings_.database),
+                         "&precision=ns")) {}
 
   absl::Status Prepare() override {
     if (settings_.database.empty()) {
       return absl::InvalidArgumentError(
-          "InfluxDB v3: v3Config.database is empty");
+          "influxdbConfig.v3Config.database: must not be empty");
     }
-    const std::string retention(
-        absl::StripAsciiWhitespace(settings_.retention_duration));
-    absl::StatusOr<absl::Duration> parsed = ParseRetentionDuration(retention);
-    if (!parsed.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("InfluxDB v3: v3Config.retentionDuration: ",
-                       parsed.status().message()));
-    }
+    absl::StatusOr<RetentionDuration> retention =
+        ValidateRetentionDuration("influxdbConfig.v3Config.retentionDuration",
+                                  settings_.retention_duration);
+    if (!retention.ok()) return retention.status();
 
     absl::StatusOr<HttpResponse> list =
         api_.Call("GET", "/api/v3/configure/database?format=json");
     if (!list.ok()) return list.status();
+    if (list->status >= 500) {
+      return api_.Refused("GET", "/api/v3/configure/database", *list);
+    }
     if (list->status == 200) {
       std::optional<bool> listed =
           ListsDatabase(list->body, settings_.database);
-      if (listed.value_or(false)) return absl::OkStatus();
+      if (listed.value_or(false)) return TellExisting();
       if (!listed.has_value()) {
         spdlog::debug("InfluxDB v3: database list in an unknown shape: {}",
                       InfluxErrorText(*list));
       }
     } else if (list->status != 404) {
-      // 404 is documented for a server without any database yet.
-      return api_.Refused("GET", "/api/v3/configure/database", *list);
+      // 404: no database yet on Core, or a product without this endpoint;
+      // the create request tells which.
+      return WriteAnyway(
+          api_.Refused("GET", "/api/v3/configure/database", *list));
     }
 
     json body = {{"db", settings_.database}};
-    if (*parsed > absl::ZeroDuration()) body["retention_period"] = retention;
+    if (!retention->infinite) body["retention_period"] = retention->InfluxQl();
     absl::StatusOr<HttpResponse> created =
         api_.Call("POST", "/api/v3/configure/database", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
-      spdlog::info("InfluxDB v3: created database {} (retention {})",
-                   settings_.database,
-                   retention.empty() || *parsed == absl::ZeroDuration()
-                       ? std::string("none")
-                       : retention);
+      tell_(spdlog::level::info,
+            absl::StrCat("InfluxDB v3: created database ", settings_.database,
+                         " (retention ", retention->ToString(),
+                         "); points go there"));
       return absl::OkStatus();
     }
-    if (created->status == 409) return absl::OkStatus();  // already exists
-    return api_.Refused("POST", "/api/v3/configure/database", *created);
+    if (created->status == 409) return TellExisting();  // already exists
+    absl::Status refused =
+        api_.Refused("POST", "/api/v3/configure/database", *created);
+    if (created->status >= 500) return refused;
+    return WriteAnyway(refused);
   }
 
   WriteResult Write(absl::string_view lines) override {
     if (lines.empty()) return WriteResult{};
     HttpRequest request = api_.NewRequest("POST", write_path_);
+    // The Token scheme on the write: Cloud Serverless documents only it for
+    // /api/v2/write; Core, Enterprise, Dedicated and Clustered take Token and
+    // Bearer alike (docs.influxdata.com/influxdb3/cloud-serverless/guides/
+    // api-compatibility/v2; .../cloud-dedicated/guides/api-compatibility/v2;
+    // influxdb3/core/api/authentication).
+    for (auto& [name, value] : request.headers) {
+      if (name == "Authorization") {
+        value = absl::StrCat("Token ", settings_.token);
+      }
+    }
     request.headers.emplace_back("Content-Type", "text/plain; charset=utf-8");
     request.body = std::string(lines);
     request.gzip_body = settings_.gzip;
@@ -170,9 +189,31 @@ class InfluxV3Writer final : public InfluxWriter {
   }
 
  private:
+  // The database could not be checked or created: say so once, and let the
+  // write decide.
+  absl::Status WriteAnyway(const absl::Status& why) {
+    tell_(spdlog::level::warn,
+          absl::StrCat("InfluxDB v3: could not check or create database ",
+                       settings_.database, " (", why.message(),
+                       "); products without /api/v3 (Cloud Serverless, "
+                       "Dedicated, Clustered) and write-only tokens get this. "
+                       "Writing to it anyway"));
+    return absl::OkStatus();
+  }
+
+  absl::Status TellExisting() {
+    tell_(spdlog::level::info,
+          absl::StrCat("InfluxDB v3: database ", settings_.database,
+                       " exists and is left as it is (retentionDuration "
+                       "applies only to a database the tracker creates); "
+                       "points go there"));
+    return absl::OkStatus();
+  }
+
   const InfluxV3Settings settings_;
   const InfluxApi api_;
   const std::string write_path_;  // with its query
+  TellOnce tell_;
 };
 
 }  // namespace

@@ -16,6 +16,9 @@ struct WriteResult {
   enum class Kind {
     kOk,         // 2xx: every line stored
     kBadPoints,  // 400/422: some lines rejected (partial write possible)
+    // 400 refusing the request itself (bad database name, encoding): no line
+    // is at fault, so none is dropped; keep the batch and retry slowly.
+    kRequestRejected,
     kTooLarge,   // 413: body too large; split and retry
     kThrottled,  // 429/503: retry after `retry_after`
     kAuth,       // 401/403: credentials wrong; keep points, retry slowly
@@ -33,7 +36,13 @@ class InfluxWriter {
   virtual ~InfluxWriter() = default;
 
   // Makes the destination ready: creates the database (and retention policy
-  // or bucket) when missing. Idempotent; called at start and after kNotFound.
+  // or bucket) when missing, never altering one that exists. Management
+  // calls are optional: when refused or answered empty it logs once what it
+  // could not check and succeeds, since only the write decides. Errors:
+  // InvalidArgument or FailedPrecondition for what no retry can fix (the
+  // message names the key path; the tracker stops at start), any other code
+  // (Unavailable, DeadlineExceeded, ...) while the server is unreachable:
+  // retried. Idempotent; called at start and after kNotFound.
   virtual absl::Status Prepare() = 0;
 
   // Writes `lines` (newline-separated line protocol, precision ns). Blocks

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
@@ -29,6 +30,7 @@
 #include "tracker-service/line_protocol.h"
 #include "tracker-service/tracker_config.h"
 #include "tracker-service/tracker_service.h"
+#include "tracker-service/write_pipeline.h"
 #include "tracker-service/writer_factory.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -115,6 +117,8 @@ int Main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_check_config)) return CheckConfig(config);
 
   MetricsRegistry metrics;
+  WriteTotals totals;
+  bool pipeline_prepared = false;
   std::unique_ptr<InfluxWriter> writer;
   std::unique_ptr<DurableQueue> queue;
   if (config.writes_points()) {
@@ -126,12 +130,32 @@ int Main(int argc, char** argv) {
     }
     writer = *std::move(made);
     config.schema.integer_numbers = writer->integer_numbers();
+    // Set the destination up before accepting failures. What no retry can
+    // fix stops the tracker now, with its key path, rather than failing
+    // forever in the background; what can pass (InfluxDB down or
+    // unreachable) is retried by the pipeline while failures are accepted.
+    if (absl::Status prepared = writer->Prepare(); prepared.ok()) {
+      pipeline_prepared = true;
+    } else if (absl::IsInvalidArgument(prepared) ||
+               absl::IsFailedPrecondition(prepared)) {
+      spdlog::error("{}: {}", writer->Describe(),
+                    std::string(prepared.message()));
+      std::cerr << "qs-error-tracker: " << prepared.message() << "\n";
+      return kExitConfigError;
+    } else {
+      spdlog::warn(
+          "{}: {}; retrying in the background (failures are accepted and "
+          "kept meanwhile)",
+          writer->Describe(), std::string(prepared.message()));
+    }
     DurableQueueOptions options;
     options.directory = config.wal_directory;
     options.max_records = config.max_buffered_points;
     options.max_bytes = config.wal_max_bytes;
     options.pipeline.max_batch = static_cast<size_t>(config.max_batch_size);
     options.pipeline.flush_interval = config.flush_interval;
+    options.pipeline.prepared = pipeline_prepared;
+    options.pipeline.totals = &totals;
     absl::StatusOr<std::unique_ptr<DurableQueue>> opened =
         DurableQueue::Open(options, *writer, metrics);
     if (!opened.ok()) {
@@ -278,29 +302,41 @@ int Main(int argc, char** argv) {
   if (queue) left = queue->Stop(deadline);
   metrics_server.Stop();
   const uint64_t accepted = service.accepted();
+  if (!queue) {
+    spdlog::info("qs-error-tracker stopped: {} failures accepted", accepted);
+    return 0;
+  }
+  // Every count as it is: written, dropped (by reason) and left.
+  const uint64_t bad = totals.dropped_bad_point.load();
+  const uint64_t too_large = totals.dropped_too_large.load();
+  const std::string counts = absl::StrCat(
+      accepted, " failures accepted; ", totals.written.load(),
+      " points written to ", writer->Describe(), "; ", bad + too_large,
+      " dropped (", bad, " refused by InfluxDB as bad points, ", too_large,
+      " too large for InfluxDB's max-body-size alone); ", left, " left");
   if (left == 0) {
-    spdlog::info(
-        "qs-error-tracker stopped: {} failures accepted, every point written",
-        accepted);
+    if (bad + too_large == 0) {
+      spdlog::info("qs-error-tracker stopped: every point written: {}", counts);
+    } else {
+      spdlog::warn("qs-error-tracker stopped: {}", counts);
+    }
   } else if (const absl::Status store = queue->store_error(); !store.ok()) {
     spdlog::warn(
-        "qs-error-tracker stopped: {} failures accepted; {} points stay in "
-        "{}, which could not commit at the end ({}): some of them may "
-        "already be in {} (written, not yet removed); the next start writes "
-        "them again, which InfluxDB stores once",
-        accepted, left, queue->Describe(), std::string(store.message()),
-        writer->Describe());
+        "qs-error-tracker stopped: {}: they stay in {}, which could not "
+        "commit at the end ({}): some of them may already be in InfluxDB "
+        "(written, not yet removed); the next start writes them again, which "
+        "InfluxDB stores once",
+        counts, queue->Describe(), std::string(store.message()));
   } else if (queue->durable()) {
     spdlog::info(
-        "qs-error-tracker stopped: {} failures accepted; {} points not yet "
-        "written to {} stay in {} and are written at the next start",
-        accepted, left, writer->Describe(), queue->Describe());
+        "qs-error-tracker stopped: {}: they stay in {} and are written at the "
+        "next start",
+        counts, queue->Describe());
   } else {
     spdlog::warn(
-        "qs-error-tracker stopped: {} failures accepted; {} points could not "
-        "be written to {} within {} ms and are lost",
-        accepted, left, writer->Describe(),
-        absl::ToInt64Milliseconds(deadline));
+        "qs-error-tracker stopped: {}: not written within {} ms, they are "
+        "lost",
+        counts, absl::ToInt64Milliseconds(deadline));
   }
   return 0;
 }

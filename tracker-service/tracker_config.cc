@@ -6,6 +6,7 @@
 #include "common/config_node.h"
 #include "common/config_schema.h"
 #include "tracker-service/influx_api.h"
+#include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
 namespace {
@@ -14,9 +15,6 @@ constexpr char kV1PasswordEnv[] = "QFP_INFLUXDB_PASSWORD";
 // Replaces influxdbConfig.v2Config.token and v3Config.token when set, so a
 // secret need not sit in the file (a Kubernetes secret as environment).
 constexpr char kTokenEnv[] = "QFP_INFLUXDB_TOKEN";
-
-// InfluxDB 2.x refuses shorter retention periods (influx bucket create).
-constexpr absl::Duration kMinV2Retention = absl::Hours(1);
 
 // A string that must be set and not empty.
 std::string NonEmptyString(const ConfigNode& node) {
@@ -31,17 +29,13 @@ std::string Token(const ConfigNode& node) {
   return node.String();
 }
 
-// retentionDuration: empty, "0" (forever) or a duration of at least
-// `minimum`.
-std::string RetentionDuration(const ConfigNode& node, absl::Duration minimum) {
+// A retention duration in any form retention_duration.h reads, at least
+// the 1 h every InfluxDB version requires; checked here, once, at load.
+std::string CheckedRetention(const ConfigNode& node) {
   std::string value = node.String("");
-  absl::StatusOr<absl::Duration> parsed = ParseRetentionDuration(value);
-  if (!parsed.ok()) {
-    node.Error(parsed.status().message());
-  } else if (*parsed > absl::ZeroDuration() && *parsed < minimum) {
-    node.Error(absl::StrCat("\"", value, "\" is shorter than the minimum of ",
-                            absl::FormatDuration(minimum),
-                            " (0 keeps data forever)"));
+  if (absl::Status status = ValidateRetentionDuration("", value).status();
+      !status.ok()) {
+    node.Error(status.message());
   }
   return value;
 }
@@ -66,7 +60,7 @@ void ReadV1(const ConfigNode& v1, const std::string& host, int port,
   settings->retention_policy_name = v1["retentionPolicy"]["name"].String("");
   if (!settings->retention_policy_name.empty()) {
     settings->retention_policy_duration =
-        v1["retentionPolicy"]["duration"].String();
+        CheckedRetention(v1["retentionPolicy"]["duration"]);
   }
 }
 
@@ -83,8 +77,7 @@ void ReadV2(const ConfigNode& v2, const std::string& host, int port,
         absl::StrCat("must not be empty (or set ", kTokenEnv, ")"));
   }
   settings->description = v2["description"].String("");
-  settings->retention_duration =
-      RetentionDuration(v2["retentionDuration"], kMinV2Retention);
+  settings->retention_duration = CheckedRetention(v2["retentionDuration"]);
 }
 
 void ReadV3(const ConfigNode& v3, const std::string& host, int port,
@@ -95,8 +88,7 @@ void ReadV3(const ConfigNode& v3, const std::string& host, int port,
   // May be empty: a 3.x server started without authentication.
   settings->token = Token(v3["token"]);
   settings->description = v3["description"].String("");
-  settings->retention_duration =
-      RetentionDuration(v3["retentionDuration"], absl::Nanoseconds(1));
+  settings->retention_duration = CheckedRetention(v3["retentionDuration"]);
   settings->write_timeout = absl::Milliseconds(v3["writeTimeout"].Int(
       absl::ToInt64Milliseconds(settings->write_timeout), 1, 3600000));
 }

@@ -20,6 +20,8 @@ const char* OutcomeName(WriteResult::Kind kind) {
       return "ok";
     case WriteResult::Kind::kBadPoints:
       return "bad_points";
+    case WriteResult::Kind::kRequestRejected:
+      return "request_rejected";
     case WriteResult::Kind::kTooLarge:
       return "too_large";
     case WriteResult::Kind::kThrottled:
@@ -67,7 +69,10 @@ void WritePipeline::Observe(const WriteResult& result, absl::Duration took,
                             size_t points) {
   write_attempts_.WithLabels({OutcomeName(result.kind)}).Increment();
   write_seconds_.Observe(took);
-  if (result.kind == WriteResult::Kind::kOk) points_written_.Increment(points);
+  if (result.kind == WriteResult::Kind::kOk) {
+    points_written_.Increment(points);
+    if (options_.totals != nullptr) options_.totals->written += points;
+  }
 }
 
 WritePipeline::~WritePipeline() {
@@ -218,6 +223,7 @@ void WritePipeline::Loop() {
   // first failure: dashboards can query it from the beginning.
   {
     absl::MutexLock lock(&prepare_mu_);
+    if (!prepared_ && options_.prepared) prepared_ = true;
     if (!prepared_) {
       if (!PrepareWithRetry()) return;
       prepared_ = true;
@@ -263,11 +269,13 @@ bool WritePipeline::WriteBatch(const std::vector<QueueRecord>& batch) {
           break;
         }
         Settle(batch, begin, end);
-        points_rejected_
-            .WithLabels({result.kind == WriteResult::Kind::kTooLarge
-                             ? "too_large"
-                             : "bad_point"})
+        const bool too_large = result.kind == WriteResult::Kind::kTooLarge;
+        points_rejected_.WithLabels({too_large ? "too_large" : "bad_point"})
             .Increment();
+        if (options_.totals != nullptr) {
+          ++(too_large ? options_.totals->dropped_too_large
+                       : options_.totals->dropped_bad_point);
+        }
         spdlog::warn("{} rejected a point (HTTP {}: {}); dropped: {}",
                      writer_.Describe(), result.http_status, result.message,
                      batch[begin].payload.substr(0, kLoggedLineChars));
@@ -283,6 +291,20 @@ bool WritePipeline::WriteBatch(const std::vector<QueueRecord>& batch) {
           spdlog::error(
               "{} refused our credentials ({} times; HTTP {}: {}); points "
               "are kept, retrying every {}s",
+              writer_.Describe(), times, result.http_status, result.message,
+              absl::ToInt64Seconds(options_.auth_retry));
+        }
+        delay = options_.auth_retry;
+        break;
+      }
+      case WriteResult::Kind::kRequestRejected: {
+        // No line is at fault (bad database name, encoding): dropping the
+        // batch would lose good points. Keep them until someone fixes it.
+        static LogRateLimiter limiter(absl::Seconds(60));
+        if (uint64_t times = limiter.Add(); times > 0) {
+          spdlog::error(
+              "{} refused the write request itself ({} times; HTTP {}: {}); "
+              "no point is at fault, so points are kept, retrying every {}s",
               writer_.Describe(), times, result.http_status, result.message,
               absl::ToInt64Seconds(options_.auth_retry));
         }

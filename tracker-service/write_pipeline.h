@@ -2,6 +2,7 @@
 #ifndef QFP_TRACKER_WRITE_PIPELINE_H_
 #define QFP_TRACKER_WRITE_PIPELINE_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -21,6 +22,16 @@
 
 namespace qfp::tracker {
 
+// What the pipeline did with the points it took from the queue, for the
+// shutdown summary. Each record is counted once, when it leaves the queue:
+// written (InfluxDB confirmed it) or dropped for one of two reasons. Owned by
+// the caller; thread-safe.
+struct WriteTotals {
+  std::atomic<uint64_t> written{0};
+  std::atomic<uint64_t> dropped_bad_point{0};  // InfluxDB refused the line
+  std::atomic<uint64_t> dropped_too_large{0};  // 413 for one line alone
+};
+
 struct WritePipelineOptions {
   size_t max_batch = 1000;  // influxdbConfig.maxBatchSize
   // Batches in flight at once. InfluxDB ingests several bodies in parallel;
@@ -31,8 +42,14 @@ struct WritePipelineOptions {
   // Backoff for network errors, 5xx and setup (Prepare) failures.
   BackOff::Options backoff{absl::Milliseconds(100), 2.0, 0.2,
                            absl::Seconds(30)};
-  // Wrong credentials will not fix themselves quickly: retry slowly.
+  // Wrong credentials, or a request InfluxDB refuses whatever its points
+  // (kRequestRejected), will not fix themselves quickly: retry slowly.
   absl::Duration auth_retry = absl::Seconds(30);
+  // True when the caller already ran the writer's Prepare() successfully
+  // (the tracker does, at start, to stop on errors no retry can fix).
+  bool prepared = false;
+  // Counted into when not null; must outlive the pipeline.
+  WriteTotals* totals = nullptr;
 };
 
 // Reads batches of points (one line-protocol line per record) from a
@@ -40,8 +57,9 @@ struct WritePipelineOptions {
 // `concurrent_writes` threads, and releases each record from the queue once
 // InfluxDB has stored it or rejected it as bad. Retry policy per answer:
 // split around bad points and on 413, wait out throttling, back off on
-// outages, retry auth failures slowly. Nothing is held in memory beyond the
-// batches in flight: a backlog waits in the queue.
+// outages, retry auth failures and refused requests (a 400 that names no
+// line) slowly, never dropping their points. Nothing is held in memory beyond
+// the batches in flight: a backlog waits in the queue.
 //
 // Threads: `concurrent_writes` writer threads. Each gathers a batch (one at a
 // time, under gather_mu_), then writes it without any lock held. The queue's

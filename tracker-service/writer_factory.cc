@@ -3,30 +3,16 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
-#include "tracker-service/influx_api.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/influx_v2_writer.h"
 #include "tracker-service/influx_v3_writer.h"
+#include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
 namespace {
 
-// InfluxDB 2.x refuses shorter retention periods (influx bucket create).
-constexpr absl::Duration kMinV2Retention = absl::Hours(1);
-
-absl::Status CheckRetention(absl::string_view key, absl::string_view value,
-                            absl::Duration minimum) {
-  absl::StatusOr<absl::Duration> retention = ParseRetentionDuration(value);
-  if (!retention.ok()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(key, ": ", retention.status().message()));
-  }
-  if (*retention > absl::ZeroDuration() && *retention < minimum) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(key, ": \"", value, "\" is shorter than the minimum of ",
-                     absl::FormatDuration(minimum), " (0 keeps data forever)"));
-  }
-  return absl::OkStatus();
+absl::Status CheckRetention(absl::string_view key, absl::string_view value) {
+  return ValidateRetentionDuration(key, value).status();
 }
 
 absl::Status CheckV2(const InfluxV2Settings& v2) {
@@ -43,7 +29,7 @@ absl::Status CheckV2(const InfluxV2Settings& v2) {
         absl::StrCat(kKey, "token is empty (set it, or QFP_INFLUXDB_TOKEN)"));
   }
   return CheckRetention(absl::StrCat(kKey, "retentionDuration"),
-                        v2.retention_duration, kMinV2Retention);
+                        v2.retention_duration);
 }
 
 absl::Status CheckV3(const InfluxV3Settings& v3) {
@@ -56,7 +42,7 @@ absl::Status CheckV3(const InfluxV3Settings& v3) {
         absl::StrCat(kKey, "writeTimeout must be positive"));
   }
   return CheckRetention(absl::StrCat(kKey, "retentionDuration"),
-                        v3.retention_duration, absl::Nanoseconds(1));
+                        v3.retention_duration);
 }
 
 }  // namespace
@@ -65,7 +51,14 @@ absl::StatusOr<std::unique_ptr<InfluxWriter>> MakeInfluxWriter(
     const TrackerConfig& config) {
   switch (config.influxdb_version) {
     case 1:
-      // The 1.x writer checks its settings in Prepare(), as it always has.
+      if (!config.v1.retention_policy_name.empty()) {
+        if (absl::Status status = CheckRetention(
+                "influxdbConfig.v1Config.retentionPolicy.duration",
+                config.v1.retention_policy_duration);
+            !status.ok()) {
+          return status;
+        }
+      }
       return MakeInfluxV1Writer(config.v1);
     case 2:
       if (absl::Status status = CheckV2(config.v2); !status.ok()) {

@@ -15,13 +15,14 @@
 //    /api/v2/orgs?org= -> {"orgs":[{id,name}]}; POST /api/v2/buckets
 //    {orgID,name,description,retentionRules:[{type:expire,everySeconds}]}
 //    -> 201, a duplicate name -> 422 {"code":"conflict",...}.
-//  - 3.x (docs-v2 api-docs/influxdb3/core/v3/ref.yml): POST
-//    /api/v3/write_lp?db=&precision=nanosecond (the long precision names are
-//    the documented values), Bearer token; 204; 400 {"error":"partial write
-//    of line protocol occurred","data":[{original_line,line_number,
-//    error_message}]}; 401; 413; 422. GET /api/v3/configure/database
-//    ?format=json lists databases; POST {"db","retention_period"} -> 201,
-//    409 when it exists. A write into a missing database creates it.
+//  - 3.x (docs-v2 api-docs/influxdb3/core/v3/ref.yml; write-data/http-api/
+//    compatibility-apis): POST /api/v2/write?bucket=&precision=ns with a
+//    Token (every 3.x product serves it), Bearer on /api/v3; 204; 400
+//    {"error":"partial write of line protocol
+//    occurred","data":[{original_line,line_number, error_message}]}; 401; 413;
+//    422. GET /api/v3/configure/database ?format=json lists databases; POST
+//    {"db","retention_period"} -> 201, 409 when it exists. A write into a
+//    missing database creates it.
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -46,6 +47,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "tests/testing/fake_http_server.h"
 #include "tests/testing/influxd_process.h"
 #include "tracker-service/failure_point.h"
@@ -257,8 +260,13 @@ class FakeInfluxV2 {
       return ScriptedResponse::Json(201, bucket.dump());
     }
     if (request.method == "POST" && path == "/api/v2/write") {
-      if (params["org"] != kOrg || params["precision"] != "ns") {
-        return Error(400, "invalid", "bad org or precision");
+      if (params["precision"] != "ns") {
+        return Error(400, "invalid", "invalid precision");
+      }
+      if (params["org"] != kOrg) {
+        return Error(404, "not found",
+                     absl::StrCat("organization name \"", params["org"],
+                                  "\" not found"));
       }
       if (buckets_.count(params["bucket"]) == 0) {
         return Error(
@@ -298,6 +306,11 @@ class FakeInfluxV3 {
     absl::MutexLock lock(&mu_);
     shape_ = shape;
   }
+  // false: a product without the /api/v3 endpoints (Cloud Serverless, ...).
+  void set_v3_api(bool v3_api) {
+    absl::MutexLock lock(&mu_);
+    v3_api_ = v3_api;
+  }
   void AddDatabase(const std::string& name) {
     absl::MutexLock lock(&mu_);
     databases_[name] = "";
@@ -323,13 +336,20 @@ class FakeInfluxV3 {
   }
 
   ScriptedResponse Answer(const RecordedRequest& request) {
-    if (request.Header("Authorization") != absl::StrCat("Bearer ", kV3Token)) {
+    // Bearer on /api/v3 management calls, Token on the v2-compatible write.
+    const std::string scheme =
+        request.path() == "/api/v2/write" ? "Token " : "Bearer ";
+    if (request.Header("Authorization") != absl::StrCat(scheme, kV3Token)) {
       return Error(401, "the request was not authenticated");
     }
     std::map<std::string, std::string> params;
     for (const auto& [key, value] : request.QueryParams()) params[key] = value;
     const std::string path = request.path();
     absl::MutexLock lock(&mu_);
+    // Cloud Serverless, Dedicated and Clustered have no /api/v3 endpoints.
+    if (!v3_api_ && absl::StartsWith(path, "/api/v3/")) {
+      return Error(404, "not found");
+    }
     if (request.method == "GET" && path == "/api/v3/configure/database") {
       if (params["format"] != "json") return Error(400, "format required");
       json list;
@@ -369,15 +389,17 @@ class FakeInfluxV3 {
       databases_[name] = body.value("retention_period", "");
       return ScriptedResponse::Bare(201);
     }
-    if (request.method == "POST" && path == "/api/v3/write_lp") {
-      if (params["precision"] != "nanosecond") {
+    if (request.method == "POST" && path == "/api/v2/write") {
+      // The v2-compatible endpoint: the database is `bucket`, precision
+      // spelled as in 2.x.
+      if (params["precision"] != "ns") {
         return Error(400, "unrecognized precision unit");
       }
       // Documented: a write creates a missing database.
-      databases_.emplace(params["db"], "");
+      databases_.emplace(params["bucket"], "");
       for (absl::string_view line :
            absl::StrSplit(request.decoded_body, '\n', absl::SkipEmpty())) {
-        stored_[params["db"]].emplace_back(line);
+        stored_[params["bucket"]].emplace_back(line);
       }
       return ScriptedResponse::Bare(204);
     }
@@ -387,6 +409,7 @@ class FakeInfluxV3 {
   FakeHttpServer server_;
   mutable absl::Mutex mu_;
   ListShape shape_ ABSL_GUARDED_BY(mu_) = ListShape::kDatabasesObject;
+  bool v3_api_ ABSL_GUARDED_BY(mu_) = true;
   std::map<std::string, std::string> databases_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::vector<std::string>> stored_ ABSL_GUARDED_BY(mu_);
 };
@@ -749,11 +772,11 @@ class V3Backend final : public Backend {
     ASSERT_FALSE(requests.empty());
     const RecordedRequest& r = requests.back();
     EXPECT_EQ(r.method, "POST");
-    EXPECT_EQ(r.path(), "/api/v3/write_lp");
-    EXPECT_EQ(r.query(), absl::StrCat("db=", db, "&precision=nanosecond"));
+    EXPECT_EQ(r.path(), "/api/v2/write");
+    EXPECT_EQ(r.query(), absl::StrCat("bucket=", db, "&precision=ns"));
     EXPECT_THAT(r.QueryParams(),
-                ElementsAre(Pair("db", db), Pair("precision", "nanosecond")));
-    EXPECT_EQ(r.Header("Authorization"), absl::StrCat("Bearer ", kV3Token));
+                ElementsAre(Pair("bucket", db), Pair("precision", "ns")));
+    EXPECT_EQ(r.Header("Authorization"), absl::StrCat("Token ", kV3Token));
     EXPECT_EQ(r.HeaderCount("Authorization"), 1);
     EXPECT_EQ(r.Header("Content-Type"), "text/plain; charset=utf-8");
     EXPECT_EQ(r.Header("Content-Encoding"), "gzip");
@@ -978,6 +1001,76 @@ INSTANTIATE_TEST_SUITE_P(
                           std::get<1>(param_info.param).status);
     });
 
+// --- A 400 that refuses the request itself drops no point. ---
+
+struct RequestErrorCase {
+  Version version;
+  std::string body;  // the answer's body, as that version writes it
+  Kind kind;
+};
+
+class RequestErrorTest : public ::testing::TestWithParam<RequestErrorCase> {};
+
+TEST_P(RequestErrorTest, TellsRequestErrorsFromBadPoints) {
+  const RequestErrorCase& c = GetParam();
+  std::unique_ptr<Backend> backend = MakeBackend(c.version);
+  FakeHttpServer server([&c](const RecordedRequest&) {
+    return ScriptedResponse::Json(400, c.body);
+  });
+  ASSERT_TRUE(server.Start().ok());
+  const WriteResult result =
+      backend->WriterAt("senseops", server.port())
+          ->Write(Body(ExampleLines(backend->integer_numbers())));
+  EXPECT_EQ(result.kind, c.kind) << c.body;
+  EXPECT_EQ(result.http_status, 400);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Bodies, RequestErrorTest,
+    ::testing::Values(
+        // 1.x (services/httpd/handler.go): request errors...
+        RequestErrorCase{Version::kV1, R"({"error":"database is required"})",
+                         Kind::kRequestRejected},
+        RequestErrorCase{Version::kV1, R"({"error":"gzip: invalid header"})",
+                         Kind::kRequestRejected},
+        // ...and lines at fault.
+        RequestErrorCase{Version::kV1,
+                         R"({"error":"unable to parse 'x': missing fields"})",
+                         Kind::kBadPoints},
+        RequestErrorCase{
+            Version::kV1,
+            R"({"error":"partial write: field type conflict: input field )"
+            R"("error_count" on measurement "butler_sos_errors" is )"
+            R"(type integer, already exists as type float dropped=1"})",
+            Kind::kBadPoints},
+        // 2.x
+        RequestErrorCase{Version::kV2,
+                         R"({"code":"invalid","message":"invalid precision"})",
+                         Kind::kRequestRejected},
+        RequestErrorCase{
+            Version::kV2,
+            R"({"code":"invalid","message":"unable to parse 'x': bad"})",
+            Kind::kBadPoints},
+        // 3.x Core: invalid database name, no `data`...
+        RequestErrorCase{
+            Version::kV3,
+            R"({"error":"invalid database name: contains invalid character"})",
+            Kind::kRequestRejected},
+        // ...lines at fault, listed in `data` (or named, on Cloud).
+        RequestErrorCase{
+            Version::kV3,
+            R"({"error":"partial write of line protocol occurred","data":)"
+            R"([{"original_line":"x","line_number":1,"error_message":"e"}]})",
+            Kind::kBadPoints},
+        RequestErrorCase{
+            Version::kV3,
+            R"({"message":"parsing failed for write_lp endpoint"})",
+            Kind::kBadPoints}),
+    [](const ::testing::TestParamInfo<RequestErrorCase>& param_info) {
+      return absl::StrCat(VersionName(param_info.param.version), "_",
+                          param_info.index);
+    });
+
 // --- 1.x: what the real influxd answers by itself. ---
 
 class V1WriterTest : public ::testing::Test {
@@ -1011,6 +1104,47 @@ TEST_F(V1WriterTest, MissingDatabaseIsNotFoundUntilPrepared) {
   EXPECT_EQ(before.http_status, 404);
   ASSERT_TRUE(writer->Prepare().ok());
   EXPECT_EQ(writer->Write(body).kind, Kind::kOk);
+}
+
+// Issue 9 §1 (a): a database that exists with only autogen is not altered,
+// and the points go to its default policy, as Butler SOS's do.
+TEST_F(V1WriterTest, ExistingDatabaseIsLeftAsItIs) {
+  InfluxdProcess* influxd = SharedInfluxd();
+  ASSERT_NE(influxd, nullptr);
+  ASSERT_TRUE(
+      influxd->Query(absl::StrCat("CREATE DATABASE \"", destination_, "\""))
+          .ok());
+  std::unique_ptr<InfluxWriter> writer = backend_.Writer(destination_);
+  absl::Status status = writer->Prepare();
+  ASSERT_TRUE(status.ok()) << status;
+  absl::StatusOr<std::string> policies = influxd->Query(
+      absl::StrCat("SHOW RETENTION POLICIES ON \"", destination_, "\""));
+  ASSERT_TRUE(policies.ok());
+  EXPECT_EQ(CountInFirstColumn(*policies, "butler_rp"), 0) << *policies;
+  EXPECT_EQ(CountInFirstColumn(*policies, "autogen"), 1) << *policies;
+  const std::vector<std::string> lines = ExampleLines(false);
+  ASSERT_EQ(writer->Write(Body(lines)).kind, Kind::kOk);
+  absl::StatusOr<std::string> in_autogen = influxd->Query(
+      "SELECT * FROM \"autogen\".butler_sos_errors GROUP BY *", destination_);
+  ASSERT_TRUE(in_autogen.ok());
+  EXPECT_THAT(RowsAsLines(*in_autogen), UnorderedElementsAreArray(lines));
+}
+
+TEST_F(V1WriterTest, MissingDatabaseGetsThePolicyAsItsDefault) {
+  InfluxdProcess* influxd = SharedInfluxd();
+  ASSERT_NE(influxd, nullptr);
+  InfluxV1Settings settings;
+  settings.host = kHost;
+  settings.port = influxd->http_port();
+  settings.database = destination_;
+  settings.retention_policy_name = "10d";
+  settings.retention_policy_duration = "30days";
+  ASSERT_TRUE(MakeInfluxV1Writer(settings)->Prepare().ok());
+  absl::StatusOr<std::string> policies = influxd->Query(
+      absl::StrCat("SHOW RETENTION POLICIES ON \"", destination_, "\""));
+  ASSERT_TRUE(policies.ok());
+  // name, duration, shardGroupDuration, replicaN, default
+  EXPECT_THAT(*policies, HasSubstr(R"(["10d","720h0m0s","24h0m0s",1,true])"));
 }
 
 // --- 2.x: the management requests, byte for byte. ---
@@ -1061,26 +1195,137 @@ TEST_F(V2WriterTest, AnExistingBucketIsLeftAlone) {
   EXPECT_EQ(Requests()[0].path(), "/api/v2/buckets");
 }
 
-TEST_F(V2WriterTest, UnknownOrganizationIsNotFound) {
+TEST_F(V2WriterTest, UnknownOrganizationIsLoggedAndTheWriteDecides) {
   InfluxV2Settings settings =
       V2Backend::Settings("senseops", backend_.fake().server().port());
   settings.org = "no such org";
-  absl::Status status = MakeInfluxV2Writer(settings)->Prepare();
-  EXPECT_TRUE(absl::IsNotFound(status)) << status;
-  EXPECT_THAT(std::string(status.message()), HasSubstr("no such org"));
+  std::unique_ptr<InfluxWriter> writer = MakeInfluxV2Writer(settings);
+  absl::Status status = writer->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
   // Spaces in names are percent-encoded in queries.
   EXPECT_EQ(Requests()[0].target,
             "/api/v2/buckets?name=senseops&org=no%20such%20org");
+  EXPECT_EQ(backend_.fake().server().CountRequests("POST", "/api/v2/buckets"),
+            0);
+  EXPECT_EQ(writer->Write(Body(ExampleLines(true))).kind, Kind::kNotFound);
 }
 
-TEST_F(V2WriterTest, WrongTokenFailsPrepareAsUnauthenticated) {
+TEST_F(V2WriterTest, WrongTokenPreparesAndTheWriteSaysAuth) {
   InfluxV2Settings settings =
       V2Backend::Settings("senseops", backend_.fake().server().port());
   settings.token = "wrong";
-  absl::Status status = MakeInfluxV2Writer(settings)->Prepare();
-  EXPECT_TRUE(absl::IsUnauthenticated(status)) << status;
-  EXPECT_THAT(std::string(status.message()), HasSubstr("unauthorized access"));
+  std::unique_ptr<InfluxWriter> writer = MakeInfluxV2Writer(settings);
+  absl::Status status = writer->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
   EXPECT_FALSE(backend_.fake().HasBucket("senseops"));
+  const WriteResult result = writer->Write(Body(ExampleLines(true)));
+  EXPECT_EQ(result.kind, Kind::kAuth);
+  EXPECT_THAT(result.message, HasSubstr("unauthorized access"));
+}
+
+// A token allowed only to write its bucket: 2.x answers the lookups with
+// empty lists and refuses the create; Butler SOS writes fine with it.
+TEST_F(V2WriterTest, WriteOnlyTokenWrites) {
+  std::vector<std::string> stored;
+  absl::Mutex mu;
+  FakeHttpServer server([&](const RecordedRequest& r) {
+    if (r.method == "GET" && r.path() == "/api/v2/buckets") {
+      return ScriptedResponse::Json(200, R"({"links":{},"buckets":[]})");
+    }
+    if (r.method == "GET" && r.path() == "/api/v2/orgs") {
+      return ScriptedResponse::Json(200, R"({"links":{},"orgs":[]})");
+    }
+    if (r.method == "POST" && r.path() == "/api/v2/write") {
+      absl::MutexLock lock(&mu);
+      stored.push_back(r.decoded_body);
+      return ScriptedResponse::Bare(204);
+    }
+    return ScriptedResponse::Json(
+        403, R"({"code":"forbidden","message":"insufficient permissions"})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  std::unique_ptr<InfluxWriter> writer =
+      MakeInfluxV2Writer(V2Backend::Settings("senseops", server.port()));
+  absl::Status status = writer->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(server.CountRequests("POST", "/api/v2/buckets"), 0);
+  const std::string body = Body(ExampleLines(true));
+  EXPECT_EQ(writer->Write(body).kind, Kind::kOk);
+  absl::MutexLock lock(&mu);
+  EXPECT_THAT(stored, ElementsAre(body));
+}
+
+TEST_F(V2WriterTest, RefusedCreateIsLoggedAndTheWriteDecides) {
+  FakeHttpServer server([](const RecordedRequest& r) {
+    if (r.method == "GET" && r.path() == "/api/v2/buckets") {
+      return ScriptedResponse::Json(200, R"({"buckets":[]})");
+    }
+    if (r.path() == "/api/v2/orgs") {
+      return ScriptedResponse::Json(
+          200, R"({"orgs":[{"id":"0a1b2c3d4e5f6071","name":"butler-org"}]})");
+    }
+    return ScriptedResponse::Json(
+        403, R"({"code":"forbidden","message":"write:buckets is required"})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  absl::Status status =
+      MakeInfluxV2Writer(V2Backend::Settings("senseops", server.port()))
+          ->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(server.CountRequests("POST", "/api/v2/buckets"), 1);
+}
+
+TEST_F(V2WriterTest, ServerErrorsAreRetriedNotWrittenThrough) {
+  FakeHttpServer server([](const RecordedRequest&) {
+    return ScriptedResponse::Json(500, R"({"message":"internal error"})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  absl::Status status =
+      MakeInfluxV2Writer(V2Backend::Settings("senseops", server.port()))
+          ->Prepare();
+  EXPECT_TRUE(absl::IsUnavailable(status)) << status;
+}
+
+TEST_F(V2WriterTest, RetentionWordsAreSentAsSeconds) {
+  InfluxV2Settings settings =
+      V2Backend::Settings("yearly", backend_.fake().server().port());
+  settings.retention_duration = "1y";
+  ASSERT_TRUE(MakeInfluxV2Writer(settings)->Prepare().ok());
+  EXPECT_EQ(backend_.fake().Bucket("yearly")["retentionRules"],
+            json::parse(R"([{"type":"expire","everySeconds":31536000}])"));
+  settings.bucket = "forever";
+  settings.retention_duration = "INF";
+  ASSERT_TRUE(MakeInfluxV2Writer(settings)->Prepare().ok());
+  EXPECT_EQ(backend_.fake().Bucket("forever")["retentionRules"], json::array());
+}
+
+// Where the points go is said once at info level, not again each time a
+// "not found" write makes the pipeline prepare again.
+TEST_F(V2WriterTest, WherePointsGoIsLoggedOnce) {
+  std::ostringstream captured;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(captured);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", sink));
+  spdlog::set_level(spdlog::level::info);
+  backend_.fake().AddBucket("senseops");
+  std::unique_ptr<InfluxWriter> writer = backend_.Writer("senseops");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(writer->Prepare().ok());
+  spdlog::set_default_logger(previous);
+  const std::string text = captured.str();
+  int times = 0;
+  for (size_t at = text.find("points go there"); at != std::string::npos;
+       at = text.find("points go there", at + 1)) {
+    ++times;
+  }
+  EXPECT_EQ(times, 1) << text;
+}
+
+TEST_F(V2WriterTest, RetentionIsNeverAppliedToAnExistingBucket) {
+  backend_.fake().AddBucket("senseops");                     // no expiry
+  ASSERT_TRUE(backend_.Writer("senseops")->Prepare().ok());  // 10d config
+  EXPECT_EQ(backend_.fake().Bucket("senseops")["retentionRules"],
+            json::array());
+  for (const RecordedRequest& r : Requests()) EXPECT_EQ(r.method, "GET");
 }
 
 TEST_F(V2WriterTest, BucketCreatedMeanwhileCountsAsPrepared) {
@@ -1177,12 +1422,52 @@ TEST_F(V3WriterTest, DatabaseCreatedMeanwhileCountsAsPrepared) {
   EXPECT_TRUE(status.ok()) << status;
 }
 
-TEST_F(V3WriterTest, WrongTokenFailsPrepareAsUnauthenticated) {
+TEST_F(V3WriterTest, WrongTokenPreparesAndTheWriteSaysAuth) {
   InfluxV3Settings settings =
       V3Backend::Settings("senseops", backend_.fake().server().port());
   settings.token = "wrong";
-  absl::Status status = MakeInfluxV3Writer(settings)->Prepare();
-  EXPECT_TRUE(absl::IsUnauthenticated(status)) << status;
+  std::unique_ptr<InfluxWriter> writer = MakeInfluxV3Writer(settings);
+  absl::Status status = writer->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(writer->Write("m f=1i 1").kind, Kind::kAuth);
+}
+
+// Cloud Serverless, Dedicated and Clustered: no /api/v3 at all; the
+// database is made by its administrator, and the v2-compatible write works.
+TEST_F(V3WriterTest, ProductWithoutV3ApiPreparesAndWrites) {
+  backend_.fake().set_v3_api(false);
+  std::unique_ptr<InfluxWriter> writer = backend_.Writer("senseops");
+  absl::Status status = writer->Prepare();
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_EQ(Requests().size(), 2u);  // list (404), create (404)
+  const std::string body = Body(ExampleLines(true));
+  EXPECT_EQ(writer->Write(body).kind, Kind::kOk);
+  EXPECT_THAT(backend_.fake().Stored("senseops"),
+              UnorderedElementsAreArray(ExampleLines(true)));
+}
+
+TEST_F(V3WriterTest, RetentionWordsAreSentInInfluxQlForm) {
+  InfluxV3Settings settings =
+      V3Backend::Settings("senseops", backend_.fake().server().port());
+  settings.retention_duration = "1 year";
+  ASSERT_TRUE(MakeInfluxV3Writer(settings)->Prepare().ok());
+  EXPECT_EQ(backend_.fake().Retention("senseops"), "365d");
+}
+
+TEST_F(V3WriterTest, RejectedLinesOfAWholeBatchAreNamed) {
+  // accept_partial=false: `data` is one object, not an array.
+  FakeHttpServer server([](const RecordedRequest&) {
+    return ScriptedResponse::Json(
+        400, R"({"error":"parsing failed for write_lp endpoint","data":)"
+             R"({"original_line":"x","line_number":1,)"
+             R"("error_message":"No fields were provided"}})");
+  });
+  ASSERT_TRUE(server.Start().ok());
+  const WriteResult result =
+      MakeInfluxV3Writer(V3Backend::Settings("senseops", server.port()))
+          ->Write("x");
+  EXPECT_EQ(result.kind, Kind::kBadPoints);
+  EXPECT_THAT(result.message, HasSubstr("line 1: No fields were provided"));
 }
 
 TEST_F(V3WriterTest, EmptyTokenSendsNoAuthorization) {
@@ -1342,20 +1627,6 @@ TEST(MakeInfluxWriterTest, RefusesUnusableSettings) {
 }
 
 // --- The settings helpers of influx_api.h. ---
-
-TEST(InfluxApiHelpersTest, ParseRetentionDuration) {
-  EXPECT_EQ(*ParseRetentionDuration(""), absl::ZeroDuration());
-  EXPECT_EQ(*ParseRetentionDuration("0"), absl::ZeroDuration());
-  EXPECT_EQ(*ParseRetentionDuration("10d"), absl::Hours(240));
-  EXPECT_EQ(*ParseRetentionDuration(" 1h30m "), absl::Minutes(90));
-  EXPECT_EQ(*ParseRetentionDuration("2w"), absl::Hours(24 * 14));
-  EXPECT_EQ(*ParseRetentionDuration("1500ms"), absl::Milliseconds(1500));
-  EXPECT_EQ(*ParseRetentionDuration("3\xC2\xB5s"), absl::Microseconds(3));
-  for (const char* bad : {"10", "d", "10x", "1.5h", "-1h", "10 d",
-                          "99999999999999999999d", "9223372036854775807w"}) {
-    EXPECT_FALSE(ParseRetentionDuration(bad).ok()) << bad;
-  }
-}
 
 TEST(InfluxApiHelpersTest, BaseUrl) {
   EXPECT_EQ(InfluxBaseUrl("influx.example.com", 8086),

@@ -189,6 +189,25 @@ TEST(TrackerConfigTest, ReadsV3Destination) {
   EXPECT_EQ(config->v3.write_timeout, absl::Milliseconds(2500));
 }
 
+// Issue 9 §1b: forms Butler SOS users write load, for every version.
+TEST(TrackerConfigTest, RetentionDurationsAsUsersWriteThem) {
+  for (const char* value : {"1y", "30days", "INF", "2 weeks", "infinite"}) {
+    absl::StatusOr<TrackerConfig> v2 = Parse(absl::StrReplaceAll(
+        kV2, {{"retentionDuration: 30d",
+               absl::StrCat("retentionDuration: ", value)}}));
+    ASSERT_TRUE(v2.ok()) << value << ": " << v2.status();
+    EXPECT_EQ(v2->v2.retention_duration, value);
+    absl::StatusOr<TrackerConfig> v3 = Parse(absl::StrReplaceAll(
+        kV3, {{"retentionDuration: 1h30m",
+               absl::StrCat("retentionDuration: ", value)}}));
+    ASSERT_TRUE(v3.ok()) << value << ": " << v3.status();
+    absl::StatusOr<TrackerConfig> v1 = Parse(absl::StrReplaceAll(
+        kV1, {{"duration: 10d", absl::StrCat("duration: ", value)}}));
+    ASSERT_TRUE(v1.ok()) << value << ": " << v1.status();
+    EXPECT_EQ(v1->v1.retention_policy_duration, value);
+  }
+}
+
 TEST(TrackerConfigTest, V3DefaultsAndTokenlessServer) {
   absl::StatusOr<TrackerConfig> config =
       Parse(absl::StrReplaceAll(kV3, {{"      retentionDuration: 1h30m\n", ""},
@@ -386,13 +405,20 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.influxdbConfig.v2Config.token: must not be "
                    "empty (or set QFP_INFLUXDB_TOKEN)"},
         BrokenCase{"V2RetentionNotADuration", "retentionDuration: 30d",
-                   "retentionDuration: 30 days",
+                   "retentionDuration: 30 dayz",
                    "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
-                   "\"30 days\" is not a retention duration"},
+                   "\"30 dayz\" is not a retention duration"},
         BrokenCase{"V2RetentionBelowOneHour", "retentionDuration: 30d",
                    "retentionDuration: 30m",
                    "Butler-SOS.influxdbConfig.v2Config.retentionDuration: "
-                   "\"30m\" is shorter than the minimum of 1h"},
+                   "\"30m\" is shorter than one hour"},
+        // Issue 9 §1 (c): refused at load, not by a running tracker.
+        BrokenCase{"V1RetentionBelowOneHour", "duration: 10d", "duration: 30m",
+                   "Butler-SOS.influxdbConfig.v1Config.retentionPolicy."
+                   "duration: \"30m\" is shorter than one hour"},
+        BrokenCase{"V1RetentionNotADuration", "duration: 10d", "duration: soon",
+                   "Butler-SOS.influxdbConfig.v1Config.retentionPolicy."
+                   "duration: \"soon\" is not a retention duration"},
         BrokenCase{"V3MissingDatabase", "      database: senseops\n", "",
                    "Butler-SOS.influxdbConfig.v3Config.database: missing "
                    "(expected a string)"},

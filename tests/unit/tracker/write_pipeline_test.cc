@@ -312,5 +312,79 @@ TEST_F(WritePipelineTest, StopWakesAPipelineWaitingOnALongBackoff) {
   EXPECT_EQ(queue_.stats().records, 1u);
 }
 
+// Issue 9 §1b: a 400 that refuses the request itself (bad database name,
+// encoding) names no line; the batch is kept and retried, never dropped.
+TEST_F(WritePipelineTest, KeepsEveryPointThroughARejectedRequest) {
+  std::atomic<int> failures_left{3};
+  FakeWriter writer([&](const auto&) {
+    if (failures_left.fetch_sub(1) > 0) {
+      return Answer(WriteResult::Kind::kRequestRejected, 400);
+    }
+    return Ok();
+  });
+  WriteTotals totals;
+  WritePipelineOptions options = FastOptions();
+  options.totals = &totals;
+  WritePipeline& pipeline = Make(writer, options);
+  Append(Lines(0, 6));
+  pipeline.Start();
+  Drain();
+  pipeline.Stop(absl::Seconds(1));
+  std::vector<std::string> stored = writer.stored();
+  std::sort(stored.begin(), stored.end());
+  EXPECT_EQ(stored, Lines(0, 6));
+  EXPECT_EQ(Rejected("bad_point"), -1);  // no series: nothing dropped
+  EXPECT_EQ(
+      Metric("qfp_tracker_write_attempts_total{outcome=\"request_rejected\"}"),
+      3);
+  EXPECT_EQ(totals.written.load(), 6u);
+  EXPECT_EQ(totals.dropped_bad_point.load(), 0u);
+  EXPECT_EQ(totals.dropped_too_large.load(), 0u);
+}
+
+// Issue 9 §6: the totals behind the shutdown summary, each record once.
+TEST_F(WritePipelineTest, TotalsCountWrittenAndDroppedByReason) {
+  FakeWriter writer([](const std::vector<std::string>& lines) {
+    for (const auto& line : lines) {
+      if (absl::StrContains(line, "BAD")) {
+        return Answer(WriteResult::Kind::kBadPoints, 400);
+      }
+      if (absl::StrContains(line, "HUGE")) {
+        return Answer(WriteResult::Kind::kTooLarge, 413);
+      }
+    }
+    return Ok();
+  });
+  WriteTotals totals;
+  WritePipelineOptions options = FastOptions();
+  options.totals = &totals;
+  WritePipeline& pipeline = Make(writer, options);
+  std::vector<std::string> lines = Lines(0, 10);
+  lines[1] = "BAD one";
+  lines[4] = "HUGE one";
+  lines[7] = "BAD two";
+  Append(lines);
+  pipeline.Start();
+  Drain();
+  pipeline.Stop(absl::Seconds(1));
+  EXPECT_EQ(totals.written.load(), 7u);
+  EXPECT_EQ(totals.dropped_bad_point.load(), 2u);
+  EXPECT_EQ(totals.dropped_too_large.load(), 1u);
+  EXPECT_EQ(Written(), 7);
+}
+
+TEST_F(WritePipelineTest, DoesNotPrepareAgainWhenTheCallerDid) {
+  FakeWriter writer([](const auto&) { return Ok(); });
+  WritePipelineOptions options = FastOptions();
+  options.prepared = true;
+  WritePipeline& pipeline = Make(writer, options);
+  Append(Lines(0, 2));
+  pipeline.Start();
+  Drain();
+  pipeline.Stop(absl::Seconds(1));
+  EXPECT_EQ(writer.prepares(), 0);
+  EXPECT_EQ(writer.stored(), Lines(0, 2));
+}
+
 }  // namespace
 }  // namespace qfp::tracker
