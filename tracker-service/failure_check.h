@@ -22,9 +22,10 @@
 //   * At most max_server_tags server tags, each key and value within limits
 //     and the key non-empty.
 //   * occurred_at is a valid timestamp, at most max_future_skew after the
-//     tracker's clock and at most max_age before it (the destination's
-//     retention: InfluxDB drops older points from a batch, so they could
-//     never be written).
+//     tracker's clock and at most max_age before it. qs-error-tracker
+//     leaves max_age infinite: it cannot know the retention of a database
+//     it did not create, and InfluxDB's own refusal of a point older than
+//     its retention is counted by the write pipeline as a dropped point.
 //
 // Pure and thread-safe.
 #ifndef QFP_TRACKER_FAILURE_CHECK_H_
