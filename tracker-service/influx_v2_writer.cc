@@ -82,9 +82,9 @@ class InfluxV2Writer final : public InfluxWriter {
       return absl::InvalidArgumentError(
           "influxdbConfig.v2Config.org and .bucket must be set");
     }
-    absl::StatusOr<RetentionDuration> retention =
-        ValidateRetentionDuration("influxdbConfig.v2Config.retentionDuration",
-                                  settings_.retention_duration);
+    absl::StatusOr<RetentionDuration> retention = ValidateRetentionDuration(
+        "influxdbConfig.v2Config.retentionDuration",
+        settings_.retention_duration, BelowMinimum::kRaise);
     if (!retention.ok()) return retention.status();
 
     // Management is optional: a token that may only write its bucket gets
@@ -197,10 +197,16 @@ class InfluxV2Writer final : public InfluxWriter {
         api_.Call("POST", "/api/v2/buckets", body.dump());
     if (!created.ok()) return created.status();
     if (created->status >= 200 && created->status < 300) {
-      tell_(spdlog::level::info,
-            absl::StrCat("InfluxDB v2: created bucket ", settings_.bucket,
-                         " in ", settings_.org, " (retention ",
-                         retention.ToString(), "); points go there"));
+      tell_(
+          spdlog::level::info,
+          absl::StrCat("InfluxDB v2: created bucket ", settings_.bucket, " in ",
+                       settings_.org, " (retention ", retention.ToString(),
+                       retention.raised_to_minimum
+                           ? ", raised from retentionDuration \"" +
+                                 settings_.retention_duration +
+                                 "\" to InfluxDB's minimum"
+                           : "",
+                       "); points go there"));
       return absl::OkStatus();
     }
     if (IsAlreadyExists(*created)) return TellExisting();

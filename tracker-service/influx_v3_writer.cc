@@ -109,9 +109,9 @@ class InfluxV3Writer final : public InfluxWriter {
       return absl::InvalidArgumentError(
           "influxdbConfig.v3Config.database: must not be empty");
     }
-    absl::StatusOr<RetentionDuration> retention =
-        ValidateRetentionDuration("influxdbConfig.v3Config.retentionDuration",
-                                  settings_.retention_duration);
+    absl::StatusOr<RetentionDuration> retention = ValidateRetentionDuration(
+        "influxdbConfig.v3Config.retentionDuration",
+        settings_.retention_duration, BelowMinimum::kRaise);
     if (!retention.ok()) return retention.status();
 
     absl::StatusOr<HttpResponse> list =
@@ -144,6 +144,11 @@ class InfluxV3Writer final : public InfluxWriter {
       tell_(spdlog::level::info,
             absl::StrCat("InfluxDB v3: created database ", settings_.database,
                          " (retention ", retention->ToString(),
+                         retention->raised_to_minimum
+                             ? ", raised from retentionDuration \"" +
+                                   settings_.retention_duration +
+                                   "\" to InfluxDB's minimum"
+                             : "",
                          "); points go there"));
       return absl::OkStatus();
     }

@@ -163,13 +163,20 @@ absl::StatusOr<RetentionDuration> ParseRetentionDuration(
 }
 
 absl::StatusOr<RetentionDuration> ValidateRetentionDuration(
-    absl::string_view key_path, absl::string_view text) {
+    absl::string_view key_path, absl::string_view text,
+    BelowMinimum below_minimum) {
   const std::string prefix =
       key_path.empty() ? std::string() : absl::StrCat(key_path, ": ");
   absl::StatusOr<RetentionDuration> parsed = ParseRetentionDuration(text);
   if (!parsed.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat(prefix, parsed.status().message()));
+  }
+  if (!parsed->infinite && parsed->duration < kMinRetention &&
+      below_minimum == BelowMinimum::kRaise) {
+    parsed->duration = kMinRetention;
+    parsed->raised_to_minimum = true;
+    return parsed;
   }
   if (!parsed->infinite && parsed->duration < kMinRetention) {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -42,6 +42,9 @@ struct RetentionDuration {
   // "never".
   bool infinite = true;
   absl::Duration duration;  // > 0 when !infinite
+  // The text asked for less than kMinRetention and `duration` was raised to
+  // it (BelowMinimum::kRaise only).
+  bool raised_to_minimum = false;
 
   // InfluxQL literal for CREATE DATABASE ... WITH DURATION: "INF", or the
   // duration in whole units ("30d", "8760h", "90m" style via h/m/s), as
@@ -66,11 +69,25 @@ struct RetentionDuration {
 absl::StatusOr<RetentionDuration> ParseRetentionDuration(
     absl::string_view text);
 
+// What to do with a finite value shorter than kMinRetention.
+enum class BelowMinimum {
+  // Refuse it. For 1.x's retentionPolicy.duration: Butler SOS sends it in
+  // CREATE DATABASE, which InfluxDB refuses, so such a config never worked.
+  kRefuse,
+  // Raise it to kMinRetention (raised_to_minimum says so, for a log line).
+  // For 2.x/3.x's retentionDuration: Butler SOS accepts any value there
+  // because it never sends it, so a config that works with Butler SOS
+  // ("30m") must start; the value only matters for a bucket or database
+  // the tracker creates, and the server needs at least one hour.
+  kRaise,
+};
+
 // ParseRetentionDuration plus the servers' minimum: InvalidArgument naming
-// `key_path` (no prefix when empty) when `text` cannot be parsed or is finite
-// and shorter than kMinRetention (every InfluxDB version refuses that).
+// `key_path` (no prefix when empty) when `text` cannot be parsed, or is
+// finite and shorter than kMinRetention under BelowMinimum::kRefuse.
 absl::StatusOr<RetentionDuration> ValidateRetentionDuration(
-    absl::string_view key_path, absl::string_view text);
+    absl::string_view key_path, absl::string_view text,
+    BelowMinimum below_minimum = BelowMinimum::kRefuse);
 
 }  // namespace qfp::tracker
 

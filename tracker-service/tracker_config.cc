@@ -31,9 +31,12 @@ std::string Token(const ConfigNode& node) {
 
 // A retention duration in any form retention_duration.h reads, at least
 // the 1 h every InfluxDB version requires; checked here, once, at load.
-std::string CheckedRetention(const ConfigNode& node) {
+std::string CheckedRetention(
+    const ConfigNode& node,
+    BelowMinimum below_minimum = BelowMinimum::kRefuse) {
   std::string value = node.String("");
-  if (absl::Status status = ValidateRetentionDuration("", value).status();
+  if (absl::Status status =
+          ValidateRetentionDuration("", value, below_minimum).status();
       !status.ok()) {
     node.Error(status.message());
   }
@@ -77,7 +80,8 @@ void ReadV2(const ConfigNode& v2, const std::string& host, int port,
         absl::StrCat("must not be empty (or set ", kTokenEnv, ")"));
   }
   settings->description = v2["description"].String("");
-  settings->retention_duration = CheckedRetention(v2["retentionDuration"]);
+  settings->retention_duration =
+      CheckedRetention(v2["retentionDuration"], BelowMinimum::kRaise);
 }
 
 void ReadV3(const ConfigNode& v3, const std::string& host, int port,
@@ -88,7 +92,8 @@ void ReadV3(const ConfigNode& v3, const std::string& host, int port,
   // May be empty: a 3.x server started without authentication.
   settings->token = Token(v3["token"]);
   settings->description = v3["description"].String("");
-  settings->retention_duration = CheckedRetention(v3["retentionDuration"]);
+  settings->retention_duration =
+      CheckedRetention(v3["retentionDuration"], BelowMinimum::kRaise);
   settings->write_timeout = absl::Milliseconds(v3["writeTimeout"].Int(
       absl::ToInt64Milliseconds(settings->write_timeout), 1, 3600000));
 }

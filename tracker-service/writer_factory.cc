@@ -11,8 +11,11 @@
 namespace qfp::tracker {
 namespace {
 
-absl::Status CheckRetention(absl::string_view key, absl::string_view value) {
-  return ValidateRetentionDuration(key, value).status();
+// 2.x and 3.x raise a bucket's retention under one hour to it; 1.x
+// refuses it (retention_duration.h).
+absl::Status CheckRetention(absl::string_view key, absl::string_view value,
+                            BelowMinimum below_minimum = BelowMinimum::kRaise) {
+  return ValidateRetentionDuration(key, value, below_minimum).status();
 }
 
 absl::Status CheckV2(const InfluxV2Settings& v2) {
@@ -54,7 +57,7 @@ absl::StatusOr<std::unique_ptr<InfluxWriter>> MakeInfluxWriter(
       if (!config.v1.retention_policy_name.empty()) {
         if (absl::Status status = CheckRetention(
                 "influxdbConfig.v1Config.retentionPolicy.duration",
-                config.v1.retention_policy_duration);
+                config.v1.retention_policy_duration, BelowMinimum::kRefuse);
             !status.ok()) {
           return status;
         }

@@ -81,16 +81,23 @@ class TrackerApiTest(unittest.TestCase):
         self.assertIn("occurred_at", reasons[3])
 
     def test_hostile_strings_are_written_safely(self):
-        nasty = failure(1, server='evil\nname "x" \\ ,= \u00e9\U0001F600',
+        nasty = failure(1, server='evil name "x" \\ ,= \u00e9\U0001F600',
                         instance="hostile")
-        (response,) = self.client.report([[nasty]])
-        self.assertEqual(len(response.accepted), 1)
+        # A line break would have to be changed on its way into line
+        # protocol (and could forge a log line): refused as malformed.
+        broken = failure(2, server="evil\nname", instance="hostile")
+        (response,) = self.client.report([[nasty, broken]])
+        self.assertEqual([a.sequence for a in response.accepted], [1])
+        (refusal,) = response.refused
+        self.assertEqual(refusal.id.sequence, 2)
+        self.assertEqual(refusal.code, pb.REFUSAL_CODE_INVALID_ARGUMENT)
+        self.assertEqual(refusal.reason,
+                         "server_name holds a control character")
         procs.wait_until(lambda: [p for p in stack.stored_points(self.influx)
                                   if p["server_name"].startswith("evil")],
                          timeout=20)
         (point,) = [p for p in stack.stored_points(self.influx)
                     if p["server_name"].startswith("evil")]
-        # A newline cannot travel in line protocol: it becomes a space.
         self.assertEqual(point["server_name"],
                          'evil name "x" \\ ,= \u00e9\U0001F600')
 

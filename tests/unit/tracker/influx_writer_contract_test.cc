@@ -1297,6 +1297,12 @@ TEST_F(V2WriterTest, RetentionWordsAreSentAsSeconds) {
   settings.retention_duration = "INF";
   ASSERT_TRUE(MakeInfluxV2Writer(settings)->Prepare().ok());
   EXPECT_EQ(backend_.fake().Bucket("forever")["retentionRules"], json::array());
+  // Under the 2.x minimum of one hour: a new bucket gets the minimum.
+  settings.bucket = "brief";
+  settings.retention_duration = "30m";
+  ASSERT_TRUE(MakeInfluxV2Writer(settings)->Prepare().ok());
+  EXPECT_EQ(backend_.fake().Bucket("brief")["retentionRules"],
+            json::parse(R"([{"type":"expire","everySeconds":3600}])"));
 }
 
 // Where the points go is said once at info level, not again each time a
@@ -1610,10 +1616,14 @@ TEST(MakeInfluxWriterTest, RefusesUnusableSettings) {
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("influxdbConfig.v2Config.token is empty"));
   config.v2 = V2Backend::Settings("bucket", 8086);
-  config.v2.retention_duration = "30m";
+  config.v2.retention_duration = "thirty";
   status = MakeInfluxWriter(config).status();
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("v2Config.retentionDuration"));
+  // Under InfluxDB's one hour is raised for a bucket, not refused: Butler
+  // SOS accepts it (it never sends it).
+  config.v2.retention_duration = "30m";
+  EXPECT_TRUE(MakeInfluxWriter(config).ok());
 
   config.influxdb_version = 3;
   config.v3 = V3Backend::Settings("db", 8181);

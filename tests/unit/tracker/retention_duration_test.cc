@@ -88,6 +88,16 @@ TEST(ValidateRetentionDurationTest, RefusesBelowOneHourNamingTheKey) {
   EXPECT_THAT(std::string(garbage.status().message()),
               HasSubstr("influxdbConfig.v2Config.retentionDuration: \"soon\" "
                         "is not a retention duration"));
+  absl::StatusOr<RetentionDuration> raised = ValidateRetentionDuration(
+      "influxdbConfig.v2Config.retentionDuration", "30m", BelowMinimum::kRaise);
+  ASSERT_TRUE(raised.ok()) << raised.status();
+  EXPECT_EQ(raised->duration, absl::Hours(1));
+  EXPECT_TRUE(raised->raised_to_minimum);
+  EXPECT_EQ(raised->Seconds(), 3600);
+  EXPECT_FALSE(ValidateRetentionDuration("k", "2h", BelowMinimum::kRaise)
+                   ->raised_to_minimum);
+  EXPECT_FALSE(
+      ValidateRetentionDuration("k", "soon", BelowMinimum::kRaise).ok());
   EXPECT_TRUE(ValidateRetentionDuration("k", "1h").ok());
   EXPECT_TRUE(ValidateRetentionDuration("k", "60m").ok());
   EXPECT_TRUE(ValidateRetentionDuration("k", "INF").ok());
