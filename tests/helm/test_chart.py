@@ -218,7 +218,8 @@ def validator_problem() -> str | None:
     have = (json.loads(installed.read_text())["version"]
             if installed.is_file() else None)
     if have != pinned:
-        return (f"tests/helm/node_modules has kubernetes-models {have}, "
+        found = f"has {have}" if have else "is not installed"
+        return (f"kubernetes-models (npm) {found} in tests/helm/node_modules, "
                 f"package-lock.json pins {pinned}: run scripts/install-deps.sh "
                 "(npm ci in tests/helm)")
     return None
