@@ -758,6 +758,10 @@ class MetricsScrapersTest(ChartChecks, unittest.TestCase):
     metrics_namespaces = ("prometheus", "observability")
     metrics_pod_labels = {"app.kubernetes.io/name": "prometheus"}
 
+    def test_the_notes_name_the_scraping_namespaces(self):
+        self.assertIn("only namespace(s) prometheus, observability to the metrics port",
+                      self.rendered.notes)
+
     def test_the_releases_namespace_is_not_added(self):
         """Only the listed namespaces: the release's own is not among them."""
         tracker = self.rendered.get("NetworkPolicy", full("tracker"))
@@ -779,6 +783,9 @@ class NoNetworkPolicyTest(ChartChecks, unittest.TestCase):
     VALUES = (NO_NETWORK_POLICY_VALUES,)
     cluster_domain = "cluster.local"
     network_policy = False
+
+    def test_the_notes_do_not_promise_policies(self):
+        self.assertNotIn("NetworkPolicies", self.rendered.notes)
 
 
 class ValidatorTest(unittest.TestCase):
