@@ -25,11 +25,27 @@ for pkg in "${PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+# Node and npm for tests/helm/validate.js (Kubernetes' schemas): Debian's,
+# unless some node with npm is already installed (e.g. a newer one).
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
-SUDO=""
-[ "$(id -u)" -ne 0 ] && SUDO="sudo"
-echo "Installing: ${missing[*]}"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
-  "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "Installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+fi
+
+# The chart test's npm packages, exactly as tests/helm/package-lock.json pins
+# them, into tests/helm/node_modules (git-ignored); again only when the lock
+# file changed. --ignore-scripts: none of them needs an install script.
+helm_test="$(cd "$(dirname "$0")/.." && pwd)/tests/helm"
+lock_sum="$(sha256sum "$helm_test/package-lock.json" | cut -d' ' -f1)"
+stamp="$helm_test/node_modules/.qfp-package-lock.sha256"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "Installing the npm packages of tests/helm (npm ci)"
+  (cd "$helm_test" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$lock_sum" >"$stamp"
+fi

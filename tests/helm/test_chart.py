@@ -12,6 +12,12 @@ reused while its source is unchanged, so a run takes a few seconds.
 When the build directory holds qs-poller ($QFP_BIN_DIR, set by CTest), the
 rendered poller config is also checked by `qs-poller --check_config`.
 
+Every rendered object is validated against Kubernetes' OpenAPI schemas by
+validate.js (npm kubernetes-models, pinned by package-lock.json here and
+installed into tests/helm/node_modules by scripts/install-deps.sh with
+`npm ci`). Without it those tests fail under CI (CI set) and are skipped
+elsewhere.
+
 Run from tests/:  /usr/bin/python3 -m unittest -v helm.test_chart
 """
 
@@ -33,6 +39,11 @@ REPO = HERE.parents[1]
 CHART = REPO / "helm" / "qlik-failed-polls"
 RENDERER_SRC = HERE / "render"
 TEST_VALUES = HERE / "values-test.yaml"
+METRICS_SCRAPERS_VALUES = HERE / "values-metrics-scrapers.yaml"
+NO_NETWORK_POLICY_VALUES = HERE / "values-no-network-policy.yaml"
+VALIDATOR = HERE / "validate.js"
+VALIDATOR_LOCK = HERE / "package-lock.json"
+VALIDATE_TIMEOUT = 120
 DEBIAN_GOPATH = "/usr/share/gocode"
 GO_BUILD_TIMEOUT = 240
 RENDER_TIMEOUT = 60
@@ -191,6 +202,121 @@ def full(name: str) -> str:
     return f"{RELEASE}-qlik-failed-polls-{name}"
 
 
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def validator_problem() -> str | None:
+    """Why validate.js cannot run here (None: it can): node missing, or the
+    npm packages not installed as package-lock.json pins them."""
+    if shutil.which("node") is None:
+        return ("node is not installed (Debian nodejs; scripts/install-deps.sh "
+                "installs it)")
+    pinned = json.loads(VALIDATOR_LOCK.read_text())["packages"][
+        "node_modules/kubernetes-models"]["version"]
+    installed = HERE / "node_modules" / "kubernetes-models" / "package.json"
+    have = (json.loads(installed.read_text())["version"]
+            if installed.is_file() else None)
+    if have != pinned:
+        found = f"has {have}" if have else "is not installed"
+        return (f"kubernetes-models (npm) {found} in tests/helm/node_modules, "
+                f"package-lock.json pins {pinned}: run scripts/install-deps.sh "
+                "(npm ci in tests/helm)")
+    return None
+
+
+def require_validator(test: unittest.TestCase) -> None:
+    """Fails the test under CI, skips it elsewhere, without the validator."""
+    problem = validator_problem()
+    if problem is None:
+        return
+    if _in_ci():
+        test.fail(problem)
+    test.skipTest(problem)
+
+
+def validate_objects(path: Path) -> dict:
+    """validate.js's answer for a JSON file of manifests or objects."""
+    result = subprocess.run(["node", str(VALIDATOR), str(path)],
+                            capture_output=True, text=True,
+                            timeout=VALIDATE_TIMEOUT)
+    if result.returncode not in (0, 1):
+        raise AssertionError(f"validate.js exited {result.returncode}: "
+                             f"{result.stderr}")
+    answer = json.loads(result.stdout)
+    failed = any(r["errors"] for r in answer["results"])
+    assert failed == (result.returncode == 1), result
+    return answer
+
+
+def selector_matches(selector: dict, labels: dict) -> bool:
+    """A LabelSelector against a label set, as Kubernetes evaluates it."""
+    for key, value in selector.get("matchLabels", {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions", []):
+        key, op = expression["key"], expression["operator"]
+        values = expression.get("values", [])
+        ok = {"In": key in labels and labels[key] in values,
+              "NotIn": key not in labels or labels[key] not in values,
+              "Exists": key in labels,
+              "DoesNotExist": key not in labels}[op]
+        if not ok:
+            return False
+    return True
+
+
+class Client:
+    """A would-be connection source: a pod (namespace and labels) or, with
+    namespace None, an address outside the cluster."""
+
+    def __init__(self, what: str, namespace: str | None, labels: dict):
+        self.what, self.namespace, self.labels = what, namespace, labels
+
+    def __repr__(self):
+        return self.what
+
+
+def peer_admits(peer: dict, client: Client, policy_namespace: str) -> bool:
+    if "ipBlock" in peer:
+        return True  # any address, pods included, unless excepted
+    if client.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        namespace_labels = {"kubernetes.io/metadata.name": client.namespace}
+        if not selector_matches(peer["namespaceSelector"], namespace_labels):
+            return False
+    elif client.namespace != policy_namespace:
+        return False
+    return selector_matches(peer.get("podSelector", {}), client.labels)
+
+
+def ingress_admits(policies: list[dict], pod_labels: dict, port: dict,
+                   client: Client) -> bool:
+    """Whether NetworkPolicies let client reach a pod's container port
+    (a ports entry: containerPort, name, protocol), as Kubernetes decides:
+    a pod no Ingress policy selects admits everything; otherwise some rule
+    of a selecting policy must match both the port and the source."""
+    selecting = [p for p in policies
+                 if selector_matches(p["spec"]["podSelector"], pod_labels)
+                 and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            port_ok = not ports or any(
+                p.get("protocol", "TCP") == port.get("protocol", "TCP")
+                and p.get("port") in (None, port["containerPort"], port.get("name"))
+                for p in ports)
+            sources = rule.get("from")
+            source_ok = not sources or any(
+                peer_admits(peer, client, NAMESPACE) for peer in sources)
+            if port_ok and source_ok:
+                return True
+    return False
+
+
 def setUpModule():
     global RENDERER, TMP
     go = _go()
@@ -212,6 +338,11 @@ class ChartChecks:
 
     VALUES: tuple = ()
     rendered: Rendered
+    # What the values make of networkPolicy: whether policies exist, and who
+    # may scrape metrics (namespaces, and labels the scraping pod carries).
+    network_policy = True
+    metrics_namespaces: tuple = (NAMESPACE,)
+    metrics_pod_labels: dict = {}
 
     @classmethod
     def setUpClass(cls):
@@ -236,11 +367,80 @@ class ChartChecks:
                 self.assertIs(pod["securityContext"]["runAsNonRoot"], True)
                 self.assertNotEqual(pod["securityContext"]["runAsUser"], 0)
                 self.assertIs(pod["automountServiceAccountToken"], False)
+                self.assertEqual(pod["securityContext"]["seccompProfile"],
+                                 {"type": "RuntimeDefault"})
                 sc = container(workload)["securityContext"]
                 self.assertIs(sc["readOnlyRootFilesystem"], True)
                 self.assertIs(sc["allowPrivilegeEscalation"], False)
                 self.assertEqual(sc["capabilities"]["drop"], ["ALL"])
+                # The container's context overrides the pod's: it must not
+                # undo it.
+                self.assertNotIn("add", sc["capabilities"])
+                self.assertIsNot(sc.get("privileged"), True)
+                self.assertIsNot(sc.get("runAsNonRoot"), False)
+                self.assertNotEqual(sc.get("runAsUser"), 0)
+                self.assertNotIn("hostNetwork", pod)
                 self.assertIn("resources", container(workload))
+
+    def test_every_object_passes_kubernetes_schemas(self):
+        """Kubernetes' OpenAPI schemas, unknown fields refused as the API
+        server refuses them."""
+        require_validator(self)
+        answer = validate_objects(self.out / "manifests.json")
+        self.assertEqual(len(answer["results"]), len(self.rendered.manifests))
+        for result in answer["results"]:
+            with self.subTest(f"{result['kind']} {result['name']}"):
+                self.assertEqual(result["errors"], [])
+
+    def clients(self) -> list[Client]:
+        """Sources to try against every port: the release's own pods, strangers
+        in and out of the namespace, pods impersonating the pollers' labels
+        elsewhere, the scrapers the values admit, and the outside world."""
+        clients = [Client(w["metadata"]["name"], NAMESPACE,
+                          w["spec"]["template"]["metadata"]["labels"])
+                   for w in self.rendered.workloads()]
+        poller_labels = self.poller_workloads()[0]["spec"]["template"]["metadata"]["labels"]
+        clients += [Client("stranger", NAMESPACE, {"app": "stranger"}),
+                    Client("outside", None, {}),
+                    Client("poller look-alike elsewhere", "elsewhere", dict(poller_labels))]
+        for namespace in sorted({*self.metrics_namespaces, "kube-system"}):
+            clients.append(Client(f"scraper in {namespace}", namespace,
+                                  dict(self.metrics_pod_labels)))
+            if namespace != NAMESPACE:  # there, the labels make a poller
+                clients.append(Client(f"poller look-alike in {namespace}", namespace,
+                                      {**poller_labels, **self.metrics_pod_labels}))
+            if self.metrics_pod_labels:
+                clients.append(Client(f"unlabelled pod in {namespace}", namespace, {}))
+        return clients
+
+    def test_network_policies_admit_only_pollers_and_scrapers(self):
+        policies = self.rendered.objects("NetworkPolicy")
+        if not self.network_policy:
+            self.assertEqual(policies, [])
+            return
+        pollers = {w["metadata"]["name"] for w in self.poller_workloads()}
+        tracker = self.rendered.get("Deployment", full("tracker"))
+        for workload in self.rendered.workloads():
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            # The declared ports, and one the pod does not declare.
+            ports = container(workload).get("ports", []) + [
+                {"name": "undeclared", "containerPort": 12345, "protocol": "TCP"}]
+            for port in ports:
+                admitted = [c.what for c in self.clients()
+                            if ingress_admits(policies, labels, port, c)]
+                if workload is tracker and port["name"] == "grpc":
+                    expected = sorted(pollers)
+                elif port["name"] == "metrics":
+                    expected = [c.what for c in self.clients()
+                                if c.namespace in self.metrics_namespaces
+                                and self.metrics_pod_labels.items() <= c.labels.items()]
+                else:
+                    expected = []
+                with self.subTest(workload=workload["metadata"]["name"], port=port["name"]):
+                    self.assertEqual(sorted(admitted), sorted(expected))
+        # No policy restricts egress: the pods reach Qlik Sense, InfluxDB, DNS.
+        for policy in policies:
+            self.assertEqual(policy["spec"]["policyTypes"], ["Ingress"])
 
     def test_every_workload_mounts_its_own_config_file(self):
         for workload in self.rendered.workloads():
@@ -408,6 +608,8 @@ class DefaultValuesTest(ChartChecks, unittest.TestCase):
             ("Deployment", full("poller-default")),
             ("Service", full("tracker")),
             ("Service", full("poller")),
+            ("NetworkPolicy", full("tracker")),
+            ("NetworkPolicy", full("poller")),
         ]))
 
     def test_poller_group_replicas_come_from_values(self):
@@ -476,6 +678,8 @@ class TestValuesTest(ChartChecks, unittest.TestCase):
             ("StatefulSet", full("poller-emea")),
             ("Service", full("tracker")),
             ("Service", full("poller")),
+            ("NetworkPolicy", full("tracker")),
+            ("NetworkPolicy", full("poller")),
         ]))
 
     def test_poller_group_replicas_come_from_values(self):
@@ -545,6 +749,96 @@ class TestValuesTest(ChartChecks, unittest.TestCase):
         self.assertEqual(tracker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 45)
 
 
+class MetricsScrapersTest(ChartChecks, unittest.TestCase):
+    """tests/helm/values-metrics-scrapers.yaml: the defaults, with metrics
+    scraped only by Prometheus pods of two other namespaces."""
+
+    VALUES = (METRICS_SCRAPERS_VALUES,)
+    cluster_domain = "cluster.local"
+    metrics_namespaces = ("prometheus", "observability")
+    metrics_pod_labels = {"app.kubernetes.io/name": "prometheus"}
+
+    def test_the_notes_name_the_scraping_namespaces(self):
+        self.assertIn("only namespace(s) prometheus, observability to the metrics port",
+                      self.rendered.notes)
+
+    def test_the_releases_namespace_is_not_added(self):
+        """Only the listed namespaces: the release's own is not among them."""
+        tracker = self.rendered.get("NetworkPolicy", full("tracker"))
+        metrics_rule = [r for r in tracker["spec"]["ingress"]
+                        if r["ports"] == [{"port": 9090, "protocol": "TCP"}]]
+        self.assertEqual(len(metrics_rule), 1)
+        self.assertEqual(metrics_rule[0]["from"], [{
+            "namespaceSelector": {"matchExpressions": [{
+                "key": "kubernetes.io/metadata.name", "operator": "In",
+                "values": ["prometheus", "observability"]}]},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+        }])
+
+
+class NoNetworkPolicyTest(ChartChecks, unittest.TestCase):
+    """tests/helm/values-no-network-policy.yaml: networkPolicy.enabled false,
+    for clusters without NetworkPolicy support."""
+
+    VALUES = (NO_NETWORK_POLICY_VALUES,)
+    cluster_domain = "cluster.local"
+    network_policy = False
+
+    def test_the_notes_do_not_promise_policies(self):
+        self.assertNotIn("NetworkPolicies", self.rendered.notes)
+
+
+class ValidatorTest(unittest.TestCase):
+    """validate.js refuses what the API server would refuse."""
+
+    def setUp(self):
+        require_validator(self)
+
+    def errors_of(self, *objects) -> list[list[str]]:
+        out = Path(TMP.name) / f"validator-{self.id().rsplit('.', 1)[1]}"
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "objects.json").write_text(json.dumps(objects))
+        return [r["errors"] for r in validate_objects(out / "objects.json")["results"]]
+
+    def deployment(self) -> dict:
+        return copy.deepcopy(Rendered(render(
+            RENDERER, out_dir=Path(TMP.name) / "validator-base")).get(
+                "Deployment", full("tracker")))
+
+    def test_a_rendered_object_passes(self):
+        self.assertEqual(self.errors_of(self.deployment()), [[]])
+
+    def test_a_wrong_type_and_a_missing_required_field(self):
+        wrong_type, missing = self.deployment(), self.deployment()
+        container(wrong_type)["ports"][0]["containerPort"] = "50051"
+        del container(missing)["name"]
+        self.assertEqual(self.errors_of(wrong_type, missing), [
+            ["data/spec/template/spec/containers/0/ports/0/containerPort must be integer"],
+            ["data/spec/template/spec/containers/0 must have required property name"],
+        ])
+
+    def test_unknown_fields_at_any_depth(self):
+        nested, top = self.deployment(), self.deployment()
+        container(nested)["securityContext"]["readOnlyRootFilesystm"] = True
+        top["spek"] = {}
+        self.assertEqual(self.errors_of(nested, top), [
+            ["data/spec/template/spec/containers/0/securityContext/"
+             "readOnlyRootFilesystm is an unknown field"],
+            ["data/spek is an unknown field"],
+        ])
+
+    def test_free_form_maps_are_not_unknown_fields(self):
+        deployment = self.deployment()
+        deployment["metadata"]["annotations"] = {"any.example/key": "v"}
+        self.assertEqual(self.errors_of(deployment), [[]])
+
+    def test_a_kind_without_a_schema(self):
+        self.assertEqual(
+            self.errors_of({"apiVersion": "example.com/v1", "kind": "Widget",
+                            "metadata": {"name": "w"}}),
+            [["kubernetes-models has no model for example.com/v1 Widget"]])
+
+
 class RefusedValuesTest(unittest.TestCase):
     """Values the chart must refuse with a message naming the problem."""
 
@@ -571,6 +865,11 @@ class RefusedValuesTest(unittest.TestCase):
         self.assertIn("Butler-SOS", self.refused("butlerSosConfig: |\n  logLevel: info\n"))
         self.assertIn("not valid YAML", self.refused("butlerSosConfig: \"a: [\"\n"))
 
+    def test_a_metrics_namespace_kubernetes_refuses(self):
+        message = self.refused("networkPolicy:\n  metricsNamespaces: [Prom_1]\n")
+        self.assertIn("networkPolicy.metricsNamespaces", message)
+        self.assertIn("Prom_1", message)
+
     def test_kubernetes_without_grpc_probes(self):
         self.assertIn("kubeVersion", self.refused("{}\n", kube_version="1.23.9"))
 
@@ -584,9 +883,15 @@ class ChartFilesTest(unittest.TestCase):
             self.skipTest("yamllint is not installed (apt install yamllint)")
         result = subprocess.run(
             [yamllint, "--strict", "-d", YAMLLINT_CONFIG, str(CHART / "Chart.yaml"),
-             str(CHART / "values.yaml"), str(TEST_VALUES)],
+             str(CHART / "values.yaml"), *map(str, sorted(HERE.glob("values-*.yaml")))],
             capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+
+    def test_every_values_file_is_rendered_and_checked(self):
+        """A values file added here gets every ChartChecks check (schemas,
+        lockdown, network policies) only through a ChartChecks class."""
+        rendered = {Path(v) for cls in ChartChecks.__subclasses__() for v in cls.VALUES}
+        self.assertEqual(sorted(HERE.glob("values-*.yaml")), sorted(rendered))
 
 
 if __name__ == "__main__":

@@ -156,3 +156,26 @@ prometheus.io/port: {{ int .Values.metrics.port | quote }}
 prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
+
+{{/* The NetworkPolicy peers that may scrape metrics: one peer, the
+namespaces of networkPolicy.metricsNamespaces (default: the release's) and,
+when set, the pods with networkPolicy.metricsPodLabels in them. */}}
+{{- define "qfp.metricsPeers" -}}
+{{- $namespaces := .Values.networkPolicy.metricsNamespaces | default (list .Release.Namespace) }}
+{{- range $namespaces }}
+{{- if not (and (kindIs "string" .) (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" .)) }}
+{{- fail (printf "networkPolicy.metricsNamespaces: %v is not a namespace name" .) }}
+{{- end }}
+{{- end -}}
+- namespaceSelector:
+    matchExpressions:
+      - key: kubernetes.io/metadata.name
+        operator: In
+        values:
+          {{- toYaml $namespaces | nindent 10 }}
+  {{- with .Values.networkPolicy.metricsPodLabels }}
+  podSelector:
+    matchLabels:
+      {{- toYaml . | nindent 6 }}
+  {{- end }}
+{{- end }}
