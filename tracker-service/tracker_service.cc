@@ -109,11 +109,12 @@ class TrackerService::Stream final
       slots_.push_back(slot);
     }));
     if (admission->lines.empty() || service_.queue_ == nullptr) {
-      Completed(*slot, absl::OkStatus());
+      Completed(std::move(slot), absl::OkStatus());
     } else {
-      service_.queue_->Append(
-          std::move(admission->lines),
-          [this, slot](absl::Status status) { Completed(*slot, status); });
+      service_.queue_->Append(std::move(admission->lines),
+                              [this, slot](absl::Status status) mutable {
+                                Completed(std::move(slot), std::move(status));
+                              });
     }
   }
 
@@ -151,9 +152,14 @@ class TrackerService::Stream final
 
   // Runs when the store answered for `slot`: concludes the request (logs,
   // counts, builds the answer) and sends it when its turn comes.
-  void Completed(Slot& slot, const absl::Status& status) {
-    service_.Conclude(*slot.admission, status);
-    Act(Mutate([&] { slot.ready = true; }));
+  void Completed(std::shared_ptr<Slot> slot, absl::Status status) {
+    // Off the store's writer thread (or the reading thread): the next
+    // commit, or the next read, need not wait for this.
+    service_.concluder_.Add(
+        [this, slot = std::move(slot), status = std::move(status)]() mutable {
+          service_.Conclude(*slot->admission, status);
+          Act(Mutate([&] { slot->ready = true; }));
+        });
   }
 
   // Applies `change` under mu_, then decides what the stream does next.
@@ -337,7 +343,10 @@ void TrackerService::Conclude(Admission& admission,
   for (const PollFailure* failure : admission.batch) {
     // Every accepted failure is logged once, whatever the switches (a
     // refused one is logged when a later resend is accepted).
-    spdlog::warn("failed poll: {}", DescribeFailure(*failure));
+    // Checked first: the line is built only when it is written.
+    if (spdlog::should_log(spdlog::level::warn)) {
+      spdlog::warn("failed poll: {}", DescribeFailure(*failure));
+    }
     if (counter_ != nullptr) {
       if (std::optional<std::string> ended = counter_->Count(
               SourceName(failure->source()), failure->server_name())) {

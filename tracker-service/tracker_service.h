@@ -27,6 +27,7 @@
 #include "tracker-service/failure_check.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/recent_failures.h"
+#include "tracker-service/serial_executor.h"
 #include "tracker-service/tracker_config.h"
 
 namespace qfp::tracker {
@@ -134,6 +135,9 @@ class TrackerService final
   LogRateLimiter stream_refusal_log_{absl::Seconds(10)};
   mutable absl::Mutex streams_mu_;
   int open_streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
+  // Concludes committed requests (log, count, answer), so that the store's
+  // writer thread only commits. Last: joined first, while all it uses lives.
+  SerialExecutor concluder_{"qfp-conclude"};
 };
 
 }  // namespace qfp::tracker
