@@ -306,11 +306,62 @@ absl::Status ConfigErrors::ToStatus(absl::string_view source) const {
 
 namespace {
 
+// The offset of the first byte that breaks UTF-8 (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or npos.
+size_t FirstInvalidUtf8(absl::string_view text) {
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t length;
+    unsigned char low = 0x80, high = 0xBF;  // bounds of the second byte
+    if (c >= 0xC2 && c <= 0xDF) {
+      length = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+      length = 3;
+      if (c == 0xE0) low = 0xA0;   // overlong
+      if (c == 0xED) high = 0x9F;  // surrogates
+    } else if (c >= 0xF0 && c <= 0xF4) {
+      length = 4;
+      if (c == 0xF0) low = 0x90;   // overlong
+      if (c == 0xF4) high = 0x8F;  // above U+10FFFF
+    } else {
+      return i;
+    }
+    if (i + length > text.size()) return i;
+    for (size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if (next < (k == 1 ? low : 0x80) || next > (k == 1 ? high : 0xBF)) {
+        return i;
+      }
+    }
+    i += length;
+  }
+  return absl::string_view::npos;
+}
+
 // Parses and resolves. A syntax error starts with `syntax_prefix`; the
 // other problems are listed under `source`, each with its key path.
 absl::StatusOr<YAML::Node> ParseText(const std::string& text,
                                      absl::string_view source,
                                      absl::string_view syntax_prefix) {
+  // Every string of the config may travel in a PollFailure, and protobuf
+  // refuses a whole message holding a string that is not UTF-8: the
+  // tracker would never accept that poller's failures. Refused here, where
+  // the fix (save the file as UTF-8) is plain.
+  if (const size_t bad = FirstInvalidUtf8(text);
+      bad != absl::string_view::npos) {
+    const size_t line_start = text.rfind('\n', bad == 0 ? 0 : bad - 1);
+    const int64_t line = 1 + std::count(text.begin(), text.begin() + bad, '\n');
+    const size_t column =
+        bad - (line_start == std::string::npos ? 0 : line_start + 1) + 1;
+    return absl::InvalidArgumentError(absl::StrCat(
+        syntax_prefix, "not valid UTF-8 at line ", line, ", column ", column,
+        " (byte ", bad, "); save the file as UTF-8"));
+  }
   std::vector<YAML::Node> documents;
   try {
     documents = YAML::LoadAll(text);

@@ -253,6 +253,41 @@ TEST(ConfigNodeTest, SecondDocumentIsRefused) {
   EXPECT_TRUE(ConfigNode::Parse("").ok());
 }
 
+// A file saved as Latin-1 (or any bytes that are not UTF-8) is refused where
+// the first bad byte is: its strings could never travel in a PollFailure.
+TEST(ConfigNodeTest, TextThatIsNotUtf8IsRefusedWithItsPlace) {
+  struct {
+    std::string text;
+    const char* message;  // nullptr: accepted
+  } cases[] = {
+      {"servers:\n  - serverName: G\xf6teborg\n",
+       "not valid UTF-8 at line 2, column 18 (byte 26); save the file as "
+       "UTF-8"},
+      {"a: \xc3\xb6 \xe6\x9d\xb1 \xf0\x9f\x98\x80\n", nullptr},  // ö 東 😀
+      {"a: \xc0\xafx\n",
+       "not valid UTF-8 at line 1, column 4 (byte 3); "
+       "save the file as UTF-8"},  // overlong '/'
+      {"a: \xed\xa0\x80\n",
+       "not valid UTF-8 at line 1, column 4 (byte 3); "
+       "save the file as UTF-8"},  // a surrogate
+      {"a: \xf4\x90\x80\x80\n",
+       "not valid UTF-8 at line 1, column 4 (byte 3); save the file as "
+       "UTF-8"},  // above U+10FFFF
+      {"a: \xe6\x9d",
+       "not valid UTF-8 at line 1, column 4 (byte 3); save "
+       "the file as UTF-8"},  // cut short
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(c.text);
+    if (c.message == nullptr) {
+      EXPECT_TRUE(parsed.ok()) << parsed.status();
+    } else {
+      ASSERT_FALSE(parsed.ok()) << c.text;
+      EXPECT_EQ(std::string(parsed.status().message()), std::string(c.message));
+    }
+  }
+}
+
 TEST(ConfigNodeTest, ExponentialAliasesAreRefusedNotExpanded) {
   // Each level doubles the one before: 2^30 nodes if expanded.
   std::string yaml = "l0: &l0 [x, x]\n";
