@@ -39,6 +39,11 @@ def free_port(host: str = LOOPBACK) -> int:
         return sock.getsockname()[1]
 
 
+# True in the sanitizer build (tests/CMakeLists.txt): resident-memory bounds
+# are meaningless there (ASan's quarantine and shadow memory).
+SANITIZED = os.environ.get("QFP_SANITIZED") == "1"
+
+
 def wait_until(predicate, timeout: float, interval: float = 0.05,
                message: str | None = None):
     """Call ``predicate()`` until it returns a truthy value and return it.
