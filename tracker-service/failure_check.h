@@ -14,11 +14,12 @@
 //     a tag or field with a line break would be changed on the way to
 //     InfluxDB, and a log line could be forged with one. Our poller sends
 //     none (its body previews replace them with '?').
-//   * UTF-8 is not checked here because it cannot arrive: protobuf's C++
-//     parser refuses a proto3 string that is not valid UTF-8, so gRPC fails
-//     the whole request (and the stream) before the tracker sees it. A
-//     producer must therefore never send one (protobuf 3.21 serializes it
-//     with only a logged error).
+//   * UTF-8 is not checked here because it cannot arrive: protobuf's parser
+//     refuses a proto3 string that is not valid UTF-8, so the request is
+//     refused while it is read (stream_messages.h) and the stream ends with
+//     INVALID_ARGUMENT naming the failure. A producer must therefore never
+//     send one (protobuf 3.21 serializes it with only a logged error; our
+//     poller refuses a config file that is not UTF-8).
 //   * At most max_server_tags server tags, each key and value within limits
 //     and the key non-empty.
 //   * occurred_at is a valid timestamp, at most max_future_skew after the

@@ -12,6 +12,7 @@
 #include "common/failure_names.h"
 #include "spdlog/spdlog.h"
 #include "tracker-service/line_protocol.h"
+#include "tracker-service/stream_messages.h"
 
 namespace qfp::tracker {
 namespace {
@@ -60,8 +61,7 @@ TrackerService::TrackerService(const TrackerConfig& config,
 // meets a held lock. gRPC allows one read and one write outstanding at a
 // time, which `reading_` and `writing_` keep.
 class TrackerService::Stream final
-    : public grpc::ServerBidiReactor<ReportFailuresRequest,
-                                     ReportFailuresResponse> {
+    : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   Stream(TrackerService& service, std::string peer)
       : service_(service), peer_(std::move(peer)) {
@@ -88,7 +88,7 @@ class TrackerService::Stream final
     spdlog::info("producer connected from {}", peer_);
     next_ = std::make_unique<Admission>();
     reading_ = true;
-    StartRead(&next_->request);
+    StartRead(&next_->raw_request);
   }
 
   void OnReadDone(bool ok) override {
@@ -101,6 +101,28 @@ class TrackerService::Stream final
       return;
     }
     std::shared_ptr<Admission> admission(std::move(next_));
+    const absl::Status parsed = ParseReportFailuresRequest(
+        admission->raw_request, kMaxFailuresPerRequest, &admission->request);
+    admission->raw_request.Clear();
+    if (!parsed.ok()) {
+      // The stream cannot go on past bytes it cannot read: the requests
+      // before are still answered, then the stream ends with the reason.
+      if (uint64_t n = service_.malformed_log_.Add(1); n > 0) {
+        spdlog::warn(
+            "ended {} streams since the last report for a request that could "
+            "not be read; the latest, from {}: {}",
+            n, peer_, std::string(parsed.message()));
+      }
+      Act(Mutate([&] {
+        reading_ = false;
+        reads_done_ = true;
+        end_status_ = grpc::Status(absl::IsResourceExhausted(parsed)
+                                       ? grpc::StatusCode::RESOURCE_EXHAUSTED
+                                       : grpc::StatusCode::INVALID_ARGUMENT,
+                                   std::string(parsed.message()));
+      }));
+      return;
+    }
     service_.Admit(*admission);
     auto slot = std::make_shared<Slot>();
     slot->admission = admission;
@@ -145,9 +167,10 @@ class TrackerService::Stream final
   };
   // What to start once mu_ is released.
   struct Actions {
-    ReportFailuresResponse* write = nullptr;
+    grpc::ByteBuffer* write = nullptr;
     bool read = false;
     bool finish = false;
+    grpc::Status status;  // with `finish`
   };
 
   // Runs when the store answered for `slot`: concludes the request (logs,
@@ -178,7 +201,9 @@ class TrackerService::Stream final
         slots_.pop_front();
         if (!broken_) {
           writing_ = true;
-          actions.write = &current_->admission->response;
+          current_->admission->raw_response =
+              SerializeReportFailuresResponse(current_->admission->response);
+          actions.write = &current_->admission->raw_response;
         }
       }
     }
@@ -195,14 +220,15 @@ class TrackerService::Stream final
         (reads_done_ || broken_)) {
       finished_ = true;
       actions.finish = true;
+      actions.status = end_status_;
     }
     return actions;
   }
 
   void Act(const Actions& actions) {
     if (actions.write != nullptr) StartWrite(actions.write);
-    if (actions.read) StartRead(&next_->request);
-    if (actions.finish) Finish(grpc::Status::OK);
+    if (actions.read) StartRead(&next_->raw_request);
+    if (actions.finish) Finish(actions.status);
   }
 
   TrackerService& service_;
@@ -221,6 +247,8 @@ class TrackerService::Stream final
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // How the stream ends: OK, or why a request could not be read.
+  grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
 };
 
 void TrackerService::ApplyLimits(grpc::ServerBuilder& builder) {
@@ -237,7 +265,7 @@ int TrackerService::open_streams() const {
   return open_streams_;
 }
 
-grpc::ServerBidiReactor<ReportFailuresRequest, ReportFailuresResponse>*
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*
 TrackerService::ReportFailures(grpc::CallbackServerContext* context) {
   return new Stream(*this, context->peer());
 }

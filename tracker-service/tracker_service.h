@@ -34,7 +34,7 @@ namespace qfp::tracker {
 
 class TrackerService final
     : public failedpolls::v1::FailedPollTracker::
-          WithCallbackMethod_ReportFailures<
+          WithRawCallbackMethod_ReportFailures<
               failedpolls::v1::FailedPollTracker::Service> {
  public:
   // `queue` is null when the config writes no points (then a failure is
@@ -56,6 +56,10 @@ class TrackerService final
   // ends its stream with RESOURCE_EXHAUSTED. Our poller sends at most
   // maxBatch failures of a few hundred bytes each.
   static constexpr int kMaxRequestBytes = 4 << 20;
+  // Failures in one request, at most: a request with more ends its stream
+  // with RESOURCE_EXHAUSTED (stream_messages.h says why). Our poller sends
+  // at most its maxBatch (500).
+  static constexpr size_t kMaxFailuresPerRequest = 10000;
   // Streams one connection may have open at once (HTTP/2's
   // SETTINGS_MAX_CONCURRENT_STREAMS); a client queues any beyond.
   static constexpr int kMaxStreamsPerConnection = 16;
@@ -73,9 +77,9 @@ class TrackerService final
   // ReportFailures streams open now.
   int open_streams() const;
 
-  grpc::ServerBidiReactor<failedpolls::v1::ReportFailuresRequest,
-                          failedpolls::v1::ReportFailuresResponse>*
-  ReportFailures(grpc::CallbackServerContext* context) override;
+  // Raw bytes, parsed by stream_messages.h under kMaxFailuresPerRequest.
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ReportFailures(
+      grpc::CallbackServerContext* context) override;
 
   grpc::Status GetErrorStats(
       grpc::ServerContext* context,
@@ -92,8 +96,10 @@ class TrackerService final
   // One request from reading to answering. The pointers point into
   // `request`, which the admission owns.
   struct Admission {
+    grpc::ByteBuffer raw_request;  // as read; parsed into `request`
     failedpolls::v1::ReportFailuresRequest request;
     failedpolls::v1::ReportFailuresResponse response;
+    grpc::ByteBuffer raw_response;  // `response`, serialized for the write
     // Well-formed and new: stored, then acknowledged.
     std::vector<const failedpolls::v1::PollFailure*> batch;
     // The same id again in this request: shares the first copy's fate.

@@ -202,6 +202,55 @@ class HostilePeersTest(unittest.TestCase):
             channel.close()
         self.assert_still_serving()
 
+    def raw_stream(self, requests, timeout=60):
+        """ReportFailures with requests given as raw bytes; returns the raw
+        answers, or raises grpc.RpcError."""
+        channel = grpc.insecure_channel(self.address)
+        try:
+            call = channel.stream_stream(
+                "/failedpolls.v1.FailedPollTracker/ReportFailures",
+                request_serializer=lambda b: b,
+                response_deserializer=lambda b: b)
+            answers = []
+            try:
+                for answer in call(iter(requests), timeout=timeout):
+                    answers.append(answer)
+            except grpc.RpcError as error:
+                error.answers = answers
+                raise
+            return answers
+        finally:
+            channel.close()
+
+    def test_a_request_of_millions_of_empty_items(self):
+        # 4 MiB of empty PollFailures (2 bytes each on the wire): refused
+        # while parsing, before they are built or answered one by one.
+        flood = b"\x0a\x00" * ((4 << 20) // 2 - 64)
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.raw_stream([flood])
+        self.assertEqual(caught.exception.code(),
+                         grpc.StatusCode.RESOURCE_EXHAUSTED)
+        self.assertIn("at most 10000 failures", caught.exception.details())
+        self.assert_still_serving()
+
+    def test_bytes_that_are_not_a_request_end_the_stream_with_the_reason(self):
+        self.__class__.sequence += 1
+        good = pb.ReportFailuresRequest(failures=[failure(
+            self.sequence, server="good", instance="good")]).SerializeToString()
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.raw_stream([good, b"\xff\xff\xff", good])
+        # The request before is answered; the stream then ends saying why.
+        self.assertEqual(len(caught.exception.answers), 1)
+        answer = pb.ReportFailuresResponse.FromString(
+            caught.exception.answers[0])
+        self.assertEqual([a.sequence for a in answer.accepted],
+                         [self.sequence])
+        self.assertEqual(caught.exception.code(),
+                         grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(caught.exception.details(),
+                         "not a ReportFailuresRequest")
+        self.assert_still_serving()
+
     def test_disconnect_in_the_middle_of_a_message(self):
         # A valid HTTP/2 preface and headers, then half a gRPC message, then
         # the connection closes.
