@@ -51,8 +51,8 @@ absl::string_view CategoryName(ErrorCategory category) {
 
 std::string DescribeFailure(const failedpolls::v1::PollFailure& failure) {
   std::string line =
-      absl::StrCat(SourceName(failure.source()), " server=", failure.server_name(),
-                   " host=", failure.host());
+      absl::StrCat(SourceName(failure.source()),
+                   " server=", failure.server_name(), " host=", failure.host());
   if (!failure.virtual_proxy().empty()) {
     absl::StrAppend(&line, " virtual_proxy=", failure.virtual_proxy());
   }
@@ -66,8 +66,17 @@ std::string DescribeFailure(const failedpolls::v1::PollFailure& failure) {
   if (!failure.request_url().empty()) {
     absl::StrAppend(&line, " url=", failure.request_url());
   }
-  if (!failure.message().empty()) absl::StrAppend(&line, ": ", failure.message());
+  if (!failure.message().empty())
+    absl::StrAppend(&line, ": ", failure.message());
   return line;
+}
+
+bool HasControlCharacter(absl::string_view text) {
+  for (char c : text) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) return true;
+  }
+  return false;
 }
 
 }  // namespace qfp

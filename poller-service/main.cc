@@ -85,8 +85,12 @@ struct ShutdownCounts {
   uint64_t dropped_spool_full = 0;
   // The spool's commits failed and the failure never got in (lost()).
   uint64_t dropped_not_stored = 0;
+  // The tracker refused them as malformed (REFUSAL_CODE_INVALID_ARGUMENT).
+  uint64_t dropped_rejected = 0;
   uint64_t left = 0;  // unacknowledged and stored at the end
-  uint64_t dropped() const { return dropped_spool_full + dropped_not_stored; }
+  uint64_t dropped() const {
+    return dropped_spool_full + dropped_not_stored + dropped_rejected;
+  }
 };
 
 // The poller's last log line: counts read from their owners, never
@@ -101,7 +105,8 @@ std::string ShutdownSummary(const ShutdownCounts& c,
       " from this run and ", c.reloaded, " reloaded from earlier runs; ",
       c.acknowledged, " acknowledged by tracker ", tracker_address, ", ",
       c.dropped(), " dropped (", c.dropped_spool_full, " spool full, ",
-      c.dropped_not_stored, " not stored: spool commit failed), ");
+      c.dropped_not_stored, " not stored: spool commit failed, ",
+      c.dropped_rejected, " rejected by the tracker as malformed), ");
   if (c.left == 0) {
     absl::StrAppend(&line,
                     c.dropped() == 0 ? "every failure acknowledged by "
@@ -241,7 +246,14 @@ int Main(int argc, char** argv) {
   counts.acknowledged = client.acknowledged();
   counts.dropped_spool_full = spool_stats.dropped;
   counts.dropped_not_stored = client.lost();
+  counts.dropped_rejected = client.rejected();
   counts.left = left;
+  if (counts.dropped_rejected > 0) {
+    spdlog::error(
+        "the tracker rejected {} failures as malformed; they were dropped "
+        "(qfp_poller_failures_rejected_total; the log above names the latest)",
+        counts.dropped_rejected);
+  }
   if (counts.dropped_not_stored > 0) {
     spdlog::error(
         "{} failures could not be stored in spool {} (its commits failed) and "

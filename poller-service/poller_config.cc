@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "common/config_node.h"
 #include "common/config_schema.h"
+#include "common/failure_names.h"
 #include "openssl/err.h"
 #include "openssl/pem.h"
 
@@ -120,6 +121,22 @@ absl::Duration Interval(const ConfigNode& node, int64_t fallback_ms) {
   return absl::Milliseconds(node.Int(fallback_ms, 100, kMaxIntervalMs));
 }
 
+// A name that travels in every PollFailure of a server: the tracker refuses
+// control characters and more than kMaxFailureNameBytes, so such a value
+// would turn every failure of that server into a dropped one.
+void CheckFailureName(const ConfigNode& node, const std::string& value) {
+  if (HasControlCharacter(value)) {
+    node.Error(
+        "holds a control character (tab, line break, ...), which the "
+        "tracker refuses in a failure");
+  } else if (value.size() > kMaxFailureNameBytes) {
+    node.Error(absl::StrCat("is ", value.size(),
+                            " bytes; the tracker takes at "
+                            "most ",
+                            kMaxFailureNameBytes));
+  }
+}
+
 MonitoredServer ParseServer(const ConfigNode& node,
                             const std::vector<std::string>& tag_names,
                             bool sessions_globally_enabled) {
@@ -130,6 +147,7 @@ MonitoredServer ParseServer(const ConfigNode& node,
   if (server.server_name.empty() && node["serverName"].present()) {
     node["serverName"].Error("must not be empty");
   }
+  CheckFailureName(node["serverName"], server.server_name);
 
   ConfigNode tags = node["serverTags"];
   server.server_tags = tags.StringMap();
@@ -141,6 +159,8 @@ MonitoredServer ParseServer(const ConfigNode& node,
     }
   }
   for (const auto& [name, value] : server.server_tags) {
+    CheckFailureName(tags[name], name);
+    CheckFailureName(tags[name], value);
     if (std::find(tag_names.begin(), tag_names.end(), name) ==
         tag_names.end()) {
       tags.Error(absl::StrCat(
@@ -167,6 +187,7 @@ MonitoredServer ParseServer(const ConfigNode& node,
                          value, "\""));
         continue;
       }
+      CheckFailureName(vp, value);
       if (!value.empty()) server.virtual_proxies.push_back(value);
     }
     if (!sessions["virtualProxies"].defined()) {

@@ -76,6 +76,8 @@ class TrackerClient final : public FailureSink {
   // Failures the tracker acknowledged since Start
   // (qfp_poller_failures_acknowledged_total).
   uint64_t acknowledged() const { return acknowledged_.value(); }
+  // Failures the tracker refused as malformed and that were dropped.
+  uint64_t rejected() const { return rejected_.value(); }
 
   const FailureQueue& spool() const { return *spool_; }
 

@@ -4,16 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
+#include "common/failure_names.h"
 
 namespace qfp::tracker {
 namespace {
 
 using failedpolls::v1::PollFailure;
-
-bool IsControl(char c) {
-  const auto u = static_cast<unsigned char>(c);
-  return u < 0x20 || u == 0x7f;
-}
 
 // A problem with the string `field` named `name`, or nullopt.
 std::optional<FailureProblem> CheckText(absl::string_view name,
@@ -24,7 +20,7 @@ std::optional<FailureProblem> CheckText(absl::string_view name,
         "too_long", absl::StrCat(name, " is ", field.size(),
                                  " bytes, over the limit of ", max_bytes)};
   }
-  if (std::any_of(field.begin(), field.end(), IsControl)) {
+  if (HasControlCharacter(field)) {
     return FailureProblem{"bad_text",
                           absl::StrCat(name, " holds a control character")};
   }

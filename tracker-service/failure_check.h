@@ -37,15 +37,18 @@
 #include <string>
 
 #include "absl/time/time.h"
+#include "common/failure_names.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 
 namespace qfp::tracker {
 
 struct FailureLimits {
-  size_t max_id_bytes = 256;        // poller_id, instance_id
-  size_t max_name_bytes = 1024;     // server_name, host, virtual_proxy,
-                                    // error_code, syscall, remote_address,
-                                    // each server tag key and value
+  size_t max_id_bytes = 256;  // poller_id, instance_id
+  size_t max_name_bytes =
+      kMaxFailureNameBytes;         // server_name, host,
+                                    // virtual_proxy, error_code, syscall,
+                                    // remote_address, each server tag key
+                                    // and value
   size_t max_url_bytes = 8192;      // request_url
   size_t max_message_bytes = 8192;  // message
   size_t max_server_tags = 64;

@@ -46,7 +46,7 @@ _SUMMARY = re.compile(
     r"qs-poller stopped: (\d+) polls, (\d+) failed; failures: (\d+) from "
     r"this run and (\d+) reloaded from earlier runs; (\d+) acknowledged by "
     r"tracker \S+, (\d+) dropped \((\d+) spool full, (\d+) not stored: spool "
-    r"commit failed\), (.*)$")
+    r"commit failed, (\d+) rejected by the tracker as malformed\), (.*)$")
 
 
 def peak_rss_kib(pid: int) -> int:
@@ -243,9 +243,10 @@ class LargeAnswersTest(unittest.TestCase):
                 self.assertEqual(int(m.group(4)), 0)       # reloaded
                 self.assertEqual(int(m.group(5)), failures)  # acknowledged
                 self.assertEqual(int(m.group(6)), 0)       # dropped
-                self.assertTrue(m.group(9).startswith(
+                self.assertEqual(int(m.group(9)), 0)       # rejected
+                self.assertTrue(m.group(10).startswith(
                     "every failure acknowledged by the tracker, 0 failures "
-                    "left in spool"), m.group(9))
+                    "left in spool"), m.group(10))
         self.assertGreaterEqual(int(summary_of(self.log("bomb")).group(2)), 2)
 
     def test_summary_without_a_tracker_says_all_are_left(self):
@@ -256,7 +257,7 @@ class LargeAnswersTest(unittest.TestCase):
         self.assertEqual(int(m.group(3)), failures)
         self.assertEqual(int(m.group(5)), 0)   # none acknowledged
         self.assertEqual(int(m.group(6)), 0)   # none dropped
-        self.assertEqual(m.group(9), f"{failures} failures left in the memory "
+        self.assertEqual(m.group(10), f"{failures} failures left in the memory "
                          "spool and lost (logged above)")
         self.assertIn("WARN", log.rstrip().splitlines()[-1].upper())
 

@@ -348,6 +348,16 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"MissingServerName", "        serverName: sense1\n", "",
                    "Butler-SOS.serversToMonitor.servers[0].serverName: "
                    "missing (expected a string)"},
+        // Names the tracker would refuse in every failure of the server.
+        BrokenCase{"ServerNameWithATab", "        serverName: sense1\n",
+                   "        serverName: \"sense\\t1\"\n",
+                   "Butler-SOS.serversToMonitor.servers[0].serverName: holds "
+                   "a control character (tab, line break, ...), which the "
+                   "tracker refuses in a failure"},
+        BrokenCase{"ServerNameTooLong", "        serverName: sense1\n",
+                   "        serverName: " + std::string(1025, 's') + "\n",
+                   "Butler-SOS.serversToMonitor.servers[0].serverName: is "
+                   "1025 bytes; the tracker takes at most 1024"},
         BrokenCase{"ServersNotAList", "    servers:\n      - host",
                    "    servers: none\n    x:\n      - host",
                    "Butler-SOS.serversToMonitor.servers: expected a list, "
