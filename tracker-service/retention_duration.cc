@@ -110,6 +110,23 @@ absl::StatusOr<RetentionDuration> ParseRetentionDuration(
         "\"", text, "\" is not a retention duration (", why,
         "; e.g. 30d, 1h30m, 30days, 1y, or INF to keep data forever)"));
   };
+  // Words are read in any case, but a bare "M" would silently be minutes
+  // where many people mean months (InfluxDB has no M unit): refused.
+  for (size_t at = trimmed.find('M'); at != absl::string_view::npos;
+       at = trimmed.find('M', at + 1)) {
+    const bool after_number =
+        at > 0 &&
+        (absl::ascii_isdigit(static_cast<unsigned char>(trimmed[at - 1])) ||
+         trimmed[at - 1] == ' ');
+    const bool alone =
+        at + 1 == trimmed.size() ||
+        !absl::ascii_isalpha(static_cast<unsigned char>(trimmed[at + 1]));
+    if (after_number && alone) {
+      return bad(
+          "\"M\" could mean minutes or months; write m or minutes, "
+          "mo or months");
+    }
+  }
   const std::string lower = absl::AsciiStrToLower(trimmed);
   const absl::string_view rest_all = lower;
   absl::Duration total;

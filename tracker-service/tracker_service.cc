@@ -289,18 +289,16 @@ void TrackerService::Admit(Admission& admission) {
   absl::flat_hash_set<
       std::tuple<absl::string_view, absl::string_view, uint64_t>>
       admitted;
+  uint64_t malformed = 0;
+  std::string latest_why;
   for (const PollFailure& failure : request.failures()) {
     received_.WithLabels({SourceName(failure.source())}).Increment();
     if (std::optional<FailureProblem> problem =
             CheckFailure(failure, limits_, clock_.Now())) {
-      // Rate-limited, and without the failure's own strings: a hostile
-      // producer must not flood or forge the log.
-      if (uint64_t n = malformed_log_.Add(1); n > 0) {
-        spdlog::warn(
-            "refused {} malformed failures since the last report (not to be "
-            "resent); the latest: {}",
-            n, problem->why);
-      }
+      // Logged once per request below, without the failure's own strings:
+      // a hostile producer must not flood or forge the log.
+      ++malformed;
+      latest_why = problem->why;
       Refuse(failure.id(), std::move(problem->why), problem->reason,
              failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT, response);
       continue;
@@ -327,12 +325,9 @@ void TrackerService::Admit(Admission& admission) {
       if (!encoded.ok()) {
         // Unencodable (a producer bug); refused so the producer sees it.
         const std::string why(encoded.status().message());
-        if (uint64_t n = malformed_log_.Add(1); n > 0) {
-          spdlog::warn(
-              "refused {} malformed failures since the last report (not to "
-              "be resent); the latest: {} cannot be encoded: {}",
-              n, DescribeId(failure.id()), why);
-        }
+        ++malformed;
+        latest_why =
+            absl::StrCat(DescribeId(failure.id()), " cannot be encoded: ", why);
         Refuse(failure.id(), why, "unencodable",
                failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT, response);
         continue;
@@ -341,6 +336,14 @@ void TrackerService::Admit(Admission& admission) {
     }
     admitted.insert(id);
     admission.batch.push_back(&failure);
+  }
+  if (malformed > 0) {
+    if (uint64_t n = malformed_log_.Add(malformed); n > 0) {
+      spdlog::warn(
+          "refused {} malformed failures since the last report (not to be "
+          "resent); the latest: {}",
+          n, latest_why);
+    }
   }
 }
 

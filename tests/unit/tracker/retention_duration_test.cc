@@ -98,6 +98,18 @@ TEST(ValidateRetentionDurationTest, RefusesBelowOneHourNamingTheKey) {
                    ->raised_to_minimum);
   EXPECT_FALSE(
       ValidateRetentionDuration("k", "soon", BelowMinimum::kRaise).ok());
+  // A bare capital M: minutes or months? Refused rather than guessed.
+  for (const char* ambiguous : {"6M", "1M", "2 M", "1d6M"}) {
+    absl::StatusOr<RetentionDuration> m =
+        ValidateRetentionDuration("k", ambiguous, BelowMinimum::kRaise);
+    ASSERT_FALSE(m.ok()) << ambiguous;
+    EXPECT_THAT(std::string(m.status().message()),
+                ::testing::HasSubstr("could mean minutes or months"));
+  }
+  EXPECT_EQ(ValidateRetentionDuration("k", "6 Months")->duration,
+            absl::Hours(24 * 180));
+  EXPECT_EQ(ValidateRetentionDuration("k", "90Min")->duration,
+            absl::Minutes(90));
   EXPECT_TRUE(ValidateRetentionDuration("k", "1h").ok());
   EXPECT_TRUE(ValidateRetentionDuration("k", "60m").ok());
   EXPECT_TRUE(ValidateRetentionDuration("k", "INF").ok());
