@@ -1,6 +1,5 @@
 #include "tracker-service/failure_check.h"
 
-
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/failure_names.h"
