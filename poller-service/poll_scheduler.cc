@@ -14,11 +14,15 @@ using failedpolls::v1::PollFailure;
 PollScheduler::PollScheduler(const PollerConfig& config,
                              std::vector<PollTarget> plan,
                              HttpTransport& transport, FailureSink& sink,
-                             const Clock& clock, MetricsRegistry& metrics)
+                             const Clock& clock, MetricsRegistry& metrics,
+                             const TargetOwnership* ownership,
+                             AttemptLedger* ledger)
     : config_(config),
       transport_(transport),
       sink_(sink),
       clock_(clock),
+      ownership_(ownership),
+      ledger_(ledger),
       polls_(metrics.AddCounter("qfp_poller_polls_total",
                                 "Polls started, by source.", {"source"})),
       failed_(metrics.AddCounter("qfp_poller_poll_failures_total",
@@ -54,7 +58,9 @@ void PollScheduler::Step(absl::Duration max_wait) {
   absl::Duration next_due = now + max_wait;
   for (TargetState& state : targets_) {
     if (state.next_due <= now) {
-      if (state.in_flight) {
+      if (ownership_ != nullptr && !ownership_->Owns(state.target.Key())) {
+        // Another poller's now; asked again at the next due time.
+      } else if (state.in_flight) {
         skipped_.WithLabels({SourceName(state.target.source)}).Increment();
         spdlog::warn(
             "{}: previous poll still running at the next due time; skipping "
@@ -112,6 +118,7 @@ void PollScheduler::OnDone(TargetState& state, const RequestOutcome& outcome) {
   poll_seconds_.WithLabels({SourceName(state.target.source)})
       .Observe(outcome.elapsed);
   std::optional<Classification> failed = ClassifyOutcome(outcome);
+  if (ledger_ != nullptr) ledger_->Record(state.target, failed.has_value());
   if (!failed.has_value()) {
     spdlog::debug("{}: ok (HTTP {}, {} ms)", state.target.Key(),
                   outcome.http_status,

@@ -17,10 +17,12 @@
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/metrics.h"
+#include "poller-service/attempt_ledger.h"
 #include "poller-service/failure_sink.h"
 #include "poller-service/http_transport.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poller_config.h"
+#include "poller-service/target_ownership.h"
 
 namespace qfp::poller {
 
@@ -39,13 +41,17 @@ class PollScheduler {
  public:
   // `config`, `transport`, `sink`, `clock` and `metrics` (where the
   // scheduler registers its counters, the one place its counts are kept)
-  // must outlive the scheduler.
+  // must outlive the scheduler, as must `ownership` and `ledger` when given.
+  // At each due time a target is polled only when `ownership` owns it (no
+  // ownership: every target); each completed poll is counted in `ledger`.
   // Every target is first due at construction time; then every
   // `target.interval` of monotonic time (fixed rate, a round skipped while
   // the previous poll still runs, no catch-up burst after a stall).
   PollScheduler(const PollerConfig& config, std::vector<PollTarget> plan,
                 HttpTransport& transport, FailureSink& sink, const Clock& clock,
-                MetricsRegistry& metrics);
+                MetricsRegistry& metrics,
+                const TargetOwnership* ownership = nullptr,
+                AttemptLedger* ledger = nullptr);
 
   // Starts every due poll, then drives transfers until the next poll is due
   // or `max_wait` (monotonic time) has passed, whichever is sooner.
@@ -77,6 +83,8 @@ class PollScheduler {
   HttpTransport& transport_;
   FailureSink& sink_;
   const Clock& clock_;
+  const TargetOwnership* ownership_;  // null: every target
+  AttemptLedger* ledger_;             // null: none kept
   absl::BitGen rng_;
   std::string instance_id_;
   uint64_t next_sequence_ = 1;

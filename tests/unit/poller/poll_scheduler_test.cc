@@ -201,6 +201,66 @@ TEST_F(PollSchedulerTest, NoBurstOfCatchUpRoundsAfterAStall) {
   EXPECT_EQ(scheduler.stats().polls_started, 2u);
 }
 
+// Owns only the targets whose key is listed; the list may change between
+// steps, as members from DNS do.
+class ListedTargets final : public TargetOwnership {
+ public:
+  bool Owns(absl::string_view key) const override {
+    return std::find(owned.begin(), owned.end(), key) != owned.end();
+  }
+  std::vector<std::string> owned;
+};
+
+TEST_F(PollSchedulerTest, PollsOnlyOwnedTargetsAskingAtEachDueTime) {
+  MonitoredServer second = config_.servers[0];
+  second.host = "sense2:4747";
+  second.server_name = "sense2";
+  config_.servers.push_back(second);
+  ListedTargets ownership;
+  ownership.owned = {"HEALTH_API sense2"};
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_, &ownership);
+  scheduler.Step(absl::ZeroDuration());
+  ASSERT_EQ(transport_.started.size(), 1u);
+  EXPECT_EQ(transport_.started.front().request.url,
+            "https://sense2:4747/engine/healthcheck");
+  transport_.Complete(Healthy());
+  ownership.owned = {"HEALTH_API sense1", "HEALTH_API sense2"};
+  clock_.Advance(absl::Seconds(10));
+  scheduler.Step(absl::ZeroDuration());
+  EXPECT_EQ(transport_.started.size(), 2u);
+  // A target not owned is neither started nor skipped.
+  EXPECT_EQ(scheduler.stats().polls_started, 3u);
+  EXPECT_EQ(scheduler.stats().polls_skipped, 0u);
+}
+
+TEST_F(PollSchedulerTest, LedgerCountsCompletedPollsAndFailures) {
+  AttemptLedger ledger;
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_, nullptr, &ledger);
+  scheduler.Step(absl::ZeroDuration());
+  transport_.Complete(Status(503));
+  clock_.Advance(absl::Seconds(10));
+  scheduler.Step(absl::ZeroDuration());
+  transport_.Complete(Healthy());
+  std::vector<TargetAttempts> taken = ledger.Take();
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].source, failedpolls::v1::HEALTH_API);
+  EXPECT_EQ(taken[0].server_name, "sense1");
+  EXPECT_EQ(taken[0].host, "sense1:4747");
+  EXPECT_EQ(taken[0].attempted, 2u);
+  EXPECT_EQ(taken[0].failed, 1u);
+  // Taken counts start again from zero.
+  EXPECT_TRUE(ledger.Take().empty());
+  // A poll cancelled at shutdown is no attempt.
+  clock_.Advance(absl::Seconds(10));
+  scheduler.Step(absl::ZeroDuration());
+  RequestOutcome cancelled;
+  cancelled.cancelled = true;
+  transport_.Complete(cancelled);
+  EXPECT_TRUE(ledger.Take().empty());
+}
+
 TEST_F(PollSchedulerTest, CancellationAtShutdownIsNotAFailure) {
   // As the curl transport reports it, and with the flag alone: the flag is
   // what the scheduler goes by, whatever the transport.
