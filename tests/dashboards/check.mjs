@@ -8,9 +8,13 @@
 //
 // flux: parses each query with InfluxData's own Flux parser (npm
 // @influxdata/flux, the Rust parser compiled to WebAssembly) and prints
-// [{"errors": [message, ...], "ast": <the parser's AST as JSON>}, ...], one per
-// query in order. Syntax errors are not thrown: the parser records them in
-// `errors` arrays on the AST nodes, which this collects.
+// [{"errors": [message, ...], "semanticValid": bool, "ast": <the parser's AST
+// as JSON>}, ...], one per query in order. Syntax errors are not thrown: the
+// parser records them in `errors` arrays on the AST nodes, which this
+// collects. semanticValid is the Flux language server's semantic check (npm
+// @influxdata/flux-lsp-browser, `Flux.is_valid()`: names, types and the
+// standard library's function signatures, with `v` declared as Grafana
+// supplies it); it says only yes or no.
 //
 // schema: validates each dashboard against a JSON Schema generated (by
 // ts-json-schema-generator) from Grafana's published TypeScript type
@@ -30,38 +34,56 @@ import {pathToFileURL} from "node:url";
 
 const require = createRequire(import.meta.url);
 
-// @influxdata/flux is a bundler build: flux.js starts with
-// `import * as wasm from './flux_bg.wasm'`, which Node cannot import. A copy
-// whose first line takes the instance from us instead is loaded, and the wasm
-// module is instantiated with that copy's exports as its imports (each
-// import of the wasm module names one export of flux.js).
-async function loadFluxParser() {
-  const dir = path.dirname(require.resolve("@influxdata/flux/package.json"));
-  const source = fs.readFileSync(path.join(dir, "flux.js"), "utf8");
-  const firstLine = "import * as wasm from './flux_bg.wasm';";
+// @influxdata/flux and @influxdata/flux-lsp-browser are wasm-bindgen
+// bundler builds: their glue module starts with
+// `import * as wasm from './X_bg.wasm'`, which Node cannot import. A copy of
+// the glue whose first line takes the instance from us instead is loaded,
+// and the wasm module is instantiated with that copy's exports as its
+// imports (each import of the wasm module names one export of the glue).
+// The lsp glue also ends by caching views of the wasm memory at load time;
+// those lines move into the setter.
+async function loadBindgen(packageName, glueFile, wasmFile) {
+  const dir = path.dirname(require.resolve(`${packageName}/package.json`));
+  const source = fs.readFileSync(path.join(dir, glueFile), "utf8");
+  const firstLine = `import * as wasm from './${wasmFile}';`;
   if (!source.startsWith(firstLine)) {
-    throw new Error("@influxdata/flux: flux.js no longer starts with the wasm import");
+    throw new Error(`${packageName}: ${glueFile} no longer starts with the wasm import`);
   }
+  const eager = /^cached\w+ = new \w+Array\(wasm\.memory\.buffer\);$/gm;
+  const atLoad = source.match(eager) ?? [];
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "qfp-flux-"));
   try {
-    const copy = path.join(tmp, "flux.mjs");
-    fs.writeFileSync(copy, "let wasm; export function __setWasm(w) { wasm = w; }" +
-                     source.slice(firstLine.length));
+    const copy = path.join(tmp, "glue.mjs");
+    fs.writeFileSync(copy, `let wasm; export function __setWasm(w) { wasm = w; ${atLoad.join(" ")} }` +
+                     source.slice(firstLine.length).replace(eager, ""));
     const glue = await import(pathToFileURL(copy).href);
-    const module = await WebAssembly.compile(fs.readFileSync(path.join(dir, "flux_bg.wasm")));
+    const module = await WebAssembly.compile(fs.readFileSync(path.join(dir, wasmFile)));
     const imports = {};
     for (const {module: from, name} of WebAssembly.Module.imports(module)) {
       if (typeof glue[name] !== "function") {
-        throw new Error(`@influxdata/flux: the wasm module imports ${from}.${name}, which flux.js lacks`);
+        throw new Error(`${packageName}: the wasm module imports ${from}.${name}, which ${glueFile} lacks`);
       }
       (imports[from] ??= {})[name] = glue[name];
     }
     const instance = await WebAssembly.instantiate(module, imports);
     glue.__setWasm(instance.exports);
-    return glue.parse;
+    return glue;
   } finally {
     fs.rmSync(tmp, {recursive: true, force: true});
   }
+}
+
+// What InfluxDB's own UI declares for a dashboard query; Grafana supplies the
+// same three values. Only their types matter to the check.
+const GRAFANA_V = "option v = {timeRangeStart: 2026-01-01T00:00:00Z, " +
+                  "timeRangeStop: 2026-01-01T01:00:00Z, windowPeriod: 10s}\n";
+
+// Flux wants imports first: the option goes after the leading import lines.
+function withGrafanaV(query) {
+  const lines = query.split("\n");
+  let n = 0;
+  while (n < lines.length && /^\s*(import\s|$)/.test(lines[n])) n++;
+  return [...lines.slice(0, n), GRAFANA_V + lines.slice(n).join("\n")].join("\n");
 }
 
 function collectErrors(node, out = []) {
@@ -84,10 +106,17 @@ async function fluxCommand() {
   if (!Array.isArray(queries) || !queries.every((q) => typeof q === "string")) {
     throw new UsageError("flux: standard input must be a JSON list of strings");
   }
-  const parse = await loadFluxParser();
+  const {parse} = await loadBindgen("@influxdata/flux", "flux.js", "flux_bg.wasm");
+  const {Flux} = await loadBindgen("@influxdata/flux-lsp-browser", "flux-lsp-browser_bg.js",
+                                   "flux-lsp-browser_bg.wasm");
   const results = queries.map((query) => {
     const ast = parse(query);
-    return {errors: collectErrors(ast), ast};
+    const checked = new Flux(withGrafanaV(query));
+    try {
+      return {errors: collectErrors(ast), semanticValid: checked.is_valid(), ast};
+    } finally {
+      checked.free();
+    }
   });
   process.stdout.write(JSON.stringify(results));
 }

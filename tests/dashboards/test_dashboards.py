@@ -14,7 +14,9 @@
   scenario (per series and per time bucket).
 - Flux: no Flux engine runs here, so every Flux query of the 2.x dashboard is
   parsed by InfluxData's parser (npm @influxdata/flux, WebAssembly, through
-  check.mjs) and must have no syntax errors; and each is compared with its
+  check.mjs) and must have no syntax errors, must pass the Flux language
+  server's semantic check (npm @influxdata/flux-lsp-browser: names, types,
+  the standard library's signatures); and each is compared with its
   InfluxQL twin by structure: measurement, filters on tags and on
   error_type/error_category, fields, aggregate, grouping, time range.
 
@@ -240,8 +242,8 @@ def checker_problem() -> str | None:
         return ("node is not installed (Debian nodejs; scripts/install-deps.sh "
                 "installs it)")
     packages = json.loads(LOCK.read_text())["packages"]
-    for name in ("@influxdata/flux", "@grafana/schema", "ajv",
-                 "ts-json-schema-generator"):
+    for name in ("@influxdata/flux", "@influxdata/flux-lsp-browser",
+                 "@grafana/schema", "ajv", "ts-json-schema-generator"):
         pinned = packages[f"node_modules/{name}"]["version"]
         installed = HERE / "node_modules" / name / "package.json"
         have = (json.loads(installed.read_text())["version"]
@@ -564,6 +566,7 @@ class FluxTest(unittest.TestCase):
             with self.subTest(f"{where} {ref}"):
                 self.assertIn("v.timeRangeStart", query)
                 self.assertEqual(result["errors"], [], query)
+                self.assertTrue(result["semanticValid"], query)
                 self.assertEqual(result["ast"]["type"], "File")
 
     def test_parser_reports_a_broken_query(self):
@@ -573,7 +576,23 @@ class FluxTest(unittest.TestCase):
                               good.replace('"', "", 1)])
         for result in results:
             self.assertNotEqual(result["errors"], [])
+            self.assertFalse(result["semanticValid"])
         self.assertIn("expected RPAREN, got EOF", results[0]["errors"])
+
+    def test_semantic_check_reports_a_wrong_query(self):
+        # Valid syntax, wrong Flux: an unknown function, a misspelt argument,
+        # a missing required argument, a misspelt field of Grafana's v.
+        _, _, good = self.flux_queries()[1]
+        wrong = [good.replace("fn: sum", "fn: summ"),
+                 good.replace("every:", "evry:"),
+                 good.replace("group(columns: ", "group(cols: "),
+                 good.replace("v.windowPeriod", "v.windowPeriods")]
+        self.assertEqual(len(set(wrong)), len(wrong))
+        results = parse_flux([good] + wrong)
+        self.assertTrue(results[0]["semanticValid"])
+        for query, result in zip(wrong, results[1:]):
+            self.assertEqual(result["errors"], [], query)
+            self.assertFalse(result["semanticValid"], query)
 
     def test_flux_twins_have_influxqls_structure(self):
         iql, flux = load(INFLUXQL_FILE), load(FLUX_FILE)
