@@ -1,4 +1,4 @@
-"""The Grafana dashboards in dashboards/: they import, and their queries count right.
+"""The Grafana dashboards in dashboards/: they import, and count right.
 
 - The JSON files are what dashboards/generate.py writes.
 - Import: each file passes a JSON Schema generated from Grafana's own
@@ -30,7 +30,6 @@ Run from tests/:  /usr/bin/python3 -m unittest -v dashboards.test_dashboards
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import os
 import re
@@ -430,7 +429,7 @@ def fold_per_value_queries(structures: list[Structure]) -> Structure:
                      first.time_range, first.windowed)
 
 
-# -- Tests ----------------------------------------------------------------------
+# -- Tests ------------------------------------------------------------------
 
 def load(path: Path) -> dict:
     return json.loads(path.read_text())
