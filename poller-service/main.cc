@@ -20,6 +20,7 @@
 #include "common/metrics_server.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
+#include "poller-service/peer_membership.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poll_scheduler.h"
 #include "poller-service/poller_config.h"
@@ -216,8 +217,13 @@ int Main(int argc, char** argv) {
 
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
+  // Which targets are this poller's (cluster.*); with peersDns the first
+  // resolution happens here, before the first poll.
+  PollerCluster cluster(config.cluster, plan, metrics);
+  cluster.Start();
+  spdlog::info("poll targets {}", cluster.description());
   PollScheduler scheduler(config, plan, *transport, client, SystemClock::Get(),
-                          metrics);
+                          metrics, cluster.ownership());
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}",
@@ -233,6 +239,7 @@ int Main(int argc, char** argv) {
   });
   scheduler.Run(stop);
   signal_waiter.join();
+  cluster.Stop();
   // Polls still running past their timeout are cancelled while the
   // scheduler (their callbacks' target) is still alive.
   transport.reset();
