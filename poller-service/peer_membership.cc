@@ -96,7 +96,8 @@ void PeerMembership::Refresh() {
     ownership_.SetMembers(*resolved);
     if (!ownership_.self_listed()) {
       problem = absl::StrCat(peers_dns_, " lists ", resolved->size(),
-                             " addresses, not this poller's (cluster.self ",
+                             resolved->size() == 1 ? " address" : " addresses",
+                             ", not this poller's (cluster.self ",
                              ownership_.self(), ")");
     }
   } else {
@@ -117,16 +118,16 @@ void PeerMembership::Refresh() {
     const absl::Duration now = SystemClock::Get().Monotonic();
     if (!applied_once_ || !was_fallback_) {
       spdlog::warn(
-          "cluster {}: {}; polling every target ({} of {}) rather than none "
+          "cluster: {}; polling every target ({} of {}) rather than none "
           "until this poller is listed",
-          peers_dns_, problem, owned, target_keys_.size());
+          problem, owned, target_keys_.size());
       failed_since_line_ = 0;
       last_fallback_line_ = now;
     } else if (now - last_fallback_line_ >= absl::Minutes(1)) {
       spdlog::warn(
-          "cluster {}: {}; still polling every target ({} failed refreshes "
+          "cluster: {}; still polling every target ({} failed refreshes "
           "since the previous line)",
-          peers_dns_, problem, failed_since_line_);
+          problem, failed_since_line_);
       failed_since_line_ = 0;
       last_fallback_line_ = now;
     }
