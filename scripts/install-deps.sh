@@ -15,6 +15,7 @@ PACKAGES=(
   python3-protobuf openssl curl
   util-linux procps
   faketime  # libfaketime: tests/integration/test_clock_steps.py
+  dnsmasq-base  # the loopback DNS server of tests/integration/test_sharding.py
   # the offline Helm chart test (tests/helm)
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev yamllint
 )
