@@ -302,7 +302,7 @@ void ParseCluster(const ConfigNode& node, ClusterConfig& cluster) {
     }
   }
 
-  if (node["shardCount"].present()) {
+  if (node["shardCount"].present() && cluster.shard_count > 0) {
     if (node["shardIndex"].present()) {
       cluster.shard_index =
           static_cast<int>(node["shardIndex"].Int(0, 0, kMaxShards - 1));
