@@ -106,7 +106,8 @@ class PeerMembership {
 // This poller's share of the targets, from its ClusterConfig: every target
 // (no cluster keys), fixed shards (shardCount) or members from DNS
 // (peersDns). Sets the ClusterMetrics; Start/Stop run the DNS refresh when
-// there is one.
+// there is one. Construct, Start and Stop on one thread (main);
+// ownership()'s Owns may be called from any thread meanwhile.
 class PollerCluster {
  public:
   PollerCluster(const ClusterConfig& config,
