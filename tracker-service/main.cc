@@ -259,6 +259,7 @@ int Main(int argc, char** argv) {
           next_summary = clock.Monotonic() + kSummaryInterval;
         }
       }
+      service.CheckLiveness();  // silent pollers
       std::string why;
       const bool serving = queue == nullptr || queue->healthy(&why);
       if (health != nullptr && serving != last_serving) {
