@@ -107,6 +107,8 @@ class TrackerClient final : public FailureSink {
   uint64_t acknowledged() const { return acknowledged_.value(); }
   // Failures the tracker refused as malformed and that were dropped.
   uint64_t rejected() const { return rejected_.value(); }
+  // Heartbeats written to a stream (qfp_poller_heartbeats_sent_total).
+  uint64_t heartbeats_sent() const { return heartbeats_sent_.value(); }
 
   const FailureQueue& spool() const { return *spool_; }
 
