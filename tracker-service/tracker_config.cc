@@ -180,6 +180,9 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   }
   config.coverage_enabled =
       own["coverage"]["enable"].Bool(config.coverage_enabled);
+  if (config.coverage_enabled) {
+    config.coverage_targets = ReadConfiguredTargets(sos);
+  }
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

@@ -5,10 +5,12 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "tracker-service/coverage.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/influx_v2_writer.h"
@@ -60,6 +62,9 @@ struct TrackerConfig {
   // Targets of this file no poller attempted within 2 of their intervals
   // get an error point (error_category not_polled).
   bool coverage_enabled = false;  // coverage.enable
+  // With coverage_enabled: the poll plan's targets, read from the keys the
+  // poller reads (coverage.h).
+  std::vector<ConfiguredTarget> coverage_targets;
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 

@@ -71,6 +71,13 @@ TrackerService::TrackerService(const TrackerConfig& config,
                     ? std::make_unique<PollerLiveness>(config.missed_heartbeats,
                                                        clock)
                     : nullptr),
+      coverage_(config.coverage_enabled
+                    ? std::make_unique<Coverage>(config.coverage_targets, clock)
+                    : nullptr),
+      targets_not_polled_(metrics.AddCounter(
+          "qfp_tracker_targets_not_polled_total",
+          "Times a configured target was attempted by no poller for its "
+          "window (coverage.enable; one not_polled error point each).")),
       recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {
   attempts_schema_.measurement = config.poll_attempts_measurement;
   attempts_schema_.static_tags = config.schema.static_tags;
@@ -132,6 +139,13 @@ void TrackerService::OnHeartbeat(const failedpolls::v1::Heartbeat& heartbeat,
           heartbeat.poller_id(), heartbeat.instance_id());
     }
   }
+  if (coverage_ != nullptr) {
+    for (const failedpolls::v1::TargetAttempts& target : heartbeat.targets()) {
+      if (target.attempted() == 0) continue;
+      coverage_->Attempted(target.source(), target.server_name(), target.host(),
+                           target.virtual_proxy());
+    }
+  }
   if (config_.poll_attempts_enabled && queue_ != nullptr &&
       heartbeat.targets_size() > 0) {
     WriteOwnPoints(HeartbeatToAttemptsPoints(heartbeat, attempts_schema_),
@@ -155,6 +169,32 @@ void TrackerService::CheckLiveness() {
         "silent", clock_.Now(), schema_));
   }
   if (!points.empty() && queue_ != nullptr) WriteOwnPoints(points, "silent");
+  if (coverage_ == nullptr) return;
+  const std::vector<ConfiguredTarget> missed = coverage_->Check();
+  if (missed.empty()) return;
+  targets_not_polled_.Increment(missed.size());
+  // One line per check, however many targets: with no poller at all, every
+  // target is missed at once.
+  std::string names;
+  for (size_t i = 0; i < missed.size() && i < 5; ++i) {
+    absl::StrAppend(&names, i == 0 ? "" : ", ", missed[i].Key());
+  }
+  spdlog::warn(
+      "{} configured targets were not polled by any poller within 2 of their "
+      "intervals (or timeouts, when longer): {}{}",
+      missed.size(), names, missed.size() > 5 ? ", ..." : "");
+  if (queue_ == nullptr) return;
+  std::vector<Point> not_polled;
+  not_polled.reserve(missed.size());
+  const absl::Time now = clock_.Now();
+  for (const ConfiguredTarget& target : missed) {
+    not_polled.push_back(TrackerErrorPoint(
+        ErrorPointSubject{std::string(SourceName(target.source)),
+                          target.server_name, target.host,
+                          target.virtual_proxy},
+        "not_polled", now, schema_));
+  }
+  WriteOwnPoints(not_polled, "not_polled");
 }
 
 void TrackerService::WriteOwnPoints(const std::vector<Point>& points,

@@ -23,6 +23,7 @@
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/server_builder.h"
+#include "tracker-service/coverage.h"
 #include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_check.h"
@@ -94,8 +95,10 @@ class TrackerService final
   uint64_t accepted() const { return accepted_.value(); }
 
   // Reports pollers that went silent since the previous call (a warning and
-  // one error point each, error_type POLLER, error_category silent). The
-  // tracker's main calls it every second; any thread, one at a time.
+  // one error point each, error_type POLLER, error_category silent) and,
+  // with coverage.enable, configured targets no poller attempted
+  // (coverage.h; error_category not_polled). The tracker's main calls it
+  // every second; any thread, one at a time.
   void CheckLiveness();
 
   // Heartbeats used since start (qfp_tracker_heartbeats_received_total
@@ -161,6 +164,9 @@ class TrackerService final
   AttemptsSchema attempts_schema_;
   // Null when missedHeartbeats is 0.
   std::unique_ptr<PollerLiveness> liveness_;
+  // Null unless coverage.enable.
+  std::unique_ptr<Coverage> coverage_;
+  Counter& targets_not_polled_;
   LogRateLimiter heartbeat_log_{absl::Seconds(10)};
   LogRateLimiter own_points_log_{absl::Seconds(10)};
   // Ids accepted recently: a re-sent failure is acknowledged again without
