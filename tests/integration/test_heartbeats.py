@@ -10,7 +10,9 @@ and watches the poller for silence (missedHeartbeats: 3). Checked:
   * a clean stop (SIGTERM) is announced and is not reported as silence;
   * a killed poller (SIGKILL) becomes one POLLER point within 3 intervals
     (plus the tracker's 1 s check and its flush), logged at warn;
-  * a restarted poller is logged as back, and no second point follows.
+  * a restarted poller is logged as back, and no second point follows;
+  * coverage (coverage.enable): while the poller runs no target is reported;
+    once it is gone every target gets a not_polled point of its own.
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ class HeartbeatTest(unittest.TestCase):
             sessions_interval_ms=int(INTERVAL_S * 1000),
             request_timeout_ms=2000,
             tracker_extra={"missedHeartbeats": MISSED,
-                           "pollAttempts": {"enable": True}})
+                           "pollAttempts": {"enable": True},
+                           "coverage": {"enable": True}})
         cls.config_path = stack.write_config(
             os.path.join(cls.tmp, "butler-sos.yaml"), config)
         cls.tracker = stack.start_tracker(cls.config_path, cls.tmp)
@@ -95,6 +98,10 @@ class HeartbeatTest(unittest.TestCase):
         return [p for p in self.points(stack.MEASUREMENT)
                 if p["error_type"] == "POLLER"]
 
+    def not_polled_points(self):
+        return [p for p in self.points(stack.MEASUREMENT)
+                if p["error_category"] == "not_polled"]
+
     def test_attempts_silence_and_return(self):
         # 1. A poller runs for a few rounds, then stops cleanly.
         poller = self.start_poller()
@@ -104,6 +111,8 @@ class HeartbeatTest(unittest.TestCase):
             timeout=30, message="three failed polls of the failing server")
         self.tracker.wait_for_log(
             f"poller {POLLER_ID} (instance", timeout=10)
+        # Polled all along: coverage reports nothing.
+        self.assertEqual(self.not_polled_points(), [])
         self.assertEqual(poller.stop(timeout=20), 0)
         self.tracker.wait_for_log("is stopping: its silence is expected",
                                   timeout=10)
@@ -181,6 +190,21 @@ class HeartbeatTest(unittest.TestCase):
         self.assertEqual(len(self.poller_points()), 1)
         self.assertEqual(self.tracker.log_text().count(
             f"poller {POLLER_ID} is silent"), 1)
+
+        # Coverage: while no poller ran, every target was reported, with
+        # its own tags.
+        ports = self.site.ports
+        reported = {(p["error_type"], p["server_name"], p["host"],
+                     p["virtual_proxy"])
+                    for p in self.not_polled_points()}
+        self.assertEqual(reported, {
+            ("HEALTH_API", HEALTHY, f"127.0.0.1:{ports['ok']}", None),
+            ("HEALTH_API", FAILING, f"127.0.0.1:{ports['http500']}", None),
+            ("PROXY_API", HEALTHY, f"127.0.0.1:{ports['ok']}", "/"),
+            ("PROXY_API", HEALTHY, f"127.0.0.1:{ports['ok']}", "/sales")})
+        for p in self.not_polled_points():
+            self.assertEqual(p["error_count"], 1)
+            self.assertIsNone(p["request_url"])
 
 
 if __name__ == "__main__":
