@@ -531,8 +531,15 @@ TEST(TrackerConfigTest, HeartbeatKeysRead) {
       "    tracker:\n"
       "      missedHeartbeats: 5\n"
       "      pollAttempts: {enable: true, measurementName: attempts}\n"
-      "      coverage: {enable: true}\n"));
+      "      coverage: {enable: true}\n"
+      "  serversToMonitor:\n"
+      "    pollingInterval: 30000\n"
+      "    servers:\n"
+      "      - {host: \"sense1:4747\", serverName: sense1}\n"));
   ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->coverage_targets.size(), 1u);
+  EXPECT_EQ(config->coverage_targets[0].Key(), "HEALTH_API sense1");
+  EXPECT_EQ(config->coverage_targets[0].interval, absl::Seconds(30));
   EXPECT_EQ(config->missed_heartbeats, 5);
   EXPECT_TRUE(config->poll_attempts_enabled);
   EXPECT_EQ(config->poll_attempts_measurement, "attempts");
@@ -554,6 +561,9 @@ TEST(TrackerConfigTest, HeartbeatKeysErrorsNameTheKey) {
        "Butler-SOS.failedPolls.tracker.pollAttempts.enabel"},
       {"      coverage: {enable: true, every: 1}\n",
        "Butler-SOS.failedPolls.tracker.coverage.every"},
+      // Coverage needs the plan: the poller's required keys are required.
+      {"      coverage: {enable: true}\n",
+       "Butler-SOS.serversToMonitor.pollingInterval"},
   };
   for (const auto& c : cases) {
     absl::StatusOr<TrackerConfig> config =
