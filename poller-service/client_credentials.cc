@@ -17,6 +17,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::poller {
@@ -26,6 +28,11 @@ namespace {
 // Far above any real PEM file (a CA bundle of every public root is ~200 KB);
 // a larger file is refused rather than read into memory.
 constexpr off_t kMaxPemBytes = off_t{16} << 20;
+
+// How long after its modification a file's stamp is not trusted alone (see
+// ClientCredentials::WatchedFile::racy): above the kernel's timestamp
+// granularity (a jiffy, 1-10 ms) with a wide margin.
+constexpr int64_t kRacyWindowNs = 1000000000;
 
 FileStamp StampOfStat(const struct stat& st) {
   FileStamp stamp;
@@ -270,6 +277,9 @@ ApplyResult ApplyTo(const CredentialSnapshot& snapshot, SSL_CTX* ctx,
 
 ClientCredentials::ClientCredentials(TlsSettings settings)
     : settings_(std::move(settings)) {
+  cert_.path = settings_.client_cert_file;
+  key_.path = settings_.client_key_file;
+  ca_.path = settings_.ca_file;
   Refresh(/*force=*/true);
 }
 
@@ -278,19 +288,41 @@ std::shared_ptr<const CredentialSnapshot> ClientCredentials::Current() {
   return current_;
 }
 
+bool ClientCredentials::Changed(WatchedFile& file) {
+  if (!file.racy && StampOf(file.path) == file.stamp) return false;
+  std::string bytes;
+  FileStamp stamp;
+  std::string error = ReadPem(file.path, &bytes, &stamp);
+  if (!error.empty()) stamp = StampOf(file.path);
+  // Racy while the read came less than a window after the modification (or
+  // the file could not be read: no stamp to trust).
+  const int64_t modified_ns =
+      int64_t{stamp.mtime_s} * 1000000000 + stamp.mtime_ns;
+  const int64_t now_ns = absl::ToUnixNanos(absl::Now());
+  file.racy = !error.empty() || now_ns - modified_ns < kRacyWindowNs;
+  file.stamp = stamp;
+  const bool changed = bytes != file.bytes || error != file.read_error ||
+                       (error.empty() && file.bytes.empty() && bytes.empty());
+  file.bytes = std::move(bytes);
+  file.read_error = std::move(error);
+  return changed;
+}
+
 void ClientCredentials::Refresh(bool force) {
   const bool has_identity = !settings_.client_cert_file.empty();
   const bool has_trust = !settings_.ca_file.empty();
-  const std::string& key_file = settings_.client_key_file.empty()
-                                    ? settings_.client_cert_file
-                                    : settings_.client_key_file;
-  const bool identity_changed =
-      has_identity &&
-      (force || StampOf(settings_.client_cert_file) != cert_stamp_ ||
-       StampOf(key_file) != key_stamp_);
-  const bool trust_changed =
-      has_trust && (force || StampOf(settings_.ca_file) != ca_stamp_);
-  if (!force && !identity_changed && !trust_changed) return;
+  const bool separate_key = !settings_.client_key_file.empty();
+  const std::string& key_file =
+      separate_key ? settings_.client_key_file : settings_.client_cert_file;
+  bool identity_changed = false;
+  if (has_identity) {
+    // Both checked (no short cut), so that both stamps stay current.
+    const bool cert_changed = Changed(cert_);
+    const bool key_changed = separate_key && Changed(key_);
+    identity_changed = force || cert_changed || key_changed;
+  }
+  const bool trust_changed = has_trust && (Changed(ca_) || force);
+  if (!identity_changed && !trust_changed) return;
 
   auto next = std::make_shared<CredentialSnapshot>();
   const CredentialSnapshot* last = current_.get();
@@ -317,20 +349,13 @@ void ClientCredentials::Refresh(bool force) {
 
   if (identity_changed) {
     ++parses_;
-    std::string cert_pem;
-    std::string key_pem;
-    FileStamp cert_stamp;
-    FileStamp key_stamp;
-    std::string why =
-        ReadPem(settings_.client_cert_file, &cert_pem, &cert_stamp);
-    if (why.empty()) why = ReadPem(key_file, &key_pem, &key_stamp);
+    const WatchedFile& key = separate_key ? key_ : cert_;
+    std::string why = cert_.read_error;
+    if (why.empty()) why = key.read_error;
     Identity parsed;
-    if (why.empty()) why = ParseIdentity(settings_, cert_pem, key_pem, &parsed);
-    // What was read is what counts as seen, good or bad: a bad version is
-    // tried (and logged) once, and again only when the files change again.
-    cert_stamp_ =
-        why.empty() ? cert_stamp : StampOf(settings_.client_cert_file);
-    key_stamp_ = why.empty() ? key_stamp : StampOf(key_file);
+    if (why.empty()) {
+      why = ParseIdentity(settings_, cert_.bytes, key.bytes, &parsed);
+    }
     if (why.empty()) {
       X509_free(next->certificate);
       for (X509* c : next->chain) X509_free(c);
@@ -344,6 +369,7 @@ void ClientCredentials::Refresh(bool force) {
                      settings_.client_cert_file, key_file);
       }
     } else if (next->certificate != nullptr) {
+      // Logged once: the same bytes are not parsed again.
       spdlog::warn("{}; keeping the client certificate loaded before", why);
     } else {
       spdlog::error("{}", why);
@@ -353,12 +379,9 @@ void ClientCredentials::Refresh(bool force) {
 
   if (trust_changed) {
     ++parses_;
-    std::string pem;
-    FileStamp stamp;
     X509_STORE* store = nullptr;
-    std::string why = ReadPem(settings_.ca_file, &pem, &stamp);
-    if (why.empty()) why = ParseTrust(settings_, pem, &store);
-    ca_stamp_ = why.empty() ? stamp : StampOf(settings_.ca_file);
+    std::string why = ca_.read_error;
+    if (why.empty()) why = ParseTrust(settings_, ca_.bytes, &store);
     if (why.empty()) {
       X509_STORE_free(next->trust);
       next->trust = store;

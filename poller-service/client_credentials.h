@@ -100,14 +100,17 @@ ApplyResult ApplyTo(const CredentialSnapshot& snapshot, SSL_CTX* ctx,
 //
 // Current() stat()s the configured files (at most three stat calls, about a
 // microsecond each, against about a millisecond of CPU for the handshake
-// itself, so every request checks rather than a timer) and parses again only
-// the part whose files' FileStamp changed: the client certificate and key
-// together, the CA file alone. A part that fails to parse (a half-written or
-// corrupt replacement, a key that does not match the certificate) keeps the
-// last good objects and is logged once per change on disk (warning); it is
-// tried again when its files change again. With no good objects ever, the
-// snapshot carries the error and requests fail as they would have with libcurl
-// reading the files.
+// itself, so every request checks rather than a timer; see the benchmark in
+// tests/bench/README.md). A file whose FileStamp changed, or that was
+// modified within a second of its last read (timestamps are coarser than a
+// quick rewrite, and inodes are reused), is read again and its bytes
+// compared; only a part whose bytes changed is parsed again: the client
+// certificate and key together, the CA file alone. A part that fails to parse
+// (a half-written or corrupt replacement, a key that does not match the
+// certificate) keeps the last good objects and is logged once per change on
+// disk (warning); it is tried again when its files change again. With no good
+// objects ever, the snapshot carries the error and requests fail as they would
+// have with libcurl reading the files.
 //
 // Not thread-safe: one owner (the transport's thread) calls Current(); the
 // snapshots it returns are safe anywhere.
@@ -131,10 +134,25 @@ class ClientCredentials {
   // `force`), replacing current_ when anything was parsed.
   void Refresh(bool force);
 
+  // One configured file: its stamp and bytes as last read.
+  struct WatchedFile {
+    std::string path;
+    FileStamp stamp;
+    std::string bytes;
+    std::string read_error;  // why the last read failed; "" if it did not
+    // Modified less than kRacyWindow before it was read: a later rewrite
+    // might leave the same stamp (coarse timestamps, a reused inode), so
+    // its bytes are compared until a read sees it older ("racy git").
+    bool racy = true;
+  };
+  // Whether `file`'s bytes differ from the last read (always on the first
+  // call); reads it only when its stamp changed or it is racy.
+  static bool Changed(WatchedFile& file);
+
   const TlsSettings settings_;
-  FileStamp cert_stamp_;
-  FileStamp key_stamp_;
-  FileStamp ca_stamp_;
+  WatchedFile cert_;
+  WatchedFile key_;  // unused (cert_ holds the key) without a key file
+  WatchedFile ca_;
   std::shared_ptr<const CredentialSnapshot> current_;
   int parses_ = 0;
 };
