@@ -15,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -53,6 +54,14 @@ int EnsureCurlGlobalInit() {
   return result;
 }
 
+struct CurlTransport::SessionShare {
+  CURLSH* handle = nullptr;
+  // The credentials the sessions were made with.
+  std::shared_ptr<const CredentialSnapshot> credentials;
+  SteadyClock::time_point created;
+  size_t users = 0;  // requests whose easy handle uses `handle`
+};
+
 struct CurlTransport::Transfer {
   Transfer() = default;
   Transfer(const Transfer&) = delete;
@@ -79,6 +88,9 @@ struct CurlTransport::Transfer {
   // Why applying `credentials` failed (PrepareSslContext), for error_text:
   // libcurl itself only says "error signaled by ssl ctx callback".
   std::string credentials_error;
+  // The share handle caching this request's server's TLS sessions, while
+  // the request uses it (see CurlTransport::AcquireShare).
+  CurlTransport::SessionShare* share = nullptr;
   // The request's BodyCheck refused the body (WriteBody stopped the read).
   bool body_rejected = false;
   SteadyClock::time_point started;
@@ -254,10 +266,11 @@ CURLcode Configure(Transfer& t) {
                        static_cast<long>(t.request.max_redirects)));  // NOLINT
   check(curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https"));
 
-  // Each poll is a real attempt: a new connection, a full TLS handshake (a
-  // resumed session would skip verifying the certificate) and a fresh name
-  // lookup (the multi handle otherwise shares a 60 s DNS cache), like
-  // Butler SOS's requests.
+  // Each poll is a real attempt: a new connection, a TLS handshake (full,
+  // unless sessions are on and Activate gives it its server's session
+  // cache: see "TLS sessions" in the header) and a fresh name lookup (the
+  // multi handle otherwise shares a 60 s DNS cache), like Butler SOS's
+  // requests.
   check(curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L));
   check(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
   check(curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L));
@@ -569,7 +582,9 @@ CurlTransport::CurlTransport(const CurlTransportLimits& limits)
     : max_handshakes_(limits.max_handshakes == 0 ? 1 : limits.max_handshakes),
       handshake_grace_(std::max(limits.handshake_grace, absl::ZeroDuration())),
       max_open_(limits.max_open == 0 ? DefaultMaxOpen() : limits.max_open),
-      multi_(nullptr) {
+      multi_(nullptr),
+      session_lifetime_(
+          std::max(limits.session_lifetime, absl::ZeroDuration())) {
   const int init = EnsureCurlGlobalInit();
   if (init != CURLE_OK) {
     spdlog::error("curl_global_init failed: {}",
@@ -608,6 +623,11 @@ CurlTransport::~CurlTransport() {
     transfer.reset();
     if (done) done(std::move(outcome));
   }
+  // Last: every easy handle that used a share handle is gone.
+  for (auto& [key, share] : shares_) {
+    if (share->handle != nullptr) curl_share_cleanup(share->handle);
+  }
+  shares_.clear();
 }
 
 void CurlTransport::Start(const HttpRequest& request, DoneCallback done) {
@@ -646,6 +666,71 @@ ClientCredentials* CurlTransport::CredentialsFor(const TlsSettings* tls) {
              .first;
   }
   return it->second.get();
+}
+
+void* CurlTransport::AcquireShare(Transfer& t) {
+  if (session_lifetime_ <= absl::ZeroDuration()) return nullptr;
+  const SteadyClock::time_point now = SteadyClock::now();
+  const auto lifetime = absl::ToChronoNanoseconds(session_lifetime_);
+  // Forget servers no longer polled, at most once per lifetime.
+  if (now - last_share_sweep_ >= lifetime) {
+    last_share_sweep_ = now;
+    absl::erase_if(shares_, [&](const auto& entry) {
+      const SessionShare& share = *entry.second;
+      if (share.users > 0 || now - share.created < lifetime) return false;
+      if (share.handle != nullptr) curl_share_cleanup(share.handle);
+      return true;
+    });
+  }
+  // The server: host and port as libcurl reads them.
+  CURLU* url = curl_url();
+  if (url == nullptr) return nullptr;
+  char* host = nullptr;
+  char* port = nullptr;
+  std::string key;
+  if (curl_url_set(url, CURLUPART_URL, t.request.url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+          CURLUE_OK) {
+    key = absl::StrCat(
+        host, ":", port, "|", t.verifies_server ? 1 : 0, "|",
+        reinterpret_cast<uintptr_t>(CredentialsFor(t.request.tls)));
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(url);
+  if (key.empty()) return nullptr;  // a bad URL: libcurl reports it
+
+  std::unique_ptr<SessionShare>& share = shares_[key];
+  if (share == nullptr) share = std::make_unique<SessionShare>();
+  const bool due = share->handle == nullptr ||
+                   now - share->created >= lifetime ||
+                   share->credentials != t.credentials;
+  if (due) {
+    // In use: libcurl cannot drop a share handle an easy handle still
+    // holds. This request then makes a full handshake, cached nowhere.
+    if (share->users > 0) return nullptr;
+    if (share->handle != nullptr) curl_share_cleanup(share->handle);
+    share->handle = curl_share_init();
+    if (share->handle == nullptr ||
+        curl_share_setopt(share->handle, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+      if (share->handle != nullptr) curl_share_cleanup(share->handle);
+      share->handle = nullptr;
+      return nullptr;
+    }
+    share->created = now;
+    share->credentials = t.credentials;
+  }
+  ++share->users;
+  t.share = share.get();
+  return share->handle;
+}
+
+void CurlTransport::ReleaseShare(Transfer& t) {
+  if (t.share == nullptr) return;
+  --t.share->users;
+  t.share = nullptr;
 }
 
 void CurlTransport::ReleaseSlots() {
@@ -690,9 +775,20 @@ void CurlTransport::Activate(TransferPtr transfer) {
     finished_.push_back(std::move(transfer));
     return;
   }
+  if (void* share = AcquireShare(*transfer); share != nullptr) {
+    if (curl_easy_setopt(transfer->easy, CURLOPT_SHARE, share) != CURLE_OK ||
+        curl_easy_setopt(transfer->easy, CURLOPT_SSL_SESSIONID_CACHE, 1L) !=
+            CURLE_OK) {
+      curl_easy_setopt(transfer->easy, CURLOPT_SHARE, nullptr);
+      ReleaseShare(*transfer);
+    }
+  }
   const CURLMcode added =
       curl_multi_add_handle(AsMulti(multi_), transfer->easy);
   if (added != CURLM_OK) {
+    curl_easy_cleanup(transfer->easy);
+    transfer->easy = nullptr;
+    ReleaseShare(*transfer);
     EndWithoutTransfer(
         *transfer, CURLE_FAILED_INIT,
         std::string("curl_multi_add_handle: ") + curl_multi_strerror(added));
@@ -732,6 +828,7 @@ void CurlTransport::CollectFinished() {
     curl_multi_remove_handle(AsMulti(multi_), easy);
     curl_easy_cleanup(easy);
     transfer->easy = nullptr;
+    ReleaseShare(*transfer);
     finished_.push_back(std::move(transfer));
   }
 }

@@ -5,6 +5,7 @@
 #define QFP_POLLER_CURL_TRANSPORT_H_
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <memory>
@@ -59,6 +60,12 @@ struct CurlTransportLimits {
   // Requests handed to libcurl at once (each holds a socket and ~80 KB); 0:
   // half the process's soft RLIMIT_NOFILE, at most 4096, at least 16.
   size_t max_open = 0;
+  // How long TLS sessions with one server (host and port) are resumed after
+  // its last full handshake; then its next request makes a full handshake
+  // again, verifying its certificate (an expired or replaced one is
+  // reported then). Zero (the default): every request makes a full
+  // handshake. See "TLS sessions" in the class comment for why it is off.
+  absl::Duration session_lifetime = absl::ZeroDuration();
 };
 
 // Each request is a fresh TCP and TLS connection (no reuse between polls), so
@@ -107,6 +114,27 @@ struct CurlTransportLimits {
 // queue here rather than with CURLMOPT_MAX_TOTAL_CONNECTIONS (which would turn
 // our congestion into timeouts blamed on a server). A queued request's
 // timeout and `elapsed` start when it leaves the queue.
+//
+// TLS sessions (off by default; CurlTransportLimits::session_lifetime): a
+// full handshake costs the client about 3.4 ms of CPU with the RSA-2048
+// certificates Qlik Sense exports and a resumed one about 1.3 ms
+// (tests/bench/poll_tls_bench; figures in tests/bench/README.md). They are
+// not resumed by default because a resumed handshake (1) skips verifying the
+// server's certificate, so an expired or replaced one would be reported up
+// to a lifetime late, and (2) fails outright against an OpenSSL server that
+// requires a client certificate but set no session id context (it answers
+// the offered session with an internal_error alert, as this project's own
+// test server does): a false failure, the worst output a poller can give.
+// With admission bounding handshakes, a full handshake per poll fits the CPU
+// (5000 servers every 30 s: about 0.6 of one core). When on: each server
+// (host:port, credentials, verify_server) has its own libcurl share handle
+// caching its sessions (libcurl 7.88 keeps at most 8 sessions per share
+// handle, so one handle for all servers would resume nothing at scale). A
+// share handle is dropped, and the server's next request makes a full
+// handshake, once it is `session_lifetime` old or when our credentials
+// changed on disk (a new CA must verify every server anew). A request that
+// finds its server's share handle due while another request still uses it
+// makes a full handshake, cached nowhere.
 //
 // Server verification (TlsSettings::verify_server) behaves like Node.js's,
 // so that failures carry the codes Butler SOS reports: complete chains to a
@@ -184,6 +212,19 @@ class CurlTransport final : public HttpTransport {
   // The active transfers holding a handshake slot, in activation order (so
   // the first one's grace ends first); owned by active_.
   std::vector<Transfer*> handshaking_;
+  // One server's TLS session cache (see TLS sessions above).
+  struct SessionShare;
+  // The share handle for `transfer`'s server, counted as used by it; null
+  // when sessions are off or the handle is due but still in use.
+  void* AcquireShare(Transfer& transfer);
+  // Drops `transfer`'s use of its share handle (after its easy handle is
+  // gone).
+  void ReleaseShare(Transfer& transfer);
+
+  // Keyed by "host:port|verify|credentials".
+  absl::flat_hash_map<std::string, std::unique_ptr<SessionShare>> shares_;
+  std::chrono::steady_clock::time_point last_share_sweep_;
+  const absl::Duration session_lifetime_;
   // Keyed by the TlsSettings' file names and passphrase.
   absl::flat_hash_map<std::string, std::unique_ptr<ClientCredentials>>
       credentials_;

@@ -391,12 +391,15 @@ class TlsServer {
     return heads_;
   }
   void Stop() { server_->Stop(); }
+  // Handshakes that resumed a session.
+  int resumed() const { return resumed_.load(); }
 
  private:
   void Serve(int fd) {
     SSL* ssl = SSL_new(ctx_);
     SSL_set_fd(ssl, fd);
     if (SSL_accept(ssl) == 1) {
+      if (SSL_session_reused(ssl) == 1) resumed_.fetch_add(1);
       std::string head;
       char buffer[4096];
       while (!absl::StrContains(head, "\r\n\r\n") && head.size() < 65536) {
@@ -429,6 +432,7 @@ class TlsServer {
   SSL_CTX* ctx_ = nullptr;
   std::mutex mu_;
   std::vector<std::string> heads_;
+  std::atomic<int> resumed_{0};
   std::unique_ptr<Server> server_;  // last: its thread uses the rest
 };
 
@@ -862,6 +866,35 @@ TEST(CurlTransportTest, MalformedUrl) {
 // ---- Over TLS
 // ---------------------------------------------------------------------
 
+// Replaces `path` the way an operator or Kubernetes does: written aside,
+// then renamed over it (a new inode).
+void Replace(const testing::TempDir& dir, const std::string& path,
+             const std::string& contents) {
+  const std::string aside = dir.Write("replacement.tmp", contents);
+  ASSERT_EQ(std::rename(aside.c_str(), path.c_str()), 0)
+      << std::strerror(errno);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::string data;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return data;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
+    data.append(buffer, n);
+  std::fclose(f);
+  return data;
+}
+
+// One request on `transport`.
+RequestOutcome FetchOn(CurlTransport& transport, const HttpRequest& request) {
+  Done done;
+  transport.Start(request, Record(&done, "only"));
+  RunUntil(transport, done, 1);
+  return done.outcomes.empty() ? RequestOutcome{} : done.outcomes[0];
+}
+
 class CurlTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -940,8 +973,75 @@ TEST_F(CurlTlsTest, EachRequestIsANewConnection) {
   }
   server.Stop();
   // The server serves one request per connection and closes it, so three
-  // answers prove three connections (and three full handshakes).
+  // answers prove three connections.
   EXPECT_EQ(server.heads().size(), 3u);
+}
+
+TEST_F(CurlTlsTest, SessionsAreResumedUntilTheirLifetimeEnds) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  const TlsSettings tls = Trusting();
+  CurlTransportLimits limits;
+  limits.session_lifetime = absl::Milliseconds(700);
+  CurlTransport transport(limits);
+  Done done;
+  auto poll = [&] {
+    transport.Start(Request(server.Url("/"), &tls), Record(&done, "r"));
+    RunUntil(transport, done, done.outcomes.size() + 1);
+    ASSERT_FALSE(done.outcomes.empty());
+    EXPECT_EQ(done.outcomes.back().http_status, 200)
+        << Describe(done.outcomes.back());
+  };
+  poll();  // full
+  poll();  // resumed
+  poll();  // resumed
+  EXPECT_EQ(server.resumed(), 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  poll();  // the lifetime is over: full, the certificate verified again
+  poll();  // resumed
+  server.Stop();
+  EXPECT_EQ(server.heads().size(), 5u);
+  EXPECT_EQ(server.resumed(), 3);
+}
+
+// New credentials end the sessions: a replaced CA file must verify the
+// server anew, not ride on a session verified under the old one.
+TEST_F(CurlTlsTest, ChangedCredentialsEndTheSessions) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  testing::TempDir dir;
+  TlsSettings tls = Trusting();
+  tls.ca_file = dir.Write("ca.pem", ReadAll(pki().ca));
+  CurlTransportLimits limits;
+  limits.session_lifetime = absl::Minutes(10);
+  CurlTransport transport(limits);
+  RequestOutcome o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.http_status, 200) << Describe(o);
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.http_status, 200) << Describe(o);
+  EXPECT_EQ(server.resumed(), 1);
+  // The CA that did not sign the server's certificate.
+  Replace(
+      dir, tls.ca_file,
+      ReadAll(pki().unknown_chain).substr(ReadAll(pki().unknown_leaf).size()));
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsVerify) << Describe(o);
+  EXPECT_EQ(server.resumed(), 1);
+}
+
+TEST_F(CurlTlsTest, NoSessionIsResumedByDefault) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  const TlsSettings tls = Trusting();
+  CurlTransport transport;
+  Done done;
+  for (int i = 0; i < 3; ++i) {
+    transport.Start(Request(server.Url("/"), &tls), Record(&done, "r"));
+    RunUntil(transport, done, static_cast<size_t>(i) + 1);
+  }
+  server.Stop();
+  EXPECT_EQ(server.heads().size(), 3u);
+  EXPECT_EQ(server.resumed(), 0);
 }
 
 TEST_F(CurlTlsTest, StatusesComeBackWithTheirBodies) {
@@ -1363,35 +1463,6 @@ TEST_F(CurlTlsTest, QueueWaitIsNotCountedInTheTimeout) {
 }
 
 // ---- Credentials changed on disk -------------------------------------------
-
-// Replaces `path` the way an operator or Kubernetes does: written aside,
-// then renamed over it (a new inode).
-void Replace(const testing::TempDir& dir, const std::string& path,
-             const std::string& contents) {
-  const std::string aside = dir.Write("replacement.tmp", contents);
-  ASSERT_EQ(std::rename(aside.c_str(), path.c_str()), 0)
-      << std::strerror(errno);
-}
-
-std::string ReadAll(const std::string& path) {
-  std::string data;
-  FILE* f = std::fopen(path.c_str(), "rb");
-  if (f == nullptr) return data;
-  char buffer[4096];
-  size_t n = 0;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
-    data.append(buffer, n);
-  std::fclose(f);
-  return data;
-}
-
-// One request on `transport`.
-RequestOutcome FetchOn(CurlTransport& transport, const HttpRequest& request) {
-  Done done;
-  transport.Start(request, Record(&done, "only"));
-  RunUntil(transport, done, 1);
-  return done.outcomes.empty() ? RequestOutcome{} : done.outcomes[0];
-}
 
 TEST_F(CurlTlsTest, ReplacedCaFileCountsFromTheNextRequest) {
   TlsServer server({pki().good, pki().server_key, ""},
