@@ -90,10 +90,10 @@ struct CurlTransportLimits {
 // after TCP connected (phase kTls), with our reason in error_text.
 //
 // Admission (why, issue 10): the CPU of a poll is almost all the TLS
-// handshake (about 1.5 ms here), spent on this one thread, while waiting on a
-// silent or slow server costs nothing but a socket. Bounding every transfer
-// let a black-holed server hold a slot for its whole timeout while healthy
-// polls queued behind it; starting everything at once made thousands of
+// handshake (about 3 ms with RSA-2048 keys), spent on this one thread, while
+// waiting on a silent or slow server costs nothing but a socket. Bounding every
+// transfer let a black-holed server hold a slot for its whole timeout while
+// healthy polls queued behind it; starting everything at once made thousands of
 // handshakes compete for the thread until healthy servers missed their
 // timeouts: a false failure. So what is bounded is the handshakes that may
 // cost CPU now: a queued request starts once fewer than
@@ -103,7 +103,7 @@ struct CurlTransportLimits {
 // pre-request callback), when it ends, or when its grace passes: by then it
 // is waiting on the network (a black hole, a slow link), and its slot goes to
 // the next request. The CPU that handshakes can queue ahead of any one is
-// thus about max_handshakes x 1.5 ms (0.1 s at 64) plus what late answers
+// thus about max_handshakes x 3 ms (0.2 s at 64) plus what late answers
 // bring, at most max_handshakes of them per grace, far inside any timeout.
 // Waiting requests (handshake done or grace passed) are bounded only by
 // max_open (file descriptors and memory, about 80 KB each). A redirect's new
@@ -116,7 +116,7 @@ struct CurlTransportLimits {
 // timeout and `elapsed` start when it leaves the queue.
 //
 // TLS sessions (off by default; CurlTransportLimits::session_lifetime): a
-// full handshake costs the client about 3.4 ms of CPU with the RSA-2048
+// full handshake costs the client about 3.2 ms of CPU with the RSA-2048
 // certificates Qlik Sense exports and a resumed one about 1.3 ms
 // (tests/bench/poll_tls_bench; figures in tests/bench/README.md). They are
 // not resumed by default because a resumed handshake (1) skips verifying the
@@ -126,7 +126,7 @@ struct CurlTransportLimits {
 // the offered session with an internal_error alert, as this project's own
 // test server does): a false failure, the worst output a poller can give.
 // With admission bounding handshakes, a full handshake per poll fits the CPU
-// (5000 servers every 30 s: about 0.6 of one core). When on: each server
+// (5000 health checks every 30 s: about half of one core). When on: each server
 // (host:port, credentials, verify_server) has its own libcurl share handle
 // caching its sessions (libcurl 7.88 keeps at most 8 sessions per share
 // handle, so one handle for all servers would resume nothing at scale). A
