@@ -106,13 +106,13 @@ struct ClosedPort {
 struct BlackHole {
   BlackHole() : fd(BoundSocket(&port)) { listen(fd.get(), 16); }
   // The same on another loopback address ("127.0.0.7"), as a dead server.
-  explicit BlackHole(const std::string& address) : address(address) {
+  explicit BlackHole(const std::string& on) : address(on) {
     fd = Fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    inet_pton(AF_INET, address.c_str(), &addr.sin_addr);
+    inet_pton(AF_INET, on.c_str(), &addr.sin_addr);
     if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-      ADD_FAILURE() << "bind " << address << ": " << std::strerror(errno);
+      ADD_FAILURE() << "bind " << on << ": " << std::strerror(errno);
       return;
     }
     socklen_t len = sizeof(addr);
