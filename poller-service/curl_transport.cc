@@ -7,6 +7,7 @@
 #include <openssl/x509_vfy.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -582,6 +583,8 @@ CurlTransport::CurlTransport(const CurlTransportLimits& limits)
     : max_handshakes_(limits.max_handshakes == 0 ? 1 : limits.max_handshakes),
       handshake_grace_(std::max(limits.handshake_grace, absl::ZeroDuration())),
       max_open_(limits.max_open == 0 ? DefaultMaxOpen() : limits.max_open),
+      cpu_per_request_(
+          std::max(limits.initial_cpu_per_request, absl::Microseconds(1))),
       multi_(nullptr),
       session_lifetime_(
           std::max(limits.session_lifetime, absl::ZeroDuration())) {
@@ -642,7 +645,7 @@ void CurlTransport::Start(const HttpRequest& request, DoneCallback done) {
     return;
   }
   ReleaseSlots();
-  if (queued_.empty() && HasRoom()) {
+  if (queued_.empty() && HasRoom(transfer->request.timeout)) {
     Activate(std::move(transfer));
   } else {
     queued_.push_back(std::move(transfer));
@@ -747,8 +750,16 @@ void CurlTransport::ReleaseSlots() {
       handshaking_.end());
 }
 
-bool CurlTransport::HasRoom() const {
-  return handshaking_.size() < max_handshakes_ && active_.size() < max_open_;
+bool CurlTransport::HasRoom(absl::Duration timeout) const {
+  // The CPU budget: what the handshakes ahead may cost stays within a
+  // quarter of this request's timeout.
+  const double affordable = absl::FDivDuration(
+      std::max(timeout, absl::ZeroDuration()) / 4, cpu_per_request_);
+  size_t limit = max_handshakes_;
+  if (affordable < static_cast<double>(limit)) {
+    limit = std::max<size_t>(1, static_cast<size_t>(affordable));
+  }
+  return handshaking_.size() < limit && active_.size() < max_open_;
 }
 
 void CurlTransport::Activate(TransferPtr transfer) {
@@ -802,7 +813,7 @@ void CurlTransport::Activate(TransferPtr transfer) {
 
 void CurlTransport::ActivateQueued() {
   ReleaseSlots();
-  while (!queued_.empty() && HasRoom()) {
+  while (!queued_.empty() && HasRoom(queued_.front()->request.timeout)) {
     TransferPtr next = std::move(queued_.front());
     queued_.pop_front();
     Activate(std::move(next));
@@ -829,6 +840,7 @@ void CurlTransport::CollectFinished() {
     curl_easy_cleanup(easy);
     transfer->easy = nullptr;
     ReleaseShare(*transfer);
+    ++ended_since_sample_;
     finished_.push_back(std::move(transfer));
   }
 }
@@ -847,7 +859,33 @@ size_t CurlTransport::DeliverFinished() {
   return ready.size();
 }
 
+namespace {
+
+absl::Duration ThreadCpu() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return absl::DurationFromTimespec(now);
+}
+
+}  // namespace
+
 void CurlTransport::Run(absl::Duration max_wait) {
+  const absl::Duration cpu_begin = ThreadCpu();
+  RunLoop(max_wait);
+  cpu_since_sample_ += ThreadCpu() - cpu_begin;
+  constexpr size_t kSample = 32;
+  if (ended_since_sample_ >= kSample) {
+    const absl::Duration sample =
+        cpu_since_sample_ / static_cast<int64_t>(ended_since_sample_);
+    // Half old, half new: a slower CPU shows within a few samples.
+    cpu_per_request_ =
+        std::max((cpu_per_request_ + sample) / 2, absl::Microseconds(1));
+    cpu_since_sample_ = absl::ZeroDuration();
+    ended_since_sample_ = 0;
+  }
+}
+
+void CurlTransport::RunLoop(absl::Duration max_wait) {
   const SteadyClock::time_point begin = SteadyClock::now();
   for (;;) {
     if (multi_ != nullptr) {

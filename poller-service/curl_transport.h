@@ -66,6 +66,9 @@ struct CurlTransportLimits {
   // reported then). Zero (the default): every request makes a full
   // handshake. See "TLS sessions" in the class comment for why it is off.
   absl::Duration session_lifetime = absl::ZeroDuration();
+  // This thread's CPU per request assumed until measured (see "CPU budget"
+  // in the class comment); about a full RSA handshake with margin.
+  absl::Duration initial_cpu_per_request = absl::Milliseconds(5);
 };
 
 // Each request is a fresh TCP and TLS connection (no reuse between polls), so
@@ -105,6 +108,13 @@ struct CurlTransportLimits {
 // the next request. The CPU that handshakes can queue ahead of any one is
 // thus about max_handshakes x 3 ms (0.2 s at 64) plus what late answers
 // bring, at most max_handshakes of them per grace, far inside any timeout.
+// CPU budget: fewer slots still when this thread is slow. The transport
+// measures its thread's CPU (CLOCK_THREAD_CPUTIME_ID) over its Run() calls
+// per request ended (a moving average over 32 requests), and a request
+// starts only while the handshaking requests ahead of it need at most a
+// quarter of its timeout: handshaking < timeout / 4 / cpu_per_request (at
+// least 1). With 3 ms and a 5 s timeout that is 416, above the default 64;
+// it matters when maxConcurrentPolls is set high or the CPU is starved.
 // Waiting requests (handshake done or grace passed) are bounded only by
 // max_open (file descriptors and memory, about 80 KB each). A redirect's new
 // connection is not admitted again. Admission is FIFO.
@@ -177,6 +187,8 @@ class CurlTransport final : public HttpTransport {
   // Of those, the ones holding a handshake slot (at most max_handshakes; see
   // Admission above). As of the last Start() or Run().
   size_t handshaking() const { return handshaking_.size(); }
+  // The CPU per request the CPU budget assumes now (see above).
+  absl::Duration cpu_per_request() const { return cpu_per_request_; }
 
   // One request's state; defined in the .cc, named here only so that the C
   // callbacks there can refer to it.
@@ -192,7 +204,7 @@ class CurlTransport final : public HttpTransport {
   // passed.
   void ReleaseSlots();
   // Whether a queued transfer may start now (after ReleaseSlots()).
-  bool HasRoom() const;
+  bool HasRoom(absl::Duration timeout) const;
   // Moves queued transfers to libcurl while there is room.
   void ActivateQueued();
   // The ClientCredentials of `tls`, made on first use; null when `tls` names
@@ -200,12 +212,19 @@ class CurlTransport final : public HttpTransport {
   ClientCredentials* CredentialsFor(const TlsSettings* tls);
   // Takes finished transfers out of libcurl into finished_.
   void CollectFinished();
+  // Run() without the CPU measure.
+  void RunLoop(absl::Duration max_wait);
   // Runs the callbacks of finished_; returns how many ran.
   size_t DeliverFinished();
 
   const size_t max_handshakes_;
   const absl::Duration handshake_grace_;
   const size_t max_open_;
+  // The CPU budget's measure: this thread's CPU in Run() and the requests
+  // ended since the last sample.
+  absl::Duration cpu_per_request_;
+  absl::Duration cpu_since_sample_;
+  size_t ended_since_sample_ = 0;
   void* multi_;  // CURLM*, kept opaque so that users need no curl headers
   // Keyed by the CURL* easy handle.
   absl::flat_hash_map<void*, TransferPtr> active_;

@@ -692,6 +692,40 @@ TEST(CurlTransportTest, ASilentServerPastItsGraceGivesUpItsSlot) {
   EXPECT_EQ(transport.handshaking(), 0u);
 }
 
+// Never more handshakes in flight than the thread's CPU can finish within a
+// quarter of the timeout: with 100 ms assumed per request, a 2 s timeout
+// affords 5, a 400 ms one 1, whatever max_handshakes says.
+TEST(CurlTransportTest, CpuBudgetBoundsHandshakesByTheTimeout) {
+  BlackHole hole;
+  const std::string url = absl::StrCat("https://127.0.0.1:", hole.port, "/");
+  CurlTransportLimits limits;
+  limits.max_handshakes = 64;
+  limits.handshake_grace = absl::Seconds(60);
+  limits.initial_cpu_per_request = absl::Milliseconds(100);
+  Done done;  // before the transport, whose destructor may call back
+  {
+    CurlTransport transport(limits);
+    EXPECT_EQ(transport.cpu_per_request(), absl::Milliseconds(100));
+    for (int i = 0; i < 8; ++i) {
+      transport.Start(Request(url, nullptr, absl::Seconds(2)),
+                      Record(&done, "two"));
+    }
+    EXPECT_EQ(transport.handshaking(), 5u);
+    EXPECT_EQ(transport.active(), 5u);
+    EXPECT_EQ(transport.in_flight(), 8u);
+  }
+  {
+    CurlTransport transport(limits);
+    for (int i = 0; i < 3; ++i) {
+      transport.Start(Request(url, nullptr, absl::Milliseconds(400)),
+                      Record(&done, "short"));
+    }
+    EXPECT_EQ(transport.handshaking(), 1u);
+    EXPECT_EQ(transport.active(), 1u);
+  }
+  EXPECT_EQ(done.outcomes.size(), 11u);  // all cancelled by the destructors
+}
+
 TEST(CurlTransportTest, PlainHttpPeerOnAnHttpsUrl) {
   Server plain([](int fd) {
     char buffer[4096];
