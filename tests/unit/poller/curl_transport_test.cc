@@ -673,18 +673,18 @@ TEST(CurlTransportTest, ASilentServerPastItsGraceGivesUpItsSlot) {
   ClosedPort closed;
   CurlTransportLimits limits;
   limits.max_handshakes = 1;
-  limits.handshake_grace = absl::Milliseconds(100);
+  limits.handshake_grace = absl::Seconds(1);
   Done done;  // before the transport, whose destructor may call back
   CurlTransport transport(limits);
   transport.Start(Request(absl::StrCat("https://127.0.0.1:", hole.port, "/"),
-                          nullptr, absl::Seconds(5)),
+                          nullptr, absl::Seconds(20)),
                   Record(&done, "silent"));
   transport.Start(Request(absl::StrCat("https://127.0.0.1:", closed.port, "/")),
                   Record(&done, "refused"));
   EXPECT_EQ(transport.active(), 1u);
   RunUntil(transport, done, 1);
   // The refused request started once the silent one's grace passed, and
-  // ended while the silent one still waits for its 5 s timeout.
+  // ended while the silent one still waits for its 20 s timeout.
   ASSERT_EQ(done.order, (std::vector<std::string>{"refused"}));
   EXPECT_EQ(done.outcomes[0].error, TransportError::kConnect);
   EXPECT_EQ(transport.in_flight(), 1u);
@@ -811,7 +811,11 @@ TEST(CurlTransportTest, DestructorCancelsRunningAndQueuedRequests) {
   BlackHole hole;
   Done done;
   {
-    CurlTransport transport(/*max_concurrent=*/1);
+    // One slot, held for longer than the test: the second stays queued.
+    CurlTransportLimits limits;
+    limits.max_handshakes = 1;
+    limits.handshake_grace = absl::Seconds(60);
+    CurlTransport transport(limits);
     const std::string url = absl::StrCat("https://127.0.0.1:", hole.port, "/");
     transport.Start(Request(url, nullptr, absl::Seconds(60)),
                     Record(&done, "running"));
