@@ -301,8 +301,8 @@ bool ClientCredentials::Changed(WatchedFile& file) {
   const int64_t now_ns = absl::ToUnixNanos(absl::Now());
   file.racy = !error.empty() || now_ns - modified_ns < kRacyWindowNs;
   file.stamp = stamp;
-  const bool changed = bytes != file.bytes || error != file.read_error ||
-                       (error.empty() && file.bytes.empty() && bytes.empty());
+  // The first read counts as a change through Refresh's `force`.
+  const bool changed = bytes != file.bytes || error != file.read_error;
   file.bytes = std::move(bytes);
   file.read_error = std::move(error);
   return changed;

@@ -169,6 +169,10 @@ TEST_F(ClientCredentialsTest, WithoutAGoodVersionRequestsFailAsLibcurlWould) {
   snapshot = bad_ca.Current();
   EXPECT_EQ(snapshot->trust, nullptr);
   EXPECT_FALSE(snapshot->trust_error.empty());
+  // The same bad file is not parsed (nor logged) again on every request.
+  const int parses = bad_ca.parses();
+  for (int i = 0; i < 3; ++i) bad_ca.Current();
+  EXPECT_EQ(bad_ca.parses(), parses);
   ctx = SSL_CTX_new(TLS_client_method());
   applied = ApplyTo(*snapshot, ctx);
   EXPECT_EQ(applied.curl_code, CURLE_SSL_CACERT_BADFILE);
