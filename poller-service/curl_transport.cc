@@ -15,9 +15,15 @@
 #include <cstring>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::poller {
@@ -94,6 +100,14 @@ struct CurlTransport::Transfer {
   CurlTransport::SessionShare* share = nullptr;
   // The request's BodyCheck refused the body (WriteBody stopped the read).
   bool body_rejected = false;
+  // Header bytes of the current response (SeeHeader; reset at each status
+  // line, so per response of a redirect chain).
+  size_t header_bytes = 0;
+  int header_status = 0;  // the current response's status, from its line
+  // Why SeeHeader stopped the transfer: the head over kMaxHeaderBytes, or a
+  // redirect to another origin (the Location, resolved), "" otherwise.
+  std::string headers_refused;
+  std::string redirect_refused;
   SteadyClock::time_point started;
   RequestOutcome outcome;
 };
@@ -129,10 +143,79 @@ size_t WriteBody(char* data, size_t size, size_t count, void* user) {
   return given;
 }
 
-// CURLOPT_HEADERFUNCTION: the answer started arriving.
-size_t SeeHeader(char* /*data*/, size_t size, size_t count, void* user) {
-  static_cast<Transfer*>(user)->outcome.phase = RequestPhase::kReceive;
-  return size * count;
+// scheme://host:port of `url` resolved against `base` (empty: `url` is
+// absolute), with the scheme's default port filled in; "" when libcurl's URL
+// parser refuses either.
+std::string OriginOf(const std::string& url, const std::string& base = "") {
+  CURLU* parsed = curl_url();
+  if (parsed == nullptr) return "";
+  std::string origin;
+  if ((base.empty() ||
+       curl_url_set(parsed, CURLUPART_URL, base.c_str(), 0) == CURLUE_OK) &&
+      curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK) {
+    char* scheme = nullptr;
+    char* host = nullptr;
+    char* port = nullptr;
+    if (curl_url_get(parsed, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+        curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+        curl_url_get(parsed, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+            CURLUE_OK) {
+      origin = absl::StrCat(absl::AsciiStrToLower(scheme), "://",
+                            absl::AsciiStrToLower(host), ":", port);
+    }
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(port);
+  }
+  curl_url_cleanup(parsed);
+  return origin;
+}
+
+// CURLOPT_HEADERFUNCTION: the answer started arriving; libcurl hands over
+// each header line of each response (a redirect chain's too). Two answers
+// end the transfer here (returning less than was given makes libcurl fail
+// with CURLE_WRITE_ERROR; FillOutcome reports why):
+// - a head over kMaxHeaderBytes: a runaway head costs no memory, and is an
+//   answer the API never gives;
+// - a redirect to another origin (host or port): the health of the server
+//   polled is not what another server answers, and our client certificate
+//   and headers are for the server polled. A redirect to another scheme is
+//   refused by CURLOPT_REDIR_PROTOCOLS_STR instead.
+size_t SeeHeader(char* data, size_t size, size_t count, void* user) {
+  auto* t = static_cast<Transfer*>(user);
+  const size_t given = size * count;
+  t->outcome.phase = RequestPhase::kReceive;
+  const absl::string_view line(data, given);
+  if (absl::StartsWith(line, "HTTP/")) {  // a new response
+    t->header_bytes = 0;
+    t->header_status = 0;
+    const std::vector<absl::string_view> parts =
+        absl::StrSplit(line, absl::MaxSplits(' ', 2));
+    if (parts.size() >= 2) {
+      (void)absl::SimpleAtoi(parts[1], &t->header_status);
+    }
+  }
+  t->header_bytes += given;
+  if (t->header_bytes > kMaxHeaderBytes) {
+    t->headers_refused = absl::StrCat("the response headers are larger than ",
+                                      kMaxHeaderBytes, " bytes");
+    t->body_rejected = true;
+    return 0;
+  }
+  if (t->header_status >= 300 && t->header_status < 400 &&
+      absl::StartsWithIgnoreCase(line, "location:")) {
+    const std::string location(absl::StripAsciiWhitespace(line.substr(9)));
+    char* current = nullptr;
+    curl_easy_getinfo(t->easy, CURLINFO_EFFECTIVE_URL, &current);
+    const std::string base = current != nullptr ? current : t->request.url;
+    const std::string target = OriginOf(location, base);
+    if (absl::StartsWith(target, "https://") &&
+        target != OriginOf(t->request.url)) {
+      t->redirect_refused = target;
+      return 0;
+    }
+  }
+  return given;
 }
 
 // CURLOPT_PREREQFUNCTION: connected (TLS included), the request goes out.
@@ -419,7 +502,8 @@ std::string CurlCodeName(int curl_code) {
 }
 
 TransportError CurlCodeToTransportError(int curl_code, bool body_too_large,
-                                        bool body_rejected) {
+                                        bool body_rejected,
+                                        bool redirect_refused) {
   switch (curl_code) {
     case CURLE_OK:
       return TransportError::kNone;
@@ -454,10 +538,12 @@ TransportError CurlCodeToTransportError(int curl_code, bool body_too_large,
     case CURLE_TOO_MANY_REDIRECTS:
       return TransportError::kTooManyRedirects;
     case CURLE_WRITE_ERROR:
-      // WriteBody refusing more than the cap, or a body its check refused,
-      // are the only ways this transport makes libcurl fail a write.
+      // WriteBody refusing more than the cap or a body its check refused,
+      // and SeeHeader refusing a head or a redirect, are the only ways this
+      // transport makes libcurl fail a write.
       if (body_too_large) return TransportError::kBodyTooLarge;
       if (body_rejected) return TransportError::kBodyRejected;
+      if (redirect_refused) return TransportError::kRedirectRefused;
       return TransportError::kOther;
     case CURLE_PARTIAL_FILE:
       return TransportError::kBodyCutShort;
@@ -482,8 +568,9 @@ std::string CurlSays(CURLcode code, const std::string& details) {
 // Reports libcurl's result `code` in `out` in neutral terms (after
 // body_too_large is known).
 void SetResult(RequestOutcome& out, CURLcode code, const std::string& details,
-               bool body_rejected = false) {
-  out.error = CurlCodeToTransportError(code, out.body_too_large, body_rejected);
+               bool body_rejected = false, bool redirect_refused = false) {
+  out.error = CurlCodeToTransportError(code, out.body_too_large, body_rejected,
+                                       redirect_refused);
   if (code == CURLE_OK) return;
   out.error_name = CurlCodeName(code);
   out.error_text = CurlSays(code, details);
@@ -511,8 +598,17 @@ void FillOutcome(Transfer& t, CURLcode result) {
                         : t.error_buffer[0] != '\0'
                             ? std::string(t.error_buffer)
                             : std::string(curl_easy_strerror(result));
-  SetResult(out, result, details, t.body_rejected);
-  if (BodyCheck* check = t.request.body_check.get(); check != nullptr) {
+  SetResult(out, result,
+            t.redirect_refused.empty()
+                ? details
+                : absl::StrCat("a redirect to another origin (",
+                               t.redirect_refused, ") was not followed"),
+            t.body_rejected, !t.redirect_refused.empty());
+  // A refused head is judged like a body the check refused: the status
+  // decides (a 2xx is invalid_response, a 500 stays http_5xx).
+  if (!t.headers_refused.empty()) out.body_problem = t.headers_refused;
+  if (BodyCheck* check = t.request.body_check.get();
+      check != nullptr && t.headers_refused.empty()) {
     // The check judges only a body read to its end, or one it refused.
     if (result == CURLE_OK) check->Finish();
     if (result == CURLE_OK || t.body_rejected) {

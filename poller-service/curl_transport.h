@@ -19,6 +19,12 @@
 
 namespace qfp::poller {
 
+// Most bytes of one response's head (status line and headers) the transport
+// reads: Qlik Sense's heads are well under 2 KiB; a longer one is refused
+// (RequestOutcome::body_problem says so, error kBodyRejected) rather than
+// kept. libcurl's own limit (100 KiB per header) is above it.
+inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
+
 // Calls curl_global_init once for the process and returns its result (0 is
 // CURLE_OK); later calls return the first result. Safe from any thread: a
 // function-local static, and Debian's libcurl 7.88 reports
@@ -37,10 +43,13 @@ int EnsureCurlGlobalInit();
 // kTlsSetup; URL_MALFORMAT kBadUrl; TOO_MANY_REDIRECTS kTooManyRedirects;
 // WRITE_ERROR kBodyTooLarge when `body_too_large` (the body cap stopped the
 // transfer), kBodyRejected when `body_rejected` (the request's BodyCheck
-// refused the body), else kOther; PARTIAL_FILE kBodyCutShort;
-// BAD_CONTENT_ENCODING kBadEncoding; anything else kOther. Thread-safe.
+// refused the body or the head was over kMaxHeaderBytes), kRedirectRefused
+// when `redirect_refused` (a redirect to another origin), else kOther;
+// PARTIAL_FILE kBodyCutShort; BAD_CONTENT_ENCODING kBadEncoding; anything else
+// kOther. Thread-safe.
 TransportError CurlCodeToTransportError(int curl_code, bool body_too_large,
-                                        bool body_rejected = false);
+                                        bool body_rejected = false,
+                                        bool redirect_refused = false);
 
 // The enum name of a libcurl result ("CURLE_SEND_ERROR"), "CURLE_<n>" for a
 // code without a name here, "" for CURLE_OK: RequestOutcome::error_name.
@@ -73,7 +82,12 @@ struct CurlTransportLimits {
 
 // Each request is a fresh TCP and TLS connection (no reuse between polls), so
 // every poll is a real attempt to reach the server, like Butler SOS's. HTTP/1.1
-// only, https only (redirects too). Every encoding libcurl knows is advertised
+// only, https only (redirects too), and a redirect is followed only within
+// the polled server's origin (scheme, host, port): one to another origin ends
+// the request with error kOther, error_name ERR_REDIRECT_TO_OTHER_ORIGIN and
+// the 3xx status, because another server's answer says nothing about this
+// one's health and our client certificate is for this one. A head over
+// kMaxHeaderBytes is refused. Every encoding libcurl knows is advertised
 // (Accept-Encoding) and decoded; the body is never kept: it is counted
 // (decoded) against HttpRequest::max_body_bytes and fed to the request's
 // BodyCheck as it arrives, so memory stays bounded whatever its size.

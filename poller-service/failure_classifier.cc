@@ -43,6 +43,9 @@
 //   shorter than its Content-Length), cannot be decoded (Content-Encoding),
 //   or is not the expected JSON is invalid_response, ERR_INVALID_RESPONSE
 //   (our category; Butler SOS counts it as a success).
+// - A redirect to another origin, which the transport does not follow, is
+//   unknown, ERR_REDIRECT_TO_OTHER_ORIGIN, with its 3xx status (our code:
+//   Butler SOS follows it and reports the other server's health).
 // - Cancellation (the transport shutting down) is unknown, ERR_CANCELED
 //   (axios's code for a cancelled request).
 // - Anything else is unknown with the transport's name for it
@@ -357,6 +360,17 @@ Classification TransportFailure(const RequestOutcome& outcome) {
       return Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_FR_TOO_MANY_REDIRECTS",
                   absl::StrCat("Maximum number of redirects exceeded: ",
                                TransportSays(outcome)));
+    case TransportError::kRedirectRefused: {
+      // Ours alone (Butler SOS's client follows any https redirect): the
+      // 3xx is the answer, as for a redirect to plain http.
+      Classification c =
+          Make(v1::ERROR_CATEGORY_UNKNOWN, "ERR_REDIRECT_TO_OTHER_ORIGIN",
+               TransportSays(outcome));
+      if (outcome.http_status > 0) {
+        c.http_status = static_cast<uint32_t>(outcome.http_status);
+      }
+      return c;
+    }
     case TransportError::kNone:  // without a status line (see ClassifyOutcome)
     case TransportError::kBodyTooLarge:
     case TransportError::kBodyRejected:

@@ -96,6 +96,9 @@ enum class TransportError {
   kTlsSetup,
   kBadUrl,            // HttpRequest::url is malformed
   kTooManyRedirects,  // more than HttpRequest::max_redirects
+  // A redirect to another origin (host or port) was not followed: the 3xx
+  // is the answer (http_status), error_text names where it pointed.
+  kRedirectRefused,
   // The transport stopped reading at HttpRequest::max_body_bytes
   // (body_too_large is set).
   kBodyTooLarge,

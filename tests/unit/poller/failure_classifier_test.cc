@@ -459,6 +459,7 @@ RequestOutcome OutcomeOf(const DocRow& row, RequestPhase phase) {
   const int code = CurlCodeNamed(row.curl_result);
   bool cap = false;
   bool check = false;
+  bool redirect = false;
   for (absl::string_view item : absl::StrSplit(row.details, ';')) {
     item = absl::StripAsciiWhitespace(item);
     if (item.empty()) continue;
@@ -475,13 +476,15 @@ RequestOutcome OutcomeOf(const DocRow& row, RequestPhase phase) {
       cap = true;
     } else if (item == "check") {
       check = true;
+    } else if (item == "redirect") {
+      redirect = true;
     } else {
       ADD_FAILURE() << "docs/compatibility.md:" << row.line
                     << ": unknown detail " << item;
     }
   }
   o.body_too_large = cap;
-  o.error = CurlCodeToTransportError(code, cap, check);
+  o.error = CurlCodeToTransportError(code, cap, check, redirect);
   o.error_name = CurlCodeName(code);
   if (code != 0 && o.error_text.empty()) {
     o.error_text = absl::StrCat("curl ", code, " (a failure)");
