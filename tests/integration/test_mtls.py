@@ -285,12 +285,14 @@ class NameCheckTest(unittest.TestCase):
             cls.site.stop()
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def run_poller(self, name: str, **tls_extra) -> procs.Proc:
+    def run_poller(self, name: str, metrics_port: int,
+                   **tls_extra) -> procs.Proc:
         cert, key = self.link.client_a
         config = stack.butler_config(
             self.qlik, [stack.server_entry(name, self.site.ports["http500"])],
             influx_port=1, tracker_port=self.port,
             poller_extra={"pollerId": name,
+                          "metricsListen": f"127.0.0.1:{metrics_port}",
                           "tls": _tls_keys(cert, key, self.link.ca_a,
                                            **tls_extra)})
         return stack.start_poller(
@@ -302,7 +304,8 @@ class NameCheckTest(unittest.TestCase):
             ("qfp_tracker_failures_accepted_total", ()), 0.0)
 
     def test_name_of_the_address_is_checked_and_serverName_overrides_it(self):
-        refused = self.run_poller("poller-by-address")
+        metrics_port = procs.free_port()
+        refused = self.run_poller("poller-by-address", metrics_port)
         try:
             procs.wait_until(
                 lambda: stack.failures_logged_for(refused.log_text(),
@@ -312,9 +315,11 @@ class NameCheckTest(unittest.TestCase):
             self.assertEqual(self.tracker_accepted(), 0)
             self.assertIn("tracker certificate refused: it does not name "
                           "\"127.0.0.1\"", refused.log_text())
+            self.assertGreaterEqual(stack.scrape_metrics(metrics_port).get(
+                ("qfp_poller_tls_handshakes_refused_total", ()), 0), 1)
         finally:
             refused.stop(timeout=20)
-        named = self.run_poller("poller-by-name",
+        named = self.run_poller("poller-by-name", procs.free_port(),
                                 serverName="tracker.example.com")
         try:
             procs.wait_until(lambda: self.tracker_accepted() >= 1, 30,
