@@ -280,7 +280,7 @@ std::optional<std::string> CheckPlaintextAllowed(const GrpcTlsConfig& tls,
       "(anyone who reaches it could ",
       address_key.find("tracker.") != absl::string_view::npos
           ? "write failures into InfluxDB"
-          : "read and forge failures",
+          : "read the failures, or pose as the tracker and drop them",
       "): set ", tls_path,
       ".enable: true with certFile, keyFile and caFile, "
       "or ",
