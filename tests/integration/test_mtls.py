@@ -165,7 +165,7 @@ class MutualTlsTest(unittest.TestCase):
             lambda: self.metric("qfp_tracker_tls_handshakes_refused_total")
             > refused, 10, message="the refused handshake counted")
         procs.wait_until(
-            lambda: f"grpc: Handshake failed with fatal error SSL_ERROR_SSL: "
+            lambda: "grpc: Handshake failed with fatal error SSL_ERROR_SSL: "
             in self.tracker.log_text() and reason in self.tracker.log_text(),
             10, message=f"the refusal logged with {reason!r}")
 
