@@ -8,9 +8,11 @@
 // every `refreshIntervalSeconds` and new handshakes use what it read, so a
 // certificate rotated by cert-manager (an atomic swap of the secret volume)
 // is used without a restart. Established connections keep the certificates
-// they were made with. A key that does not match its certificate (files
-// caught half-replaced) is not taken: gRPC logs it and keeps the previous
-// pair until the next read.
+// they were made with. gRPC 1.51 takes the files as it reads them: a key read
+// with the certificate it does not belong to (files replaced one by one)
+// makes handshakes fail ("grpc: Invalid private key" in the log) until a
+// later read finds the pair matching again; replace them together by a
+// rename, as Kubernetes does a Secret volume.
 #ifndef QFP_COMMON_GRPC_TLS_H_
 #define QFP_COMMON_GRPC_TLS_H_
 

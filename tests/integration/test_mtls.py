@@ -385,6 +385,24 @@ class RotationTest(unittest.TestCase):
         self.assertEqual(self.tracker.pid, pid)
 
 
+    def test_a_half_replaced_pair_fails_until_completed(self):
+        # The new key with the old certificate (files replaced one at a time,
+        # not as a Secret volume swaps them): gRPC 1.51 takes the pair as it
+        # reads it, so handshakes fail, logged, until the pair matches again.
+        _replace(self.live["tls.key"], self.link.server_b[1])
+        procs.wait_until(
+            lambda: "grpc: Invalid private key" in self.tracker.log_text(),
+            timeout=REFRESH_S + 15, message="the mismatched pair logged")
+        self.assertFalse(self.works(self.link.ca_a, self.link.client_a))
+        _replace(self.live["tls.crt"], self.link.server_b[0])
+        _replace(self.live["ca.crt"], self.link.ca_b)
+        procs.wait_until(
+            lambda: self.works(self.link.ca_b, self.link.client_b),
+            timeout=REFRESH_S + 15,
+            message="a client of CA b accepted once the pair matches")
+        self.assertEqual(self.tracker.returncode, None)
+
+
 class StartChecksTest(unittest.TestCase):
     """The loopback rule and the TLS files, checked before anything opens."""
 
