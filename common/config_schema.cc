@@ -4,18 +4,20 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/grpc_tls.h"
 
 namespace qfp {
 
 const std::vector<absl::string_view>& PollerKeys() {
-  // "cluster" is a map: its keys are PollerClusterKeys().
+  // "cluster" is a map: its keys are PollerClusterKeys(); "tls" one of
+  // GrpcTlsKeys(kClient) (common/grpc_tls.h).
   // clang-format off
   static const auto* keys = new std::vector<absl::string_view>{
       "trackerAddress",      "pollerId",           "requestTimeout",
       "maxConcurrentPolls",  "maxPendingFailures", "maxSpoolBytes",
       "spoolDirectory",      "metricsListen",      "healthCheckTimeout",
       "userSessionsTimeout", "appNamesTimeout",    "maxResponseBytes",
-      "cluster"};
+      "cluster",             "tls"};
   // clang-format on
   return *keys;
 }
@@ -39,7 +41,8 @@ const std::vector<absl::string_view>& TrackerKeys() {
                                          "metricsListen",
                                          "missedHeartbeats",
                                          "pollAttempts",
-                                         "coverage"};
+                                         "coverage",
+                                         "tls"};
   return *keys;
 }
 
@@ -51,6 +54,8 @@ void CheckFailedPollsKeys(const ConfigNode& sos) {
   section["tracker"].CheckKeys(TrackerKeys());
   section["tracker"]["pollAttempts"].CheckKeys({"enable", "measurementName"});
   section["tracker"]["coverage"].CheckKeys({"enable"});
+  section["poller"]["tls"].CheckKeys(GrpcTlsKeys(GrpcTlsSide::kClient));
+  section["tracker"]["tls"].CheckKeys(GrpcTlsKeys(GrpcTlsSide::kServer));
 }
 
 std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback) {

@@ -6,7 +6,8 @@
 // values of its own part strictly (its parser) and the names of the other's
 // here, so a typo in either part (`walDirectry`) is an error in both
 // services, never a setting silently ignored. A key added to either parser
-// is added to its list here too.
+// is added to its list here too (the `tls` sections' keys: GrpcTlsKeys in
+// common/grpc_tls.h).
 #ifndef QFP_COMMON_CONFIG_SCHEMA_H_
 #define QFP_COMMON_CONFIG_SCHEMA_H_
 

@@ -15,6 +15,7 @@
 #include "common/config_node.h"
 #include "common/failure_queue.h"
 #include "common/failure_queue_factory.h"
+#include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -59,6 +60,18 @@ void PrintPlan(const PollerConfig& config,
       config.tls.client_cert_file.c_str(), config.tls.client_key_file.c_str(),
       config.tls.key_passphrase.empty() ? "" : " (passphrase ********)",
       config.tls.ca_file.c_str(), config.tls.verify_server ? "yes" : "no");
+  const GrpcTlsConfig& link = config.tracker_tls;
+  if (link.enable) {
+    std::printf(
+        "Tracker link: mutual TLS, cert %s, key %s, CA %s, tracker name %s, "
+        "files re-read every %d s\n",
+        link.cert_file.c_str(), link.key_file.c_str(), link.ca_file.c_str(),
+        link.server_name.empty() ? "from trackerAddress"
+                                 : link.server_name.c_str(),
+        link.refresh_interval_seconds);
+  } else {
+    std::printf("Tracker link: plaintext\n");
+  }
   for (const PollTarget& target : plan) {
     std::printf("\n%s\n  GET %s\n  every %lld ms, timeout %lld ms\n",
                 target.Key().c_str(), MaskedUrl(target).c_str(),
@@ -162,6 +175,16 @@ int Main(int argc, char** argv) {
     std::cerr << "qs-poller: " << status.message() << "\n";
     return kExitConfigError;
   }
+  ForwardGrpcLogsToSpdlog();
+  // Plaintext only to a loopback tracker unless consented to; checked
+  // after --tracker.
+  if (std::optional<std::string> refused =
+          CheckPlaintextAllowed(config.tracker_tls, config.tracker_address,
+                                "Butler-SOS.failedPolls.poller.trackerAddress",
+                                "Butler-SOS.failedPolls.poller.tls")) {
+    std::cerr << "qs-poller: " << *refused << "\n";
+    return kExitConfigError;
+  }
   if (absl::GetFlag(FLAGS_check_config)) {
     PrintPlan(config, plan);
     return 0;
@@ -202,9 +225,22 @@ int Main(int argc, char** argv) {
 
   TrackerClientOptions client_options;
   client_options.address = config.tracker_address;
+  client_options.tls = config.tracker_tls;
+  if (!config.tracker_tls.enable &&
+      !IsLoopbackAddress(config.tracker_address)) {
+    spdlog::warn(
+        "failures go to tracker {} in plaintext, unauthenticated "
+        "(Butler-SOS.failedPolls.poller.tls.allowPlaintext)",
+        config.tracker_address);
+  }
   TrackerClient client(client_options, std::move(spool), metrics);
   client.Start();
 
+  metrics.AddCallbackCounter(
+      "qfp_poller_tls_handshakes_refused_total",
+      "TLS handshakes with the tracker that failed (its certificate "
+      "untrusted or not holding its name, or ours refused).",
+      [] { return static_cast<double>(RefusedTlsHandshakes()); });
   MetricsServer metrics_server(metrics);
   if (!config.metrics_listen.empty()) {
     if (absl::Status status = metrics_server.Start(config.metrics_listen);

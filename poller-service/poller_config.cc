@@ -419,6 +419,7 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
   config.spool_directory = poller["spoolDirectory"].WritableDirectory(
       "keep failures in memory only");
   ParseCluster(poller["cluster"], config.cluster);
+  config.tracker_tls = ReadGrpcTls(poller["tls"], GrpcTlsSide::kClient);
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

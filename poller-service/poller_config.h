@@ -12,6 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/grpc_tls.h"
 #include "poller-service/http_transport.h"
 #include "yaml-cpp/yaml.h"
 
@@ -102,6 +103,11 @@ struct PollerConfig {
   // metricsListen: HOST:PORT for Prometheus /metrics and /healthz; empty: off.
   std::string metrics_listen;
   ClusterConfig cluster;  // cluster.*
+  // tls.*: mutual TLS to the tracker (common/grpc_tls.h). Off, a tracker
+  // on a non-loopback address is refused at start unless tls.allowPlaintext
+  // (checked after --tracker). Not to be confused with `tls` above, which
+  // is for Qlik Sense.
+  GrpcTlsConfig tracker_tls;
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 };

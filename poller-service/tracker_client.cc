@@ -33,8 +33,9 @@ std::shared_ptr<grpc::Channel> MakeChannel(
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, min_ms);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, max_ms);
+  ApplyServerNameOverride(options.tls, &args);
   return grpc::CreateCustomChannel(options.address,
-                                   grpc::InsecureChannelCredentials(), args);
+                                   MakeChannelCredentials(options.tls), args);
 }
 }  // namespace
 

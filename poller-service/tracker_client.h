@@ -20,6 +20,7 @@
 #include "common/backoff.h"
 #include "common/clock.h"
 #include "common/failure_queue.h"
+#include "common/grpc_tls.h"
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -30,6 +31,9 @@ namespace qfp::poller {
 
 struct TrackerClientOptions {
   std::string address = "127.0.0.1:50051";
+  // Mutual TLS to the tracker (Butler-SOS.failedPolls.poller.tls); off:
+  // plaintext.
+  GrpcTlsConfig tls;
   // Most failures per ReportFailuresRequest.
   size_t max_batch = 500;
   // Most failures sent and not yet answered; beyond it the client waits for

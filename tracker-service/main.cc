@@ -16,6 +16,7 @@
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/config_node.h"
+#include "common/grpc_tls.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -38,7 +39,7 @@ ABSL_FLAG(std::string, config, "",
           "and failedPolls.tracker. Required.");
 ABSL_FLAG(std::string, listen, "",
           "gRPC listen address HOST:PORT; overrides "
-          "Butler-SOS.failedPolls.tracker.listen (default 0.0.0.0:50051).");
+          "Butler-SOS.failedPolls.tracker.listen (default 127.0.0.1:50051).");
 ABSL_FLAG(bool, check_config, false,
           "Validate the config as a start would (every key, the InfluxDB "
           "settings), print where points would go and exit: 0 when valid, 2 "
@@ -57,6 +58,17 @@ constexpr int kExitRuntimeError = 1;
 // errorTracking.logSummary: the running totals, at most this often.
 constexpr absl::Duration kSummaryInterval = absl::Seconds(5);
 
+// How the gRPC port is served, for the start line and --check-config.
+std::string TransportDescription(const TrackerConfig& config) {
+  if (config.tls.enable) {
+    return absl::StrCat("mutual TLS: certificate ", config.tls.cert_file,
+                        ", client certificates from CA ", config.tls.ca_file,
+                        ", files re-read every ",
+                        config.tls.refresh_interval_seconds, " s");
+  }
+  return "plaintext";
+}
+
 // --check-config: what a start would check before it opens anything.
 int CheckConfig(const TrackerConfig& config) {
   std::string destination = "InfluxDB points off: failures are only logged";
@@ -74,7 +86,7 @@ int CheckConfig(const TrackerConfig& config) {
                                                   : config.wal_directory);
   }
   std::cout << "Config valid: listen " << config.listen << ", " << destination
-            << "\n";
+            << "; gRPC " << TransportDescription(config) << "\n";
   return 0;
 }
 
@@ -114,7 +126,22 @@ int Main(int argc, char** argv) {
     std::cerr << "qs-error-tracker: " << status.message() << "\n";
     return kExitConfigError;
   }
+  ForwardGrpcLogsToSpdlog();
+  // Plaintext only on loopback unless consented to; checked after --listen.
+  if (std::optional<std::string> refused = CheckPlaintextAllowed(
+          config.tls, config.listen, "Butler-SOS.failedPolls.tracker.listen",
+          "Butler-SOS.failedPolls.tracker.tls")) {
+    std::cerr << "qs-error-tracker: " << *refused << "\n";
+    return kExitConfigError;
+  }
   if (absl::GetFlag(FLAGS_check_config)) return CheckConfig(config);
+  if (!config.tls.enable && !IsLoopbackAddress(config.listen)) {
+    spdlog::warn(
+        "gRPC on {} is plaintext and unauthenticated "
+        "(Butler-SOS.failedPolls.tracker.tls.allowPlaintext): whoever reaches "
+        "it can write failures into InfluxDB",
+        config.listen);
+  }
 
   MetricsRegistry metrics;
   WriteTotals totals;
@@ -192,6 +219,11 @@ int Main(int argc, char** argv) {
     counter = std::make_unique<ErrorCounter>(SystemClock::Get());
   }
 
+  metrics.AddCallbackCounter(
+      "qfp_tracker_tls_handshakes_refused_total",
+      "TLS handshakes on the gRPC port that failed: plaintext clients, "
+      "clients without a certificate or with one of another CA.",
+      [] { return static_cast<double>(RefusedTlsHandshakes()); });
   MetricsServer metrics_server(metrics);
   if (!config.metrics_listen.empty()) {
     if (absl::Status status = metrics_server.Start(config.metrics_listen);
@@ -218,7 +250,7 @@ int Main(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int bound_port = 0;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+  builder.AddListeningPort(config.listen, MakeServerCredentials(config.tls),
                            &bound_port);
   TrackerService::ApplyLimits(builder);
   builder.RegisterService(&service);
@@ -228,8 +260,8 @@ int Main(int argc, char** argv) {
                   config.listen);
     return kExitRuntimeError;
   }
-  spdlog::info("qs-error-tracker listening on {} (port {})", config.listen,
-               bound_port);
+  spdlog::info("qs-error-tracker listening on {} (port {}, {})", config.listen,
+               bound_port, TransportDescription(config));
 
   // Every second: roll the daily counters over at midnight UTC even when no
   // failure arrives to trigger it, and tell health checkers whether the

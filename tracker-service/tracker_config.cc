@@ -183,6 +183,7 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   if (config.coverage_enabled) {
     config.coverage_targets = ReadConfiguredTargets(sos);
   }
+  config.tls = ReadGrpcTls(own["tls"], GrpcTlsSide::kServer);
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/grpc_tls.h"
 #include "tracker-service/coverage.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
@@ -40,7 +41,9 @@ struct TrackerConfig {
   PointSchema schema;
 
   // Butler-SOS.failedPolls.tracker.*
-  std::string listen = "0.0.0.0:50051";              // listen
+  // listen: loopback by default, where plaintext is allowed; serving other
+  // hosts takes an explicit address and tls (or tls.allowPlaintext).
+  std::string listen = "127.0.0.1:50051";
   absl::Duration flush_interval = absl::Seconds(1);  // flushIntervalMs
   size_t max_buffered_points = 1000000;              // maxBufferedPoints
   size_t dedupe_window = 1000000;                    // dedupeWindow
@@ -51,6 +54,10 @@ struct TrackerConfig {
   uint64_t wal_max_bytes = uint64_t{1} << 30;  // walMaxBytes
   // Prometheus /metrics and /healthz; empty: off.
   std::string metrics_listen;  // metricsListen
+  // tls.*: mutual TLS on the gRPC port (common/grpc_tls.h). Off, the
+  // tracker listens in plaintext on a loopback address only, unless
+  // tls.allowPlaintext (checked at start, after --listen).
+  GrpcTlsConfig tls;
   // Heartbeats (our addition, docs/compatibility.md): a poller that sent
   // heartbeats and then misses this many in a row gets one error point
   // (error_type POLLER, error_category silent). 0: not watched.
@@ -79,8 +86,9 @@ struct TrackerConfig {
 // merge keys); every problem is reported at once with its key path: wrong
 // types and ranges, host keys that are not a host, and keys under
 // Butler-SOS.failedPolls that neither service knows (common/config_schema.h).
-// Butler SOS's other keys are ignored. Changes nothing on disk: safe for
-// --check-config.
+// Butler SOS's other keys are ignored. With tls.enable, the certificate
+// files are read and checked (common/grpc_tls.h). Changes nothing on disk:
+// safe for --check-config.
 absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
                                                  absl::string_view source);
 

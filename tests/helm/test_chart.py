@@ -41,6 +41,7 @@ RENDERER_SRC = HERE / "render"
 TEST_VALUES = HERE / "values-test.yaml"
 METRICS_SCRAPERS_VALUES = HERE / "values-metrics-scrapers.yaml"
 NO_NETWORK_POLICY_VALUES = HERE / "values-no-network-policy.yaml"
+MTLS_VALUES = HERE / "values-mtls.yaml"
 VALIDATOR = HERE / "validate.js"
 VALIDATOR_LOCK = HERE / "package-lock.json"
 VALIDATE_TIMEOUT = 120
@@ -52,6 +53,7 @@ RELEASE = "qfp"
 NAMESPACE = "monitoring"
 CONFIG_PATH = "/etc/qlik-failed-polls/butler-sos.yaml"
 CERT_DIR = "/etc/qlik-failed-polls/certs"
+MTLS_DIR = "/etc/qlik-failed-polls/mtls"
 
 # Helm's own style: sequences under a key may or may not be indented (toYaml
 # does not indent them, hand-written templates do); Chart.yaml and values.yaml
@@ -343,6 +345,8 @@ class ChartChecks:
     network_policy = True
     metrics_namespaces: tuple = (NAMESPACE,)
     metrics_pod_labels: dict = {}
+    # Whether mtls.enabled: mutual TLS between pollers and tracker.
+    mtls = False
 
     @classmethod
     def setUpClass(cls):
@@ -536,7 +540,11 @@ class ChartChecks:
         self.assertEqual(tracker["spec"]["replicas"], 1)
         c = container(tracker)
         grpc_port = {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"]
-        self.assertEqual(c["readinessProbe"]["grpc"]["port"], grpc_port)
+        if self.mtls:
+            # The kubelet's gRPC probe speaks no TLS.
+            self.assertEqual(c["readinessProbe"]["tcpSocket"]["port"], "grpc")
+        else:
+            self.assertEqual(c["readinessProbe"]["grpc"]["port"], grpc_port)
         # Liveness must not follow InfluxDB's health, only the process.
         self.assertEqual(c["livenessProbe"]["tcpSocket"]["port"], "grpc")
 
@@ -576,6 +584,11 @@ class ChartChecks:
                                "clientCertCA": pki.root_ca}
                 if "spoolDirectory" in sos["failedPolls"]["poller"]:
                     sos["failedPolls"]["poller"]["spoolDirectory"] = str(work / "spool")
+                tls = sos["failedPolls"]["poller"]["tls"]
+                self.assertIs(tls["enable"], self.mtls)
+                if self.mtls:
+                    tls.update(certFile=pki.client_cert,
+                               keyFile=pki.client_key, caFile=pki.root_ca)
                 path = work / f"{poller['metadata']['name']}.json"
                 path.write_text(json.dumps(config))
                 env = {k: v for k, v in os.environ.items()
@@ -595,6 +608,32 @@ class ChartChecks:
                 self.assertEqual(result.returncode, 0, result.stderr)
                 address = sos["failedPolls"]["poller"]["trackerAddress"]
                 self.assertIn(f"tracker {address},", result.stdout)
+                self.assertIn("Tracker link: mutual TLS" if self.mtls
+                              else "Tracker link: plaintext", result.stdout)
+
+    def test_mtls_keys_follow_the_values(self):
+        """One value switches both sides; off, the chart consents to
+        plaintext (the services refuse it on a Service address otherwise)
+        and mounts nothing."""
+        tracker = self.rendered.get("Deployment", full("tracker"))
+        _, config = self.rendered.config_of(full("tracker"))
+        sides = [(tracker, config["Butler-SOS"]["failedPolls"]["tracker"]["tls"])]
+        for poller in self.poller_workloads():
+            _, volume = volume_for_mount(poller, CONFIG_PATH)
+            _, config = self.rendered.config_of(volume["configMap"]["name"])
+            sides.append((poller, config["Butler-SOS"]["failedPolls"]["poller"]["tls"]))
+        for workload, tls in sides:
+            with self.subTest(workload["metadata"]["name"]):
+                mounts = [m["mountPath"] for m in container(workload)["volumeMounts"]]
+                if not self.mtls:
+                    self.assertEqual(tls, {"enable": False, "allowPlaintext": True})
+                    self.assertNotIn(MTLS_DIR, mounts)
+                    continue
+                self.assertEqual(tls, {
+                    "enable": True, "certFile": f"{MTLS_DIR}/tls.crt",
+                    "keyFile": f"{MTLS_DIR}/tls.key",
+                    "caFile": f"{MTLS_DIR}/ca.crt",
+                    "refreshIntervalSeconds": 5})
 
     def test_each_group_shares_its_servers_through_its_headless_service(self):
         """cluster.peersDns names the group's own headless Service, which
@@ -839,6 +878,52 @@ class NoNetworkPolicyTest(ChartChecks, unittest.TestCase):
         self.assertNotIn("NetworkPolicies", self.rendered.notes)
 
 
+class MtlsTest(ChartChecks, unittest.TestCase):
+    """tests/helm/values-mtls.yaml: mutual TLS between pollers and tracker,
+    Secrets in cert-manager's layout."""
+
+    VALUES = (MTLS_VALUES,)
+    cluster_domain = "cluster.local"
+    mtls = True
+
+    def test_each_side_mounts_its_secret_read_only(self):
+        """Mounted whole (a subPath mount would never see a renewal)."""
+        expected = [(self.rendered.get("Deployment", full("tracker")), "qfp-tracker-tls")]
+        expected += [(p, "qfp-poller-tls") for p in self.poller_workloads()]
+        for workload, secret in expected:
+            with self.subTest(workload["metadata"]["name"]):
+                mount, volume = volume_for_mount(workload, MTLS_DIR)
+                self.assertIs(mount["readOnly"], True)
+                self.assertNotIn("subPath", mount)
+                self.assertEqual(volume["secret"], {"secretName": secret,
+                                                    "defaultMode": 0o440})
+
+    def test_the_tracker_accepts_its_rendered_config(self):
+        """The real qs-error-tracker reads the rendered file with the TLS
+        files pointed at generated ones: mutual TLS on all interfaces."""
+        binary = Path(os.environ.get("QFP_BIN_DIR") or REPO / "build") / "tracker-service" / "qs-error-tracker"
+        if not binary.is_file():
+            self.skipTest(f"{binary} is not built")
+        from support.certs import ensure_pki  # needs python3-cryptography
+        work = self.out / "check-tracker"
+        pki = ensure_pki(work / "pki", key_type="ec")
+        _, config = self.rendered.config_of(full("tracker"))
+        config = copy.deepcopy(config)
+        tracker = config["Butler-SOS"]["failedPolls"]["tracker"]
+        tracker["walDirectory"] = str(work / "wal")
+        tracker["tls"].update(certFile=pki.server_cert, keyFile=pki.server_key,
+                              caFile=pki.root_ca)
+        path = work / "tracker.json"
+        path.write_text(json.dumps(config))
+        result = subprocess.run(
+            [str(binary), "--config", str(path), "--check_config"],
+            capture_output=True, text=True, timeout=30,
+            env={k: v for k, v in os.environ.items() if not k.startswith("QFP_")})
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("Config valid: listen 0.0.0.0:50051,", result.stdout)
+        self.assertIn("gRPC mutual TLS", result.stdout)
+
+
 class ValidatorTest(unittest.TestCase):
     """validate.js refuses what the API server would refuse."""
 
@@ -963,6 +1048,12 @@ class RefusedValuesTest(unittest.TestCase):
         message = self.refused("networkPolicy:\n  metricsNamespaces: [Prom_1]\n")
         self.assertIn("networkPolicy.metricsNamespaces", message)
         self.assertIn("Prom_1", message)
+
+    def test_mtls_without_secret_names(self):
+        message = self.refused("mtls:\n  enabled: true\n  poller:\n    secretName: p\n")
+        self.assertIn("mtls.tracker.secretName", message)
+        message = self.refused("mtls:\n  enabled: true\n  tracker:\n    secretName: t\n")
+        self.assertIn("mtls.poller.secretName", message)
 
     def test_kubernetes_without_grpc_probes(self):
         self.assertIn("kubeVersion", self.refused("{}\n", kube_version="1.23.9"))

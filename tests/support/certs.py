@@ -22,6 +22,9 @@ selfsigned_server.pem, _key  self-signed leaf for localhost
 pki.json                     manifest read back by ``load_pki``
 ===========================  =============================================
 
+``issue_ca`` and ``issue_leaf`` make further CAs and certificates one by one
+(the poller-tracker link's mutual TLS tests use their own PKIs).
+
 Keys are RSA 2048 by default, like the ones Qlik Sense exports; pass
 ``key_type="ec"`` for P-256 keys when generation time matters (about ten times
 faster).
@@ -288,6 +291,38 @@ def make_pki(directory, key_type: str = "rsa") -> Pki:
            json.dumps(dataclasses.asdict(pki), indent=2).encode() + b"\n",
            secret=True)
     return pki
+
+
+def issue_ca(directory, stem: str, common_name: str,
+             key_type: str = "ec") -> tuple[str, str]:
+    """A new CA as ``{stem}.pem`` and ``{stem}_key.pem`` in ``directory``;
+    returns their paths (for the gRPC link's own PKIs: one per trust domain,
+    another for "a certificate from another CA", a third for a rotation)."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_pair(out, stem, _make_ca(common_name, key_type))
+
+
+def issue_leaf(directory, stem: str, ca_cert: str, ca_key: str, *,
+               server: bool, hostnames=SERVER_HOSTNAMES, ips=SERVER_IPS,
+               key_type: str = "ec") -> tuple[str, str]:
+    """A certificate signed by the CA in ``ca_cert``/``ca_key``, written as
+    ``{stem}.pem`` and ``{stem}_key.pem`` (unencrypted PKCS#8). ``server``:
+    EKU serverAuth and SANs from ``hostnames``/``ips``; else EKU clientAuth,
+    CN "QlikClient". Returns the two paths."""
+    issuer = _Issued(
+        cert=x509.load_pem_x509_certificate(Path(ca_cert).read_bytes()),
+        key=serialization.load_pem_private_key(Path(ca_key).read_bytes(),
+                                               password=None))
+    if server:
+        common_name = hostnames[0] if hostnames else ips[0]
+        issued = _make_server(common_name, issuer, key_type,
+                              hostnames=hostnames, ips=ips)
+    else:
+        issued = _make_client(issuer, key_type)
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write_pair(out, stem, issued)
 
 
 def load_pki(directory) -> Pki:

@@ -69,8 +69,12 @@ def failure(sequence: int, *, server="sense1", source=None, seconds=None,
 
 
 class TrackerClient:
-    def __init__(self, address: str):
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, credentials=None, options=()):
+        """Plaintext unless ``credentials`` (grpc.ssl_channel_credentials)
+        are given; ``options`` are channel arguments."""
+        self.channel = (grpc.secure_channel(address, credentials, options)
+                        if credentials is not None else
+                        grpc.insecure_channel(address, options))
         self.stub = pb_grpc.FailedPollTrackerStub(self.channel)
 
     def close(self):

@@ -104,6 +104,7 @@ checked and printed as YAML; callers read it back with fromYaml. */}}
 {{- else }}
 {{- $_ := unset $tracker "walDirectory" }}
 {{- end }}
+{{- include "qfp.mtlsKeys" (dict "root" . "side" "tracker" "section" $tracker) }}
 {{- toYaml $config }}
 {{- end }}
 
@@ -154,6 +155,7 @@ is false. */}}
 {{- else }}
 {{- $_ := unset $poller "spoolDirectory" }}
 {{- end }}
+{{- include "qfp.mtlsKeys" (dict "root" $root "side" "poller" "section" $poller) }}
 {{- with $root.Values.secrets.qlikClientCerts }}
 {{- if .secretName }}
 {{- include "qfp.child" (dict "parent" $sos "key" "cert") }}

@@ -65,7 +65,7 @@ TEST(TrackerConfigTest, ReadsV1Destination) {
   EXPECT_EQ(config->v1.password, "p");
   EXPECT_EQ(config->v1.retention_policy_name, "10d");
   EXPECT_EQ(config->v1.retention_policy_duration, "10d");
-  EXPECT_EQ(config->listen, "0.0.0.0:50051");
+  EXPECT_EQ(config->listen, "127.0.0.1:50051");
 }
 
 // Sets an environment variable for one test and restores it after.
