@@ -7,7 +7,8 @@ one event loop. This site serves ``--healthy`` HTTPS ports that answer
 ``support.fake_qlik.healthcheck_payload``; anything else is a 404) and holds
 ``--dead`` black-holed ports that listen but never accept (connect may
 succeed, TLS never starts: the poll ends in its timeout), all on 127.0.0.1,
-in one asyncio loop. Like fake_qlik it requires a client certificate from
+in ``--workers`` processes (2) of one asyncio loop each, which share the
+ports. Like fake_qlik it requires a client certificate from
 the PKI's root, with the PKI's server certificate (localhost, 127.0.0.1).
 
 Every request that reaches HTTP is recorded as a JSON line
@@ -20,8 +21,9 @@ the connections in flight)::
     /usr/bin/python3 -m bench.poller_scale_site --pki DIR --healthy N \\
         --dead M --ready-file F [--record R.jsonl] [--max-seconds S]
 
-writes ``{"healthy": [ports], "dead": [ports], "pid": PID}`` to F once every
-port listens and stops on SIGTERM or SIGINT (or after ``--max-seconds``).
+writes ``{"healthy": [ports], "dead": [ports], "pid": PID, "workers":
+[PIDS]}`` to F once every port listens and stops on SIGTERM or SIGINT (or
+after ``--max-seconds``), its workers with it.
 """
 
 from __future__ import annotations
@@ -102,32 +104,31 @@ class _Site:
         self.not_found = _response(404, b'{"error":"not found"}')
         self.healthy_count = healthy
         self.dead_count = dead
-        self.record_file = (open(record_path, "a", encoding="utf-8")
-                            if record_path else None)
+        # O_APPEND and one write per line: workers share the file.
+        self.record_fd = (os.open(record_path,
+                                  os.O_WRONLY | os.O_APPEND | os.O_CREAT,
+                                  0o644) if record_path else None)
         self.healthy_ports: list[int] = []
         self.dead_ports: list[int] = []
+        self._healthy_socks: list[socket.socket] = []
         self._dead_socks: list[socket.socket] = []
         self._servers = []
 
     def record(self, port: int, path: str) -> None:
-        if self.record_file is not None:
-            self.record_file.write(json.dumps(
+        if self.record_fd is not None:
+            os.write(self.record_fd, (json.dumps(
                 {"port": port, "time": round(time.time(), 6), "path": path})
-                + "\n")
+                + "\n").encode())
 
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
+    def bind(self) -> None:
+        """Binds every port (before the workers fork)."""
         for _ in range(self.healthy_count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((LOOPBACK, 0))
-            port = sock.getsockname()[1]
-            server = await loop.create_server(
-                lambda port=port: _Healthcheck(self, port), sock=sock,
-                ssl=self.context, backlog=HEALTHY_BACKLOG,
-                ssl_handshake_timeout=30)
-            self._servers.append(server)
-            self.healthy_ports.append(port)
+            sock.listen(HEALTHY_BACKLOG)
+            self._healthy_socks.append(sock)
+            self.healthy_ports.append(sock.getsockname()[1])
         for _ in range(self.dead_count):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.bind((LOOPBACK, 0))
@@ -135,38 +136,69 @@ class _Site:
             self._dead_socks.append(sock)
             self.dead_ports.append(sock.getsockname()[1])
 
+    async def serve(self, worker: int, workers: int) -> None:
+        """Serves this worker's share of the healthy ports."""
+        loop = asyncio.get_running_loop()
+        for i, sock in enumerate(self._healthy_socks):
+            if i % workers != worker:
+                sock.close()  # another worker's
+                continue
+            port = self.healthy_ports[i]
+            server = await loop.create_server(
+                lambda port=port: _Healthcheck(self, port), sock=sock,
+                ssl=self.context, backlog=HEALTHY_BACKLOG,
+                ssl_handshake_timeout=30)
+            self._servers.append(server)
+
     def close(self) -> None:
         for server in self._servers:
             server.close()
         for sock in self._dead_socks:
             sock.close()
-        if self.record_file is not None:
-            self.record_file.close()
+        if self.record_fd is not None:
+            os.close(self.record_fd)
 
 
-async def _serve(args) -> int:
-    site = _Site(args.pki, args.healthy, args.dead, args.record)
-    await site.start()
+async def _serve(site: _Site, worker: int, workers: int,
+                 max_seconds: float) -> int:
+    await site.serve(worker, workers)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for number in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(number, stop.set)
+    try:
+        await asyncio.wait_for(stop.wait(), max_seconds)
+    except asyncio.TimeoutError:
+        pass
+    site.close()
+    return 0
+
+
+def _run(args) -> int:
+    site = _Site(args.pki, args.healthy, args.dead, args.record)
+    site.bind()
+    children = []
+    for worker in range(1, args.workers):
+        pid = os.fork()
+        if pid == 0:
+            os._exit(asyncio.run(_serve(site, worker, args.workers,
+                                        args.max_seconds)))
+        children.append(pid)
     tmp = args.ready_file + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump({"healthy": site.healthy_ports, "dead": site.dead_ports,
-                   "pid": os.getpid()}, f)
+                   "pid": os.getpid(), "workers": children}, f)
     os.replace(tmp, args.ready_file)
-    flush_every = 1.0
-    deadline = time.monotonic() + args.max_seconds
-    while not stop.is_set() and time.monotonic() < deadline:
-        try:
-            await asyncio.wait_for(stop.wait(), flush_every)
-        except asyncio.TimeoutError:
-            pass
-        if site.record_file is not None:
-            site.record_file.flush()
-    site.close()
-    return 0
+    try:
+        return asyncio.run(_serve(site, 0, args.workers, args.max_seconds))
+    finally:
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for pid in children:
+            os.waitpid(pid, 0)
 
 
 def main(argv=None) -> int:
@@ -177,6 +209,9 @@ def main(argv=None) -> int:
     parser.add_argument("--ready-file", required=True)
     parser.add_argument("--record")
     parser.add_argument("--max-seconds", type=float, default=3600)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes serving the healthy ports (each a "
+                        "share), so that the site's TLS is not the limit")
     args = parser.parse_args(argv)
     needed = args.healthy + args.dead + 1024
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -186,7 +221,7 @@ def main(argv=None) -> int:
                   f"hard limit is {hard}", file=sys.stderr)
             return 2
         resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
-    return asyncio.run(_serve(args))
+    return _run(args)
 
 
 if __name__ == "__main__":
