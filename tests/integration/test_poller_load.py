@@ -181,7 +181,6 @@ class PollerLoadTest(unittest.TestCase):
             gaps = [b - a for a, b in zip(times, times[1:])]
             self.assertTrue(all(g > INTERVAL_MS * 1_000_000 // 2
                                 for g in gaps), f"{name}: gaps {gaps} ns")
-            self.assertLessEqual(len(points), ROUNDS + 1, name)
 
     def test_metrics_count_the_same_failures(self):
         failed = sum(v for (name, _), v in self.metrics.items()
