@@ -140,12 +140,18 @@ void PollScheduler::Step(absl::Duration max_wait) {
     } else {
       StartPoll(state, due);
     }
-    // Fixed rate, but never a burst of catch-up rounds after a stall. An
-    // interval <= 0 (not accepted by the config) must not spin here.
-    state.next_due += std::max(state.target.interval, absl::Milliseconds(1));
+    // Fixed rate, but never a burst of catch-up rounds after a stall: the
+    // rounds missed are skipped whole, so the target keeps its phase (and
+    // the targets stay spread). An interval <= 0 (not accepted by the
+    // config) must not spin here.
+    const absl::Duration interval =
+        std::max(state.target.interval, absl::Milliseconds(1));
+    state.next_due += interval;
     if (state.next_due <= now) {
-      state.next_due =
-          now + std::max(state.target.interval, absl::Milliseconds(1));
+      absl::Duration behind_rest;
+      const int64_t missed =
+          absl::IDivDuration(now - state.next_due, interval, &behind_rest);
+      state.next_due += (missed + 1) * interval;
     }
     due_.emplace(state.next_due, index);
   }

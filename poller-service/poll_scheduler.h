@@ -79,7 +79,8 @@ class PollScheduler {
   // Every target is first due at its phase (FirstDueTime of its
   // SpreadOffset), within one interval of construction; then every
   // `target.interval` of monotonic time (fixed rate, a round skipped while
-  // the previous poll still runs, no catch-up burst after a stall).
+  // the previous poll still runs, no catch-up burst after a stall: the
+  // rounds missed are skipped whole, keeping the phase).
   //
   // Metrics, by source: qfp_poller_polls_total, _poll_failures_total (and
   // category), _polls_skipped_total; qfp_poller_poll_start_lateness_seconds,

@@ -289,6 +289,8 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
             late.append(min(got) if got else float("inf"))
     b0, c0, s0 = histogram(before, LATENESS)
     b1, c1, s1 = histogram(after, LATENESS)
+    _, qc0, qs0 = histogram(before, "qfp_poller_poll_queued_seconds")
+    _, qc1, qs1 = histogram(after, "qfp_poller_poll_queued_seconds")
     polls = c1 - c0
     within = {le: b1.get(le, 0) - b0.get(le, 0) for le in (0.1, 1.0)}
     return {
@@ -296,6 +298,8 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
         "over_100ms": polls - within[0.1],
         "over_1s": polls - within[1.0],
         "lateness_mean_ms": 1000 * (s1 - s0) / polls if polls else 0,
+        "queued_mean_ms": (1000 * (qs1 - qs0) / (qc1 - qc0) if qc1 > qc0
+                           else 0),
         "arrival_late_max_ms": 1000 * max(late) if late else 0,
         "arrival_late_median_ms": 1000 * statistics.median(late) if late
         else 0,
@@ -324,6 +328,8 @@ ROWS = [
     ("over_100ms", "polls starting > 100 ms late", "{:.0f}"),
     ("over_1s", "polls starting > 1 s late", "{:.0f}"),
     ("lateness_mean_ms", "start lateness, mean (ms)", "{:.1f}"),
+    ("queued_mean_ms", "of which in the transport's queue, mean (ms)",
+     "{:.1f}"),
     ("arrival_late_median_ms", "arrival at site - due, median (ms)",
      "{:.1f}"),
     ("arrival_late_max_ms", "arrival at site - due, max (ms)", "{:.0f}"),

@@ -214,6 +214,27 @@ TEST_F(PollSchedulerTest, NoBurstOfCatchUpRoundsAfterAStall) {
   EXPECT_EQ(scheduler.stats().polls_started, 2u);
 }
 
+// After a stall the rounds missed are skipped whole: the target keeps its
+// phase, so targets spread over the interval stay spread.
+TEST_F(PollSchedulerTest, AStallKeepsTheTargetsPhase) {
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  const absl::Duration phase = clock_.Monotonic();  // sense1 is due now
+  scheduler.Step(absl::ZeroDuration());
+  transport_.Complete(Healthy());
+  clock_.Advance(absl::Minutes(5) + absl::Milliseconds(3700));
+  scheduler.Step(absl::Hours(1));  // late, once
+  ASSERT_EQ(transport_.started.size(), 1u);
+  transport_.Complete(Healthy());
+  // The next one at the old phase: 310 s after it, not 10 s after the stall.
+  EXPECT_EQ(transport_.waits.back(), absl::Milliseconds(6300));
+  clock_.Advance(absl::Milliseconds(6300));
+  scheduler.Step(absl::ZeroDuration());
+  EXPECT_EQ(transport_.started.size(), 1u);
+  EXPECT_EQ(clock_.Monotonic() - phase, absl::Seconds(310));
+  EXPECT_EQ(scheduler.stats().polls_started, 3u);
+}
+
 // Owns only the targets whose key is listed; the list may change between
 // steps, as members from DNS do.
 class ListedTargets final : public TargetOwnership {
