@@ -41,6 +41,11 @@ ABSL_FLAG(bool, check_config, false,
           "when valid, 2 otherwise. Changes nothing on disk.");
 ABSL_FLAG(std::string, log_level, "",
           "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
+ABSL_FLAG(bool, spread_polls, true,
+          "Start each target's polls at its own offset within its interval "
+          "(a hash of the target), so that polls never start in bursts. "
+          "false: every target is polled at start and then in rounds, all "
+          "targets of an interval together (for tests and comparisons).");
 ABSL_FLAG(int, shutdown_deadline_ms, 10000,
           "On SIGTERM/SIGINT, how long to keep delivering unacknowledged "
           "failures to the tracker before exiting.");
@@ -227,6 +232,7 @@ int Main(int argc, char** argv) {
       static_cast<size_t>(config.max_concurrent_polls));
   PollScheduler scheduler(config, std::move(plan), *transport, client,
                           SystemClock::Get(), metrics);
+  if (!absl::GetFlag(FLAGS_spread_polls)) scheduler.PollInRounds();
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}",

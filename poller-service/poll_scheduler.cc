@@ -122,6 +122,17 @@ SchedulerStats PollScheduler::stats() const {
   return stats;
 }
 
+void PollScheduler::PollInRounds() {
+  const absl::Duration now = clock_.Monotonic();
+  std::vector<DueEntry> entries;
+  entries.reserve(targets_.size());
+  for (size_t i = 0; i < targets_.size(); ++i) {
+    targets_[i].next_due = now;
+    entries.emplace_back(now, i);
+  }
+  due_ = decltype(due_)(std::greater<DueEntry>(), std::move(entries));
+}
+
 void PollScheduler::Step(absl::Duration max_wait) {
   const absl::Duration now = clock_.Monotonic();
   while (!due_.empty() && due_.top().first <= now) {

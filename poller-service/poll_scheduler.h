@@ -97,6 +97,13 @@ class PollScheduler {
                 const TargetOwnership* ownership = nullptr,
                 AttemptLedger* ledger = nullptr);
 
+  // Makes every target due now, then every interval from now: targets of
+  // one interval are polled together, in rounds (the behaviour before
+  // spreading: bursts), rather than at their spread phases. For tests and
+  // comparisons that reason in rounds (qs-poller --spread_polls=false).
+  // Call before the first Step.
+  void PollInRounds();
+
   // Starts every due poll (O(log n) per due target), then drives transfers
   // until the next poll is due or `max_wait` (monotonic time) has passed,
   // whichever is sooner.

@@ -632,6 +632,20 @@ TEST_F(PollSchedulerSpreadTest, ManyTargetsEachStartOncePerInterval) {
       6000, 1e-9);
 }
 
+// --spread_polls=false: rounds, as before spreading.
+TEST_F(PollSchedulerSpreadTest, PollInRoundsStartsEveryTargetTogether) {
+  UseServers(20);
+  PollScheduler scheduler(config_, BuildPollPlan(config_), transport_, sink_,
+                          clock_, metrics_);
+  scheduler.PollInRounds();
+  for (int round = 0; round < 3; ++round) {
+    scheduler.Step(absl::Hours(1));
+    EXPECT_EQ(TakeStartedHosts().size(), 20u) << round;
+    EXPECT_EQ(transport_.waits.back(), absl::Seconds(10)) << round;
+    clock_.Advance(absl::Seconds(10));
+  }
+}
+
 // A wall-clock step (NTP, a resumed VM) while the scheduler runs. Only
 // FakeClock::StepWall moves the wall clock alone; every poll is driven by
 // Advance, which moves both readings as time passing does.
