@@ -8,11 +8,21 @@
 namespace qfp {
 
 const std::vector<absl::string_view>& PollerKeys() {
+  // "cluster" is a map: its keys are PollerClusterKeys().
+  // clang-format off
   static const auto* keys = new std::vector<absl::string_view>{
       "trackerAddress",      "pollerId",           "requestTimeout",
       "maxConcurrentPolls",  "maxPendingFailures", "maxSpoolBytes",
       "spoolDirectory",      "metricsListen",      "healthCheckTimeout",
-      "userSessionsTimeout", "appNamesTimeout",    "maxResponseBytes"};
+      "userSessionsTimeout", "appNamesTimeout",    "maxResponseBytes",
+      "cluster"};
+  // clang-format on
+  return *keys;
+}
+
+const std::vector<absl::string_view>& PollerClusterKeys() {
+  static const auto* keys = new std::vector<absl::string_view>{
+      "peersDns", "self", "peersRefreshInterval", "shardCount", "shardIndex"};
   return *keys;
 }
 
@@ -34,6 +44,7 @@ void CheckFailedPollsKeys(const ConfigNode& sos) {
   ConfigNode section = sos["failedPolls"];
   section.CheckKeys({"poller", "tracker"});
   section["poller"].CheckKeys(PollerKeys());
+  section["poller"]["cluster"].CheckKeys(PollerClusterKeys());
   section["tracker"].CheckKeys(TrackerKeys());
 }
 

@@ -20,6 +20,8 @@ namespace qfp {
 
 // Keys of Butler-SOS.failedPolls.poller (poller-service/poller_config.cc).
 const std::vector<absl::string_view>& PollerKeys();
+// Keys of Butler-SOS.failedPolls.poller.cluster (poller_config.cc).
+const std::vector<absl::string_view>& PollerClusterKeys();
 // Keys of Butler-SOS.failedPolls.tracker (tracker-service/tracker_config.cc).
 const std::vector<absl::string_view>& TrackerKeys();
 

@@ -22,6 +22,7 @@
 #include "common/metrics_server.h"
 #include "common/termination_signal.h"
 #include "poller-service/curl_transport.h"
+#include "poller-service/peer_membership.h"
 #include "poller-service/poll_plan.h"
 #include "poller-service/poll_scheduler.h"
 #include "poller-service/poller_config.h"
@@ -230,8 +231,14 @@ int Main(int argc, char** argv) {
 
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
+  // Which targets are this poller's (cluster.*); with peersDns the first
+  // resolution happens here, before the first poll. It keeps the targets'
+  // keys, not the plan, which the scheduler then takes.
+  PollerCluster cluster(config.cluster, plan, metrics);
+  cluster.Start();
+  spdlog::info("poll targets {}", cluster.description());
   PollScheduler scheduler(config, std::move(plan), *transport, client,
-                          SystemClock::Get(), metrics);
+                          SystemClock::Get(), metrics, cluster.ownership());
   if (!absl::GetFlag(FLAGS_spread_polls)) scheduler.PollInRounds();
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
@@ -248,6 +255,7 @@ int Main(int argc, char** argv) {
   });
   scheduler.Run(stop);
   signal_waiter.join();
+  cluster.Stop();
   // Polls still running past their timeout are cancelled while the
   // scheduler (their callbacks' target) is still alive.
   transport.reset();

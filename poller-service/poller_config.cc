@@ -1,11 +1,13 @@
 #include "poller-service/poller_config.h"
 
+#include <arpa/inet.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -215,6 +217,118 @@ void ParseRequestLimits(const ConfigNode& poller, PollerConfig& config) {
           int64_t{1} << 40));
 }
 
+// An IPv4 or IPv6 address in inet_ntop's form ("fd00::5", never
+// "fd00:0::5"), so that it compares equal to the addresses getaddrinfo
+// returns for cluster.peersDns; nullopt when `text` is no address.
+std::optional<std::string> NormalizedAddress(const std::string& text) {
+  unsigned char bytes[sizeof(struct in6_addr)];
+  char out[INET6_ADDRSTRLEN];
+  for (const int family : {AF_INET, AF_INET6}) {
+    if (inet_pton(family, text.c_str(), bytes) == 1 &&
+        inet_ntop(family, bytes, out, sizeof(out)) != nullptr) {
+      return std::string(out);
+    }
+  }
+  return std::nullopt;
+}
+
+// The StatefulSet ordinal at the end of a pod name ("qfp-poller-2": 2).
+std::optional<int> PodOrdinal(const std::string& name) {
+  const size_t dash = name.rfind('-');
+  if (dash == std::string::npos || dash + 1 == name.size() ||
+      name.size() - dash - 1 > 6) {
+    return std::nullopt;
+  }
+  int ordinal = 0;
+  for (size_t i = dash + 1; i < name.size(); ++i) {
+    if (!absl::ascii_isdigit(static_cast<unsigned char>(name[i]))) {
+      return std::nullopt;
+    }
+    ordinal = ordinal * 10 + (name[i] - '0');
+  }
+  return ordinal;
+}
+
+// Butler-SOS.failedPolls.poller.cluster (ClusterConfig). The pod's own
+// values come from the environment ($QFP_POD_IP, $QFP_POLLER_ID or the host
+// name), so one file serves every replica.
+void ParseCluster(const ConfigNode& node, ClusterConfig& cluster) {
+  constexpr int kMaxShards = 10000;
+  cluster.peers_dns = node["peersDns"].String("");
+  if (node["peersDns"].present()) {
+    if (cluster.peers_dns.empty()) {
+      node["peersDns"].Error("must not be empty (leave it out to not share)");
+    } else {
+      // A host name, or an address literal (then only that one member).
+      node["peersDns"].Host(PortRule::kNone);
+    }
+  }
+  cluster.peers_refresh = absl::Milliseconds(node["peersRefreshInterval"].Int(
+      absl::ToInt64Milliseconds(cluster.peers_refresh), 100, 3600 * 1000));
+  cluster.shard_count = static_cast<int>(
+      node["shardCount"].Int(cluster.shard_count, 1, kMaxShards));
+
+  if (!cluster.peers_dns.empty() && node["shardCount"].present()) {
+    node["shardCount"].Error(
+        "set together with cluster.peersDns: use one way of sharing "
+        "(peersDns for members found by DNS, shardCount for fixed shards)");
+  }
+  if (node["self"].present() && cluster.peers_dns.empty()) {
+    node["self"].Error("set without cluster.peersDns, which it belongs to");
+  }
+  if (node["shardIndex"].present() && !node["shardCount"].present()) {
+    node["shardIndex"].Error("set without cluster.shardCount");
+  }
+
+  if (!cluster.peers_dns.empty()) {
+    std::string self = node["self"].String("");
+    std::string from = "";
+    if (!node["self"].present()) {
+      const char* env = std::getenv("QFP_POD_IP");
+      if (env == nullptr || *env == '\0') {
+        node["self"].Error(
+            "missing, and $QFP_POD_IP is not set: this poller's own address "
+            "among the records of cluster.peersDns is needed");
+        return;
+      }
+      self = env;
+      from = " (from $QFP_POD_IP)";
+    }
+    if (std::optional<std::string> address = NormalizedAddress(self)) {
+      cluster.self = *address;
+    } else {
+      node["self"].Error(absl::StrCat("\"", self, "\"", from,
+                                      " is not an IPv4 or IPv6 address"));
+    }
+  }
+
+  if (node["shardCount"].present() && cluster.shard_count > 0) {
+    if (node["shardIndex"].present()) {
+      cluster.shard_index =
+          static_cast<int>(node["shardIndex"].Int(0, 0, kMaxShards - 1));
+    } else {
+      const char* env = std::getenv("QFP_POLLER_ID");
+      const std::string name =
+          env != nullptr && *env != '\0' ? std::string(env) : HostName();
+      std::optional<int> ordinal = PodOrdinal(name);
+      if (!ordinal) {
+        node["shardIndex"].Error(absl::StrCat(
+            "missing, and the pod name \"", name,
+            "\" ($QFP_POLLER_ID or the host name) ends in no ordinal "
+            "(\"-N\")"));
+        return;
+      }
+      cluster.shard_index = *ordinal;
+    }
+    if (cluster.shard_index >= cluster.shard_count) {
+      node["shardIndex"].Error(absl::StrCat(
+          "is ", cluster.shard_index,
+          node["shardIndex"].present() ? "" : " (the pod name's ordinal)",
+          ", not below cluster.shardCount (", cluster.shard_count, ")"));
+    }
+  }
+}
+
 }  // namespace
 
 absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
@@ -304,6 +418,7 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
                                   kMinSpoolBytes, kMaxSpoolBytes));
   config.spool_directory = poller["spoolDirectory"].WritableDirectory(
       "keep failures in memory only");
+  ParseCluster(poller["cluster"], config.cluster);
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

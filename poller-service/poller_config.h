@@ -36,6 +36,25 @@ struct MonitoredServer {
 // hangs.
 inline constexpr absl::Duration kDefaultAppNamesTimeout = absl::Seconds(120);
 
+// Butler-SOS.failedPolls.poller.cluster: how pollers that read the same
+// config share its targets (poller-service/rendezvous_ownership.h). At most
+// one of peersDns and shardCount; neither: this poller polls every target.
+struct ClusterConfig {
+  // peersDns: a DNS name whose A/AAAA records are the live pollers (a
+  // Kubernetes headless Service lists only ready pods). Empty: not used.
+  std::string peers_dns;
+  // self: this poller's address among those records, in inet_ntop's form
+  // (the parser normalises it). Default $QFP_POD_IP. Set when peers_dns is.
+  std::string self;
+  // peersRefreshInterval (ms): how often peersDns is resolved again.
+  absl::Duration peers_refresh = absl::Seconds(5);
+  // shardCount: fixed shards; 0: none.
+  int shard_count = 0;
+  // shardIndex, 0 <= index < shard_count; default the StatefulSet ordinal at
+  // the end of $QFP_POLLER_ID or the host name ("qfp-poller-2": 2).
+  int shard_index = 0;
+};
+
 struct PollerConfig {
   TlsSettings tls;  // cert.* and serversToMonitor.rejectUnauthorized
 
@@ -80,6 +99,7 @@ struct PollerConfig {
   std::string spool_directory;
   // metricsListen: HOST:PORT for Prometheus /metrics and /healthz; empty: off.
   std::string metrics_listen;
+  ClusterConfig cluster;  // cluster.*
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 };

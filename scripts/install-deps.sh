@@ -15,6 +15,7 @@ PACKAGES=(
   python3-protobuf openssl curl
   util-linux procps
   faketime  # libfaketime: tests/integration/test_clock_steps.py
+  dnsmasq-base  # the loopback DNS server of tests/integration/test_sharding.py
   # the offline Helm chart test (tests/helm)
   golang-go golang-github-masterminds-sprig-dev golang-gopkg-yaml.v2-dev yamllint
 )
@@ -25,7 +26,8 @@ for pkg in "${PACKAGES[@]}"; do
     missing+=("$pkg")
   fi
 done
-# Node and npm for tests/helm/validate.js (Kubernetes' schemas): Debian's,
+# Node and npm for tests/helm/validate.js (Kubernetes' schemas) and
+# tests/dashboards/check.mjs (Flux parser, Grafana schema): Debian's,
 # unless some node with npm is already installed (e.g. a newer one).
 command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 
@@ -47,5 +49,16 @@ stamp="$helm_test/node_modules/.qfp-package-lock.sha256"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
   echo "Installing the npm packages of tests/helm (npm ci)"
   (cd "$helm_test" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
+  echo "$lock_sum" >"$stamp"
+fi
+
+# The dashboard test's npm packages (Flux parser, Grafana's dashboard schema),
+# as tests/dashboards/package-lock.json pins them, the same way.
+dashboards_test="$(cd "$(dirname "$0")/.." && pwd)/tests/dashboards"
+lock_sum="$(sha256sum "$dashboards_test/package-lock.json" | cut -d' ' -f1)"
+stamp="$dashboards_test/node_modules/.qfp-package-lock.sha256"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
+  echo "Installing the npm packages of tests/dashboards (npm ci)"
+  (cd "$dashboards_test" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$lock_sum" >"$stamp"
 fi

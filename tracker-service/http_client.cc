@@ -8,9 +8,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "curl/curl.h"
 
@@ -99,7 +101,47 @@ long TimeoutMs(absl::Duration timeout) {  // NOLINT(runtime/int): curl's type
   return static_cast<long>(ms);  // NOLINT(runtime/int)
 }
 
+// The credentials `request` carries, as they may come back in an echo.
+std::vector<std::string> CredentialsOf(const HttpRequest& request) {
+  std::vector<std::string> secrets;
+  if (request.basic_auth.has_value()) {
+    const HttpBasicAuth& auth = *request.basic_auth;
+    secrets.push_back(auth.password);
+    secrets.push_back(UrlEncode(auth.password));
+    secrets.push_back(
+        absl::Base64Escape(absl::StrCat(auth.username, ":", auth.password)));
+  }
+  for (const auto& [name, value] : request.headers) {
+    if (!absl::EqualsIgnoreCase(name, "Authorization")) continue;
+    secrets.push_back(value);
+    const size_t space = value.find(' ');
+    if (space != std::string::npos) secrets.push_back(value.substr(space + 1));
+  }
+  const size_t query = request.url.find('?');
+  if (query != std::string::npos) {
+    for (absl::string_view pair : absl::StrSplit(
+             absl::string_view(request.url).substr(query + 1), '&')) {
+      std::pair<absl::string_view, absl::string_view> kv =
+          absl::StrSplit(pair, absl::MaxSplits('=', 1));
+      if (kv.first == "p" || kv.first == "password" || kv.first == "token") {
+        secrets.emplace_back(kv.second);
+      }
+    }
+  }
+  return secrets;
+}
+
 }  // namespace
+
+std::string RedactSecrets(absl::string_view text,
+                          const std::vector<std::string>& secrets) {
+  std::string out(text);
+  for (const std::string& secret : secrets) {
+    if (secret.size() < 3) continue;
+    absl::StrReplaceAll({{secret, "********"}}, &out);
+  }
+  return out;
+}
 
 absl::StatusOr<HttpResponse> HttpCall(const HttpRequest& request) {
   const std::string what =
@@ -214,6 +256,11 @@ absl::StatusOr<HttpResponse> HttpCall(const HttpRequest& request) {
   long status = 0;  // NOLINT(runtime/int): curl's type
   curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
   response.status = static_cast<int>(status);
+  const std::vector<std::string> secrets = CredentialsOf(request);
+  response.body = RedactSecrets(response.body, secrets);
+  for (auto& [name, value] : response.headers) {
+    value = RedactSecrets(value, secrets);
+  }
   return response;
 }
 

@@ -54,8 +54,14 @@ struct HttpResponse {
 // for an answer over `max_response_bytes`, DeadlineExceeded when `timeout`
 // passed, Unavailable for any other transport failure; each message names the
 // method, the URL (with `p`, `password` and `token` query values hidden) and
-// curl's error. Redirects are not followed. Thread-safe: each thread keeps its
-// own curl handle, so connections to a server are reused between calls.
+// curl's error. Every credential the request carried (the Basic password and
+// its base64 form, the value of an Authorization header and its part after
+// the scheme, the p, password and token query values) is replaced with
+// `********` in the response's body and header values: a server or proxy
+// that echoes requests in its error answers (seen in the wild) must not put
+// them into our logs and errors. Redirects are not followed. Thread-safe: each
+// thread keeps its own curl handle, so connections to a server are reused
+// between calls.
 absl::StatusOr<HttpResponse> HttpCall(const HttpRequest& request);
 
 // gzip (RFC 1952) of `data`, as servers accept with Content-Encoding: gzip.
@@ -70,6 +76,12 @@ std::string UrlEncode(absl::string_view value);
 // `url` with the values of the query parameters p, password and token
 // replaced by `***`, for logs and error messages. Thread-safe.
 std::string RedactUrl(absl::string_view url);
+
+// `text` with every occurrence of each of `secrets` (those of 3 bytes or
+// more: shorter ones would mangle ordinary text) replaced by `********`.
+// Thread-safe.
+std::string RedactSecrets(absl::string_view text,
+                          const std::vector<std::string>& secrets);
 
 // The delay of a `Retry-After` header in its delta-seconds form ("120").
 // nullopt for an HTTP-date or anything malformed: the caller then uses its own

@@ -578,14 +578,52 @@ class ChartChecks:
                     sos["failedPolls"]["poller"]["spoolDirectory"] = str(work / "spool")
                 path = work / f"{poller['metadata']['name']}.json"
                 path.write_text(json.dumps(config))
+                env = {k: v for k, v in os.environ.items()
+                       if not k.startswith("QFP_")}
+                if "QFP_POD_IP" in env_of(poller):
+                    # cluster.self comes from the downward API's pod IP.
+                    result = subprocess.run(
+                        [str(binary), "--config", str(path), "--check_config"],
+                        capture_output=True, text=True, timeout=30, env=env)
+                    self.assertEqual(result.returncode, 2, result.stdout)
+                    self.assertIn("cluster.self: missing, and $QFP_POD_IP is not set",
+                                  result.stderr)
+                    env["QFP_POD_IP"] = "10.244.1.7"
                 result = subprocess.run(
                     [str(binary), "--config", str(path), "--check_config"],
-                    capture_output=True, text=True, timeout=30,
-                    env={k: v for k, v in os.environ.items()
-                         if not k.startswith("QFP_")})
+                    capture_output=True, text=True, timeout=30, env=env)
                 self.assertEqual(result.returncode, 0, result.stderr)
                 address = sos["failedPolls"]["poller"]["trackerAddress"]
                 self.assertIn(f"tracker {address},", result.stdout)
+
+    def test_each_group_shares_its_servers_through_its_headless_service(self):
+        """cluster.peersDns names the group's own headless Service, which
+        lists only its ready pods; each pod knows its address among them."""
+        workloads = self.rendered.workloads()
+        for poller in self.poller_workloads():
+            name = poller["metadata"]["name"]
+            with self.subTest(name):
+                _, volume = volume_for_mount(poller, CONFIG_PATH)
+                _, config = self.rendered.config_of(volume["configMap"]["name"])
+                cluster = config["Butler-SOS"]["failedPolls"]["poller"]["cluster"]
+                self.assertEqual(cluster, {"peersDns": f"{name}.{NAMESPACE}.svc."
+                                                       f"{self.cluster_domain}"})
+                service = self.rendered.get("Service", name)
+                self.assertEqual(service["spec"]["clusterIP"], "None")
+                self.assertIs(service["spec"]["publishNotReadyAddresses"], False)
+                # Its selector picks this group's pods and no other's.
+                for other in workloads:
+                    labels = other["spec"]["template"]["metadata"]["labels"]
+                    self.assertEqual(
+                        selector_matches({"matchLabels": service["spec"]["selector"]},
+                                         labels),
+                        other is poller, other["metadata"]["name"])
+                self.assertEqual(env_of(poller)["QFP_POD_IP"]["valueFrom"],
+                                 {"fieldRef": {"fieldPath": "status.podIP"}})
+                # Ready means serving /healthz where there is a probe at all.
+                probe = container(poller).get("readinessProbe")
+                if probe is not None:
+                    self.assertEqual(probe["httpGet"], {"path": "/healthz", "port": "metrics"})
 
     def poller_workloads(self) -> list[dict]:
         return [w for w in self.rendered.workloads()
@@ -608,6 +646,7 @@ class DefaultValuesTest(ChartChecks, unittest.TestCase):
             ("Deployment", full("poller-default")),
             ("Service", full("tracker")),
             ("Service", full("poller")),
+            ("Service", full("poller-default")),
             ("NetworkPolicy", full("tracker")),
             ("NetworkPolicy", full("poller")),
         ]))
@@ -650,7 +689,7 @@ class DefaultValuesTest(ChartChecks, unittest.TestCase):
     def test_no_secret_env_without_secret_names(self):
         self.assertNotIn("env", container(self.rendered.get("Deployment", full("tracker"))))
         self.assertEqual(list(env_of(self.rendered.get("Deployment", full("poller-default")))),
-                         ["QFP_POLLER_ID"])
+                         ["QFP_POLLER_ID", "QFP_POD_IP"])
 
     def test_the_users_config_is_passed_through(self):
         _, config = self.rendered.config_of(full("poller-default"))
@@ -678,9 +717,20 @@ class TestValuesTest(ChartChecks, unittest.TestCase):
             ("StatefulSet", full("poller-emea")),
             ("Service", full("tracker")),
             ("Service", full("poller")),
+            ("Service", full("poller-apac")),
+            ("Service", full("poller-emea")),
             ("NetworkPolicy", full("tracker")),
             ("NetworkPolicy", full("poller")),
         ]))
+
+    def test_replicas_3_share_the_groups_servers(self):
+        emea = self.rendered.get("StatefulSet", full("poller-emea"))
+        self.assertEqual(emea["spec"]["replicas"], 3)
+        _, config = self.rendered.config_of(full("poller-emea"))
+        self.assertEqual(
+            config["Butler-SOS"]["failedPolls"]["poller"]["cluster"]["peersDns"],
+            f"{full('poller-emea')}.{NAMESPACE}.svc.k8s.example.internal")
+        self.assertIn("the replicas of a\ngroup share its servers", self.rendered.notes)
 
     def test_poller_group_replicas_come_from_values(self):
         self.assertEqual(self.rendered.get("StatefulSet", full("poller-emea"))["spec"]["replicas"], 3)
@@ -740,6 +790,7 @@ class TestValuesTest(ChartChecks, unittest.TestCase):
         for manifest in self.rendered.objects("ConfigMap"):
             self.assertNotIn("metricsListen", manifest["data"]["butler-sos.yaml"])
         self.assertNotIn("livenessProbe", container(self.rendered.get("StatefulSet", full("poller-emea"))))
+        self.assertNotIn("readinessProbe", container(self.rendered.get("StatefulSet", full("poller-emea"))))
         self.assertEqual([p["name"] for p in self.rendered.get("Service", full("tracker"))["spec"]["ports"]],
                          ["grpc"])
         self.assertNotIn("ports", self.rendered.get("Service", full("poller"))["spec"])
@@ -839,6 +890,38 @@ class ValidatorTest(unittest.TestCase):
             [["kubernetes-models has no model for example.com/v1 Widget"]])
 
 
+class ClusterValuesTest(unittest.TestCase):
+    """poller.cluster.enabled false, and a group with fixed shards."""
+
+    def rendered(self, values_yaml: str) -> Rendered:
+        out = Path(TMP.name) / f"cluster-{self.id().rsplit('.', 1)[1]}"
+        out.mkdir(parents=True, exist_ok=True)
+        values = out / "values.yaml"
+        values.write_text(values_yaml)
+        return Rendered(render(RENDERER, values, out_dir=out))
+
+    def test_without_sharing_every_replica_polls_everything(self):
+        rendered = self.rendered("poller:\n  cluster:\n    enabled: false\n")
+        poller = rendered.get("Deployment", full("poller-default"))
+        self.assertNotIn("QFP_POD_IP", env_of(poller))
+        _, config = rendered.config_of(full("poller-default"))
+        self.assertNotIn("cluster", config["Butler-SOS"]["failedPolls"]["poller"])
+        self.assertEqual([s["metadata"]["name"] for s in rendered.objects("Service")],
+                         [full("poller"), full("tracker")])
+        self.assertIn("every replica of\na group polls every server", rendered.notes)
+
+    def test_a_group_with_fixed_shards_gets_no_peers_dns(self):
+        rendered = self.rendered(
+            "poller:\n  spool:\n    persistence:\n      enabled: true\n"
+            "  groups:\n    default:\n      replicas: 4\n      config:\n"
+            "        Butler-SOS:\n          failedPolls:\n"
+            "            poller:\n              cluster:\n"
+            "                shardCount: 4\n")
+        _, config = rendered.config_of(full("poller-default"))
+        self.assertEqual(config["Butler-SOS"]["failedPolls"]["poller"]["cluster"],
+                         {"shardCount": 4})
+
+
 class RefusedValuesTest(unittest.TestCase):
     """Values the chart must refuse with a message naming the problem."""
 
@@ -857,6 +940,17 @@ class RefusedValuesTest(unittest.TestCase):
             "        Butler-SOS:\n          failedPolls:\n"
             "            poller:\n              pollerId: poller-1\n")
         self.assertIn("pollerId", message)
+
+    def test_fixed_shards_that_cannot_cover_every_shard(self):
+        shards = ("      config:\n        Butler-SOS:\n          failedPolls:\n"
+                  "            poller:\n              cluster:\n"
+                  "                shardCount: 3\n")
+        message = self.refused("poller:\n  groups:\n    default:\n      replicas: 3\n" + shards)
+        self.assertIn("StatefulSet ordinal", message)
+        message = self.refused(
+            "poller:\n  spool:\n    persistence:\n      enabled: true\n"
+            "  groups:\n    default:\n      replicas: 2\n" + shards)
+        self.assertIn("cluster.shardCount (3) must equal replicas (2)", message)
 
     def test_a_group_name_kubernetes_refuses(self):
         self.assertIn("EMEA_1", self.refused("poller:\n  groups:\n    EMEA_1: {}\n"))

@@ -67,6 +67,17 @@ Response behaviours (at endpoint level for every path, or per path):
   pieces spread evenly over ``"seconds"`` (default 10) and generated as it
   is sent (the site never holds it).
 
+* ``endless_body``: 200 application/json, close-delimited, a JSON array that
+  never ends (``[0,0,0,...``), sent as fast as the client reads, until the
+  client goes or the site stops.
+* ``drip``: 200 application/json announcing ``"length"`` bytes (default
+  1 MiB) of a JSON object, ``{`` then one space a second, never finishing within a poll's timeout.
+* ``huge_headers``: 200 with ``"header_kb"`` KiB (default 1024) of extra
+  header lines before the end of the head, then the healthy body.
+* ``never_close``: the healthy body, complete, without a Content-Length and
+  with no close afterwards: a client waiting for the end of the body waits
+  until the site stops.
+
 A redirect loop needs no behaviour of its own: ``status`` 302 with a
 ``Location`` header naming the same path.
 
@@ -143,6 +154,10 @@ RESPONSE_PARAMS = {
     "gzip": set(),
     "gzip_bomb": {"decoded_mb"},
     "large_apps": {"size_mb", "seconds"},
+    "endless_body": set(),
+    "drip": {"length"},
+    "huge_headers": {"header_kb"},
+    "never_close": set(),
 }
 
 # Endpoint behaviours serving TLS with another certificate: Pki attributes.
@@ -178,6 +193,8 @@ class ResponseSpec:
     decoded_mb: int = 256
     size_mb: int = 50
     seconds: float = 10.0
+    length: int = 1 << 20
+    header_kb: int = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,7 +234,9 @@ def _parse_response(raw: dict, where: str, ignore: set = frozenset()
         framing=raw.get("framing", "content_length"),
         decoded_mb=int(raw.get("decoded_mb", 256)),
         size_mb=int(raw.get("size_mb", 50)),
-        seconds=float(raw.get("seconds", 10.0)))
+        seconds=float(raw.get("seconds", 10.0)),
+        length=int(raw.get("length", 1 << 20)),
+        header_kb=int(raw.get("header_kb", 1024)))
     if not 100 <= spec.status <= 599:
         raise ValueError(f"{where}: status {spec.status} out of range")
     if spec.framing not in ("content_length", "close"):
@@ -701,6 +720,59 @@ def _respond_large_apps(conn, spec, request, stop):
     _close_gracefully(conn)
 
 
+def _respond_endless_body(conn, spec, request, stop):
+    conn.sendall(_response_head(200, "application/json; charset=utf-8", None))
+    conn.sendall(b"[0")
+    block = b",0" * 32768
+    deadline = time.monotonic() + HANG_LIMIT_S
+    try:
+        while not stop.is_set() and time.monotonic() < deadline:
+            conn.settimeout(1.0)
+            try:
+                conn.sendall(block)
+            except socket.timeout:
+                continue  # the client is not reading now; check stop
+    except (OSError, ValueError):
+        pass  # the client gave up: what a capped reader does
+    conn.close()
+
+
+def _respond_drip(conn, spec, request, stop):
+    conn.sendall(_response_head(200, "application/json; charset=utf-8",
+                                spec.length) + b"{")
+    deadline = time.monotonic() + HANG_LIMIT_S
+    try:
+        for _ in range(spec.length - 1):
+            if stop.wait(1.0) or time.monotonic() > deadline:
+                break
+            conn.sendall(b" ")
+    except OSError:
+        pass
+    conn.close()
+
+
+def _respond_huge_headers(conn, spec, request, stop):
+    body = _json_bytes(healthy_payload(request.path) or {"huge": True})
+    filler = "x" * 1000
+    extra = [(f"X-Filler-{index}", filler) for index in range(spec.header_kb)]
+    try:
+        conn.sendall(_response_head(200, "application/json; charset=utf-8",
+                                    len(body), extra) + body)
+    except OSError:
+        pass  # the client refused the head before the end
+    _close_gracefully(conn)
+
+
+def _respond_never_close(conn, spec, request, stop):
+    body = _json_bytes(healthy_payload(request.path) or {"open": True})
+    head = _response_head(200, "application/json; charset=utf-8", None)
+    # No Connection: close either: nothing tells the client the body ended.
+    head = head.replace(b"Connection: close\r\n", b"")
+    conn.sendall(head + body)
+    stop.wait(HANG_LIMIT_S)
+    conn.close()
+
+
 RESPONDERS = {
     "healthy": _respond_healthy,
     "status": _respond_status,
@@ -712,6 +784,10 @@ RESPONDERS = {
     "gzip": _respond_gzip,
     "gzip_bomb": _respond_gzip_bomb,
     "large_apps": _respond_large_apps,
+    "endless_body": _respond_endless_body,
+    "drip": _respond_drip,
+    "huge_headers": _respond_huge_headers,
+    "never_close": _respond_never_close,
 }
 assert set(RESPONDERS) == set(RESPONSE_PARAMS)
 

@@ -32,6 +32,13 @@ and an 11-character suffix. */}}
 {{- printf "%s-poller-%s" (include "qfp.fullname" .root) .group | trunc 52 | trimSuffix "-" }}
 {{- end }}
 
+{{/* A poller group's peers: the DNS name of its headless Service, whose
+records are the group's ready pods (cluster.peersDns); dict "root" $ "group"
+NAME. */}}
+{{- define "qfp.pollerPeersDns" -}}
+{{ include "qfp.pollerGroupName" . }}.{{ .root.Release.Namespace }}.svc.{{ .root.Values.clusterDomain }}
+{{- end }}
+
 {{- define "qfp.labels" -}}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
 {{ include "qfp.selectorLabels" . }}
@@ -120,6 +127,27 @@ config deep-merged over it; dict "root" $ "group" NAME "spec" GROUP. */}}
 {{- $_ := set $poller "metricsListen" (printf "0.0.0.0:%d" (int $root.Values.metrics.port)) }}
 {{- else }}
 {{- $_ := unset $poller "metricsListen" }}
+{{- end }}
+{{- /* The group's replicas share its servers (cluster.peersDns), unless
+its config sets fixed shards (cluster.shardCount) or poller.cluster.enabled
+is false. */}}
+{{- include "qfp.child" (dict "parent" $poller "key" "cluster") }}
+{{- with $poller.cluster.shardCount }}
+{{- if not (and $root.Values.poller.spool.enabled $root.Values.poller.spool.persistence.enabled) }}
+{{- fail (printf "poller group %s: cluster.shardCount takes each pod's shard from its StatefulSet ordinal; set poller.spool.persistence.enabled (a StatefulSet)" $.group) }}
+{{- end }}
+{{- $replicas := hasKey $.spec "replicas" | ternary $.spec.replicas 1 | int }}
+{{- if ne (int .) $replicas }}
+{{- fail (printf "poller group %s: cluster.shardCount (%d) must equal replicas (%d), so that every shard is polled" $.group (int .) $replicas) }}
+{{- end }}
+{{- end }}
+{{- if and $root.Values.poller.cluster.enabled (not (hasKey $poller.cluster "shardCount")) }}
+{{- $_ := set $poller.cluster "peersDns" (include "qfp.pollerPeersDns" .) }}
+{{- else }}
+{{- $_ := unset $poller.cluster "peersDns" }}
+{{- end }}
+{{- if not $poller.cluster }}
+{{- $_ := unset $poller "cluster" }}
 {{- end }}
 {{- if $root.Values.poller.spool.enabled }}
 {{- $_ := set $poller "spoolDirectory" $root.Values.poller.spool.directory }}

@@ -67,6 +67,42 @@ TEST_F(HttpCallTest, ErrorStatusesAreResponsesWithHeadersAndBody) {
   EXPECT_EQ(OnlyRequest().target, "/ping");
 }
 
+// A server (or proxy) that echoes the request in its error answer must not
+// hand our credentials to the logs: they come back masked.
+TEST_F(HttpCallTest, CredentialsEchoedByTheServerAreMasked) {
+  server_.set_handler([](const RecordedRequest& request) {
+    std::string echo = request.target;
+    for (const auto& [name, value] : request.headers) {
+      absl::StrAppend(&echo, " ", name, "=", value);
+    }
+    ScriptedResponse response = ScriptedResponse::Json(401, echo);
+    response.headers.emplace_back("X-Echo", echo);
+    return response;
+  });
+  HttpRequest request = Request("POST", "/query?u=writer&p=pw%2Bsecret1");
+  request.headers = {{"Authorization", "Token tok-secret-2"}};
+  request.basic_auth = HttpBasicAuth{"writer", "pw+secret1"};
+  absl::StatusOr<HttpResponse> answer = HttpCall(request);
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  EXPECT_EQ(answer->status, 401);
+  const std::string basic = absl::Base64Escape("writer:pw+secret1");
+  // The echo really carried them: the server saw what was sent.
+  EXPECT_THAT(OnlyRequest().target, HasSubstr("pw%2Bsecret1"));
+  for (const std::string& text : {answer->body, answer->headers.at("x-echo")}) {
+    EXPECT_THAT(text, Not(HasSubstr("tok-secret-2")));
+    EXPECT_THAT(text, Not(HasSubstr("pw%2Bsecret1")));
+    EXPECT_THAT(text, Not(HasSubstr(basic)));
+    EXPECT_THAT(text, HasSubstr("********"));
+    EXPECT_THAT(text, HasSubstr("u=writer"));  // the rest is kept
+  }
+}
+
+TEST(RedactSecretsTest, MasksEveryOccurrenceButNotTinySecrets) {
+  EXPECT_EQ(RedactSecrets("a tok b tok", {"tok"}), "a ******** b ********");
+  EXPECT_EQ(RedactSecrets("a b", {"a", ""}), "a b");
+  EXPECT_EQ(RedactSecrets("x", {}), "x");
+}
+
 TEST_F(HttpCallTest, SendsMethodHeadersAndBodyAsGiven) {
   server_.set_handler(
       [](const RecordedRequest&) { return ScriptedResponse::Bare(204); });
