@@ -36,7 +36,10 @@ const std::vector<absl::string_view>& TrackerKeys() {
                                          "dedupeWindow",
                                          "walDirectory",
                                          "walMaxBytes",
-                                         "metricsListen"};
+                                         "metricsListen",
+                                         "missedHeartbeats",
+                                         "pollAttempts",
+                                         "coverage"};
   return *keys;
 }
 
@@ -46,6 +49,8 @@ void CheckFailedPollsKeys(const ConfigNode& sos) {
   section["poller"].CheckKeys(PollerKeys());
   section["poller"]["cluster"].CheckKeys(PollerClusterKeys());
   section["tracker"].CheckKeys(TrackerKeys());
+  section["tracker"]["pollAttempts"].CheckKeys({"enable", "measurementName"});
+  section["tracker"]["coverage"].CheckKeys({"enable"});
 }
 
 std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback) {

@@ -22,7 +22,9 @@ namespace qfp {
 const std::vector<absl::string_view>& PollerKeys();
 // Keys of Butler-SOS.failedPolls.poller.cluster (poller_config.cc).
 const std::vector<absl::string_view>& PollerClusterKeys();
-// Keys of Butler-SOS.failedPolls.tracker (tracker-service/tracker_config.cc).
+// Keys of Butler-SOS.failedPolls.tracker (tracker-service/tracker_config.cc);
+// the keys of its maps pollAttempts and coverage are checked by
+// CheckFailedPollsKeys.
 const std::vector<absl::string_view>& TrackerKeys();
 
 // Records, with its key path, every key under `failedPolls`,

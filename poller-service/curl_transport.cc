@@ -5,7 +5,9 @@
 #include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <algorithm>
 #include <chrono>
@@ -14,6 +16,7 @@
 #include <string>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
@@ -52,6 +55,14 @@ int EnsureCurlGlobalInit() {
   return result;
 }
 
+struct CurlTransport::SessionShare {
+  CURLSH* handle = nullptr;
+  // The credentials the sessions were made with.
+  std::shared_ptr<const CredentialSnapshot> credentials;
+  SteadyClock::time_point created;
+  size_t users = 0;  // requests whose easy handle uses `handle`
+};
+
 struct CurlTransport::Transfer {
   Transfer() = default;
   Transfer(const Transfer&) = delete;
@@ -72,6 +83,15 @@ struct CurlTransport::Transfer {
   // The last chain verification error OpenSSL reported (see KeepVerifying).
   long chain_error = 0;  // NOLINT(runtime/int): OpenSSL's type
   bool verifies_server = false;
+  // The parsed client certificate, key and CA store this request uses,
+  // taken when it starts (null: libcurl's defaults, no file configured).
+  std::shared_ptr<const CredentialSnapshot> credentials;
+  // Why applying `credentials` failed (PrepareSslContext), for error_text:
+  // libcurl itself only says "error signaled by ssl ctx callback".
+  std::string credentials_error;
+  // The share handle caching this request's server's TLS sessions, while
+  // the request uses it (see CurlTransport::AcquireShare).
+  CurlTransport::SessionShare* share = nullptr;
   // The request's BodyCheck refused the body (WriteBody stopped the read).
   bool body_rejected = false;
   SteadyClock::time_point started;
@@ -191,11 +211,24 @@ int KeepVerifying(int preverify_ok, X509_STORE_CTX* store) {
 // CURLOPT_SSL_CTX_FUNCTION: libcurl 7.88 makes one SSL_CTX per connection,
 // once TCP is connected, and calls this after its own setup (VERIFYPEER
 // already applied).
+//
+// It also gives the SSL_CTX the request's parsed credentials (see
+// ClientCredentials): references, not copies, so nothing is read or parsed
+// per connection. libcurl makes the SSL object from this SSL_CTX right
+// after this callback, so the certificate, key and store apply to it.
 CURLcode PrepareSslContext(CURL* /*easy*/, void* ssl_ctx, void* user) {
   auto* transfer = static_cast<Transfer*>(user);
   transfer->outcome.phase = RequestPhase::kTls;
-  if (!transfer->verifies_server) return CURLE_OK;
   auto* ctx = static_cast<SSL_CTX*>(ssl_ctx);
+  if (transfer->credentials != nullptr) {
+    ApplyResult applied = ApplyTo(*transfer->credentials, ctx,
+                                  /*with_trust=*/transfer->verifies_server);
+    if (applied.curl_code != CURLE_OK) {
+      transfer->credentials_error = std::move(applied.error);
+      return static_cast<CURLcode>(applied.curl_code);
+    }
+  }
+  if (!transfer->verifies_server) return CURLE_OK;
   if (SSL_CTX_set_ex_data(ctx, TransferIndex(), user) != 1) {
     return CURLE_SSL_CONNECT_ERROR;
   }
@@ -234,15 +267,18 @@ CURLcode Configure(Transfer& t) {
                        static_cast<long>(t.request.max_redirects)));  // NOLINT
   check(curl_easy_setopt(easy, CURLOPT_REDIR_PROTOCOLS_STR, "https"));
 
-  // Each poll is a real attempt: a new connection, a full TLS handshake (a
-  // resumed session would skip verifying the certificate) and a fresh name
-  // lookup (the multi handle otherwise shares a 60 s DNS cache), like
-  // Butler SOS's requests.
+  // Each poll is a real attempt: a new connection, a TLS handshake (full,
+  // unless sessions are on and Activate gives it its server's session
+  // cache: see "TLS sessions" in the header) and a fresh name lookup (the
+  // multi handle otherwise shares a 60 s DNS cache), like Butler SOS's
+  // requests.
   check(curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L));
   check(curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L));
   check(curl_easy_setopt(easy, CURLOPT_SSL_SESSIONID_CACHE, 0L));
   check(curl_easy_setopt(easy, CURLOPT_DNS_CACHE_TIMEOUT, 0L));
-  // A CA file replaced on disk counts from the next poll, not a day later.
+  // Without a CA file of ours libcurl loads its default bundle; one replaced
+  // on disk then counts from the next poll, not a day later. (Our own CA
+  // file is reloaded when it changes: ClientCredentials.)
   check(curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L));
 
   // Advertise and decode every encoding this libcurl was built with
@@ -260,24 +296,12 @@ CURLcode Configure(Transfer& t) {
   check(curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &t));
 
   const TlsSettings* tls = t.request.tls;
-  if (tls != nullptr) {
-    if (!tls->client_cert_file.empty()) {
-      check(curl_easy_setopt(easy, CURLOPT_SSLCERT,
-                             tls->client_cert_file.c_str()));
-      check(curl_easy_setopt(easy, CURLOPT_SSLCERTTYPE, "PEM"));
-    }
-    if (!tls->client_key_file.empty()) {
-      check(
-          curl_easy_setopt(easy, CURLOPT_SSLKEY, tls->client_key_file.c_str()));
-      check(curl_easy_setopt(easy, CURLOPT_SSLKEYTYPE, "PEM"));
-    }
-    if (!tls->key_passphrase.empty()) {
-      check(curl_easy_setopt(easy, CURLOPT_KEYPASSWD,
-                             tls->key_passphrase.c_str()));
-    }
-    if (!tls->ca_file.empty()) {
-      check(curl_easy_setopt(easy, CURLOPT_CAINFO, tls->ca_file.c_str()));
-    }
+  if (tls != nullptr && !tls->ca_file.empty()) {
+    // The CA store comes parsed from PrepareSslContext; libcurl must not
+    // load its default bundle (Debian's ~140 roots) for every connection
+    // only for it to be replaced.
+    check(curl_easy_setopt(easy, CURLOPT_CAINFO, nullptr));
+    check(curl_easy_setopt(easy, CURLOPT_CAPATH, nullptr));
   }
   const bool verify = tls == nullptr || tls->verify_server;
   t.verifies_server = verify;
@@ -483,10 +507,11 @@ void EndCancelled(Transfer& t) {
 // Reads what libcurl learned about a finished transfer into its outcome.
 void FillOutcome(Transfer& t, CURLcode result) {
   RequestOutcome& out = t.outcome;
-  SetResult(out, result,
-            t.error_buffer[0] != '\0' ? std::string(t.error_buffer)
-                                      : std::string(curl_easy_strerror(result)),
-            t.body_rejected);
+  std::string details = !t.credentials_error.empty() ? t.credentials_error
+                        : t.error_buffer[0] != '\0'
+                            ? std::string(t.error_buffer)
+                            : std::string(curl_easy_strerror(result));
+  SetResult(out, result, details, t.body_rejected);
   if (BodyCheck* check = t.request.body_check.get(); check != nullptr) {
     // The check judges only a body read to its end, or one it refused.
     if (result == CURLE_OK) check->Finish();
@@ -531,9 +556,38 @@ void FillOutcome(Transfer& t, CURLcode result) {
 
 }  // namespace
 
-CurlTransport::CurlTransport(size_t max_concurrent)
-    : max_concurrent_(max_concurrent == 0 ? 1 : max_concurrent),
-      multi_(nullptr) {
+namespace {
+
+size_t DefaultMaxOpen() {
+  rlimit limit{};
+  size_t open = 4096;
+  if (getrlimit(RLIMIT_NOFILE, &limit) == 0 &&
+      limit.rlim_cur != RLIM_INFINITY) {
+    open = std::min<size_t>(open, static_cast<size_t>(limit.rlim_cur) / 2);
+  }
+  return std::max<size_t>(open, 16);
+}
+
+CurlTransportLimits WithHandshakes(size_t max_handshakes) {
+  CurlTransportLimits limits;
+  limits.max_handshakes = max_handshakes;
+  return limits;
+}
+
+}  // namespace
+
+CurlTransport::CurlTransport(size_t max_handshakes)
+    : CurlTransport(WithHandshakes(max_handshakes)) {}
+
+CurlTransport::CurlTransport(const CurlTransportLimits& limits)
+    : max_handshakes_(limits.max_handshakes == 0 ? 1 : limits.max_handshakes),
+      handshake_grace_(std::max(limits.handshake_grace, absl::ZeroDuration())),
+      max_open_(limits.max_open == 0 ? DefaultMaxOpen() : limits.max_open),
+      cpu_per_request_(
+          std::max(limits.initial_cpu_per_request, absl::Microseconds(1))),
+      multi_(nullptr),
+      session_lifetime_(
+          std::max(limits.session_lifetime, absl::ZeroDuration())) {
   const int init = EnsureCurlGlobalInit();
   if (init != CURLE_OK) {
     spdlog::error("curl_global_init failed: {}",
@@ -556,6 +610,7 @@ CurlTransport::~CurlTransport() {
     ending.push_back(std::move(transfer));
   }
   active_.clear();
+  handshaking_.clear();
   for (TransferPtr& transfer : queued_) {
     EndCancelled(*transfer);
     ending.push_back(std::move(transfer));
@@ -571,6 +626,11 @@ CurlTransport::~CurlTransport() {
     transfer.reset();
     if (done) done(std::move(outcome));
   }
+  // Last: every easy handle that used a share handle is gone.
+  for (auto& [key, share] : shares_) {
+    if (share->handle != nullptr) curl_share_cleanup(share->handle);
+  }
+  shares_.clear();
 }
 
 void CurlTransport::Start(const HttpRequest& request, DoneCallback done) {
@@ -584,15 +644,129 @@ void CurlTransport::Start(const HttpRequest& request, DoneCallback done) {
     if (transfer->done) transfer->done(std::move(transfer->outcome));
     return;
   }
-  if (active_.size() < max_concurrent_) {
+  ReleaseSlots();
+  if (queued_.empty() && HasRoom(transfer->request.timeout)) {
     Activate(std::move(transfer));
   } else {
     queued_.push_back(std::move(transfer));
   }
 }
 
+ClientCredentials* CurlTransport::CredentialsFor(const TlsSettings* tls) {
+  if (tls == nullptr ||
+      (tls->client_cert_file.empty() && tls->ca_file.empty())) {
+    return nullptr;
+  }
+  // '\0' cannot occur in a path, so the key is unambiguous.
+  std::string key =
+      absl::StrCat(tls->client_cert_file, std::string(1, '\0'),
+                   tls->client_key_file, std::string(1, '\0'),
+                   tls->key_passphrase, std::string(1, '\0'), tls->ca_file);
+  auto it = credentials_.find(key);
+  if (it == credentials_.end()) {
+    it = credentials_
+             .emplace(std::move(key), std::make_unique<ClientCredentials>(*tls))
+             .first;
+  }
+  return it->second.get();
+}
+
+void* CurlTransport::AcquireShare(Transfer& t) {
+  if (session_lifetime_ <= absl::ZeroDuration()) return nullptr;
+  const SteadyClock::time_point now = SteadyClock::now();
+  const auto lifetime = absl::ToChronoNanoseconds(session_lifetime_);
+  // Forget servers no longer polled, at most once per lifetime.
+  if (now - last_share_sweep_ >= lifetime) {
+    last_share_sweep_ = now;
+    absl::erase_if(shares_, [&](const auto& entry) {
+      const SessionShare& share = *entry.second;
+      if (share.users > 0 || now - share.created < lifetime) return false;
+      if (share.handle != nullptr) curl_share_cleanup(share.handle);
+      return true;
+    });
+  }
+  // The server: host and port as libcurl reads them.
+  CURLU* url = curl_url();
+  if (url == nullptr) return nullptr;
+  char* host = nullptr;
+  char* port = nullptr;
+  std::string key;
+  if (curl_url_set(url, CURLUPART_URL, t.request.url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(url, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+          CURLUE_OK) {
+    key = absl::StrCat(
+        host, ":", port, "|", t.verifies_server ? 1 : 0, "|",
+        reinterpret_cast<uintptr_t>(CredentialsFor(t.request.tls)));
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(url);
+  if (key.empty()) return nullptr;  // a bad URL: libcurl reports it
+
+  std::unique_ptr<SessionShare>& share = shares_[key];
+  if (share == nullptr) share = std::make_unique<SessionShare>();
+  const bool due = share->handle == nullptr ||
+                   now - share->created >= lifetime ||
+                   share->credentials != t.credentials;
+  if (due) {
+    // In use: libcurl cannot drop a share handle an easy handle still
+    // holds. This request then makes a full handshake, cached nowhere.
+    if (share->users > 0) return nullptr;
+    if (share->handle != nullptr) curl_share_cleanup(share->handle);
+    share->handle = curl_share_init();
+    if (share->handle == nullptr ||
+        curl_share_setopt(share->handle, CURLSHOPT_SHARE,
+                          CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK) {
+      if (share->handle != nullptr) curl_share_cleanup(share->handle);
+      share->handle = nullptr;
+      return nullptr;
+    }
+    share->created = now;
+    share->credentials = t.credentials;
+  }
+  ++share->users;
+  t.share = share.get();
+  return share->handle;
+}
+
+void CurlTransport::ReleaseShare(Transfer& t) {
+  if (t.share == nullptr) return;
+  --t.share->users;
+  t.share = nullptr;
+}
+
+void CurlTransport::ReleaseSlots() {
+  if (handshaking_.empty()) return;
+  const SteadyClock::time_point now = SteadyClock::now();
+  const auto grace = absl::ToChronoNanoseconds(handshake_grace_);
+  handshaking_.erase(
+      std::remove_if(handshaking_.begin(), handshaking_.end(),
+                     [&](const Transfer* t) {
+                       return t->outcome.phase == RequestPhase::kSend ||
+                              t->outcome.phase == RequestPhase::kReceive ||
+                              now - t->started >= grace;
+                     }),
+      handshaking_.end());
+}
+
+bool CurlTransport::HasRoom(absl::Duration timeout) const {
+  // The CPU budget: what the handshakes ahead may cost stays within a
+  // quarter of this request's timeout.
+  const double affordable = absl::FDivDuration(
+      std::max(timeout, absl::ZeroDuration()) / 4, cpu_per_request_);
+  size_t limit = max_handshakes_;
+  if (affordable < static_cast<double>(limit)) {
+    limit = std::max<size_t>(1, static_cast<size_t>(affordable));
+  }
+  return handshaking_.size() < limit && active_.size() < max_open_;
+}
+
 void CurlTransport::Activate(TransferPtr transfer) {
   transfer->started = SteadyClock::now();
+  if (ClientCredentials* credentials = CredentialsFor(transfer->request.tls)) {
+    transfer->credentials = credentials->Current();
+  }
   if (multi_ == nullptr) {
     EndWithoutTransfer(*transfer, CURLE_FAILED_INIT, "curl_multi_init failed");
     finished_.push_back(std::move(transfer));
@@ -612,9 +786,20 @@ void CurlTransport::Activate(TransferPtr transfer) {
     finished_.push_back(std::move(transfer));
     return;
   }
+  if (void* share = AcquireShare(*transfer); share != nullptr) {
+    if (curl_easy_setopt(transfer->easy, CURLOPT_SHARE, share) != CURLE_OK ||
+        curl_easy_setopt(transfer->easy, CURLOPT_SSL_SESSIONID_CACHE, 1L) !=
+            CURLE_OK) {
+      curl_easy_setopt(transfer->easy, CURLOPT_SHARE, nullptr);
+      ReleaseShare(*transfer);
+    }
+  }
   const CURLMcode added =
       curl_multi_add_handle(AsMulti(multi_), transfer->easy);
   if (added != CURLM_OK) {
+    curl_easy_cleanup(transfer->easy);
+    transfer->easy = nullptr;
+    ReleaseShare(*transfer);
     EndWithoutTransfer(
         *transfer, CURLE_FAILED_INIT,
         std::string("curl_multi_add_handle: ") + curl_multi_strerror(added));
@@ -622,11 +807,13 @@ void CurlTransport::Activate(TransferPtr transfer) {
     return;
   }
   void* key = transfer->easy;
+  handshaking_.push_back(transfer.get());
   active_.emplace(key, std::move(transfer));
 }
 
 void CurlTransport::ActivateQueued() {
-  while (!queued_.empty() && active_.size() < max_concurrent_) {
+  ReleaseSlots();
+  while (!queued_.empty() && HasRoom(queued_.front()->request.timeout)) {
     TransferPtr next = std::move(queued_.front());
     queued_.pop_front();
     Activate(std::move(next));
@@ -645,10 +832,15 @@ void CurlTransport::CollectFinished() {
     if (it == active_.end()) continue;  // not ours; cannot happen
     TransferPtr transfer = std::move(it->second);
     active_.erase(it);
+    handshaking_.erase(
+        std::remove(handshaking_.begin(), handshaking_.end(), transfer.get()),
+        handshaking_.end());
     FillOutcome(*transfer, result);
     curl_multi_remove_handle(AsMulti(multi_), easy);
     curl_easy_cleanup(easy);
     transfer->easy = nullptr;
+    ReleaseShare(*transfer);
+    ++ended_since_sample_;
     finished_.push_back(std::move(transfer));
   }
 }
@@ -667,7 +859,33 @@ size_t CurlTransport::DeliverFinished() {
   return ready.size();
 }
 
+namespace {
+
+absl::Duration ThreadCpu() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return absl::DurationFromTimespec(now);
+}
+
+}  // namespace
+
 void CurlTransport::Run(absl::Duration max_wait) {
+  const absl::Duration cpu_begin = ThreadCpu();
+  RunLoop(max_wait);
+  cpu_since_sample_ += ThreadCpu() - cpu_begin;
+  constexpr size_t kSample = 32;
+  if (ended_since_sample_ >= kSample) {
+    const absl::Duration sample =
+        cpu_since_sample_ / static_cast<int64_t>(ended_since_sample_);
+    // Half old, half new: a slower CPU shows within a few samples.
+    cpu_per_request_ =
+        std::max((cpu_per_request_ + sample) / 2, absl::Microseconds(1));
+    cpu_since_sample_ = absl::ZeroDuration();
+    ended_since_sample_ = 0;
+  }
+}
+
+void CurlTransport::RunLoop(absl::Duration max_wait) {
   const SteadyClock::time_point begin = SteadyClock::now();
   for (;;) {
     if (multi_ != nullptr) {
@@ -681,12 +899,21 @@ void CurlTransport::Run(absl::Duration max_wait) {
     ActivateQueued();
     if (DeliverFinished() > 0) return;
     if (woken_.exchange(false)) return;
-    const absl::Duration waited = absl::FromChrono(SteadyClock::now() - begin);
+    const SteadyClock::time_point now = SteadyClock::now();
+    const absl::Duration waited = absl::FromChrono(now - begin);
     if (waited >= max_wait || multi_ == nullptr) return;
+    absl::Duration wait = max_wait - waited;
+    if (!queued_.empty() && !handshaking_.empty()) {
+      // Wake when the oldest slot's grace ends, to start the next request.
+      const absl::Duration grace_left =
+          handshake_grace_ -
+          absl::FromChrono(now - handshaking_.front()->started);
+      wait = std::min(wait, std::max(grace_left, absl::ZeroDuration()));
+    }
     // curl_multi_poll also returns when one of libcurl's own timers (such as
     // a request's timeout) is due, and when Wakeup() is called.
-    const CURLMcode polled = curl_multi_poll(
-        AsMulti(multi_), nullptr, 0, PollMillis(max_wait - waited), nullptr);
+    const CURLMcode polled =
+        curl_multi_poll(AsMulti(multi_), nullptr, 0, PollMillis(wait), nullptr);
     if (polled != CURLM_OK) {
       spdlog::error("curl_multi_poll: {}", curl_multi_strerror(polled));
       return;  // rather than spin; the caller's loop calls Run() again

@@ -21,6 +21,7 @@
 #include "common/metrics.h"
 #include "common/metrics_server.h"
 #include "common/termination_signal.h"
+#include "poller-service/attempt_ledger.h"
 #include "poller-service/curl_transport.h"
 #include "poller-service/peer_membership.h"
 #include "poller-service/poll_plan.h"
@@ -237,14 +238,20 @@ int Main(int argc, char** argv) {
   PollerCluster cluster(config.cluster, plan, metrics);
   cluster.Start();
   spdlog::info("poll targets {}", cluster.description());
+  // Heartbeats carry the scheduler's per-target counts to the tracker.
+  AttemptLedger ledger;
+  const absl::Duration heartbeat_interval = HeartbeatInterval(plan);
   PollScheduler scheduler(config, std::move(plan), *transport, client,
-                          SystemClock::Get(), metrics, cluster.ownership());
+                          SystemClock::Get(), metrics, cluster.ownership(),
+                          &ledger);
   if (!absl::GetFlag(FLAGS_spread_polls)) scheduler.PollInRounds();
+  client.EnableHeartbeats(HeartbeatOptions{
+      config.poller_id, scheduler.instance_id(), heartbeat_interval, &ledger});
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
-      "instance {}",
+      "instance {}, heartbeat every {} ms",
       target_count, config.tracker_address, config.poller_id,
-      scheduler.instance_id());
+      scheduler.instance_id(), absl::ToInt64Milliseconds(heartbeat_interval));
 
   std::atomic<bool> stop{false};
   std::thread signal_waiter([&] {

@@ -72,7 +72,9 @@ struct PollerConfig {
   std::string tracker_address = "127.0.0.1:50051";  // trackerAddress
   // pollerId; else $QFP_POLLER_ID (a pod name); else this host's name.
   std::string poller_id;
-  int max_concurrent_polls = 64;  // maxConcurrentPolls
+  // maxConcurrentPolls: requests connecting or in their TLS handshake at
+  // once (CurlTransportLimits::max_handshakes); waiting ones are not counted.
+  int max_concurrent_polls = 64;
   absl::Duration request_timeout = absl::Milliseconds(5000);  // requestTimeout
 
   // Per-source request timeouts and the body cap (see ParseRequestLimits in

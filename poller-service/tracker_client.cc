@@ -38,6 +38,14 @@ std::shared_ptr<grpc::Channel> MakeChannel(
 }
 }  // namespace
 
+absl::Duration HeartbeatInterval(const std::vector<PollTarget>& plan) {
+  absl::Duration shortest = kMaxHeartbeatInterval;
+  for (const PollTarget& target : plan) {
+    shortest = std::min(shortest, target.interval);
+  }
+  return std::max(shortest, kMinHeartbeatInterval);
+}
+
 TrackerClient::IdKey TrackerClient::KeyOf(const FailureId& id) {
   return IdKey(id.poller_id(), id.instance_id(), id.sequence());
 }
@@ -70,7 +78,10 @@ TrackerClient::TrackerClient(TrackerClientOptions options,
       lost_(metrics.AddCounter(
           "qfp_poller_failures_lost_total",
           "Failures that never got into the spool: dropped while its commits "
-          "failed, or still unstored at shutdown.")) {
+          "failed, or still unstored at shutdown.")),
+      heartbeats_sent_(
+          metrics.AddCounter("qfp_poller_heartbeats_sent_total",
+                             "Heartbeats written to the tracker's stream.")) {
   spool_->SetCommitListener([this] {
     absl::MutexLock lock(&mu_);
     ++changes_;
@@ -83,6 +94,47 @@ void TrackerClient::Start() {
   absl::MutexLock lock(&mu_);
   if (thread_.joinable() || stopping_) return;
   thread_ = std::thread([this] { Loop(); });
+}
+
+void TrackerClient::EnableHeartbeats(HeartbeatOptions heartbeat) {
+  absl::MutexLock lock(&mu_);
+  heartbeat_ = std::move(heartbeat);
+  next_heartbeat_ = clock_.Monotonic();
+  ++changes_;  // the sender looks again (a heartbeat is due)
+}
+
+bool TrackerClient::AddHeartbeat(ReportFailuresRequest& request,
+                                 bool stopping) {
+  HeartbeatOptions options;
+  {
+    absl::MutexLock lock(&mu_);
+    if (heartbeat_.ledger == nullptr) return false;
+    const absl::Duration now = clock_.Monotonic();
+    if (!stopping && now < next_heartbeat_) return false;
+    // From now, not from the due time: a late beat (a slow Write) does not
+    // make the next ones bunch up.
+    next_heartbeat_ = now + heartbeat_.interval;
+    options = heartbeat_;
+  }
+  failedpolls::v1::Heartbeat* beat = request.mutable_heartbeat();
+  beat->set_poller_id(options.poller_id);
+  beat->set_instance_id(options.instance_id);
+  const int64_t nanos = absl::ToUnixNanos(clock_.Now());
+  beat->mutable_sent_at()->set_seconds(nanos / 1000000000);
+  beat->mutable_sent_at()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+  beat->set_interval_ms(
+      static_cast<uint32_t>(absl::ToInt64Milliseconds(options.interval)));
+  beat->set_stopping(stopping);
+  for (const TargetAttempts& counts : options.ledger->Take()) {
+    failedpolls::v1::TargetAttempts* target = beat->add_targets();
+    target->set_source(counts.source);
+    target->set_server_name(counts.server_name);
+    target->set_host(counts.host);
+    target->set_virtual_proxy(counts.virtual_proxy);
+    target->set_attempted(counts.attempted);
+    target->set_failed(counts.failed);
+  }
+  return true;
 }
 
 void TrackerClient::Deliver(PollFailure failure) {
@@ -319,6 +371,8 @@ void TrackerClient::RunStream() {
     in_flight_.clear();
     retry_.clear();
     stream_broken_ = false;
+    // A new stream beats at once, so a tracker learns of us (again) now.
+    next_heartbeat_ = clock_.Monotonic();
   }
   stream_starts_.Increment();
   std::unique_ptr<
@@ -346,8 +400,10 @@ void TrackerClient::RunStream() {
       if (spool.records + spool.pending == 0) break;  // all acknowledged
     }
     ReportFailuresRequest request = NextRequest();
-    if (request.failures_size() > 0) {
+    const bool beat = AddHeartbeat(request, /*stopping=*/false);
+    if (request.failures_size() > 0 || beat) {
       if (!stream->Write(request)) break;
+      if (beat) heartbeats_sent_.Increment();
       continue;
     }
     // Nothing to send now: wait for a commit, an answer, a due refusal or
@@ -359,11 +415,28 @@ void TrackerClient::RunStream() {
                                 stopping_ != was_stopping;
                        };
     const absl::Duration wake = std::min(
-        retry_.empty() ? absl::InfiniteDuration() : retry_.front().first,
-        stop_deadline_);
+        {retry_.empty() ? absl::InfiniteDuration() : retry_.front().first,
+         stop_deadline_,
+         heartbeat_.ledger == nullptr ? absl::InfiniteDuration()
+                                      : next_heartbeat_});
     AwaitUntil(mu_, absl::Condition(&changed), clock_, wake);
   }
 
+  bool stream_works;
+  bool stopping_now;
+  {
+    absl::MutexLock lock(&mu_);
+    stream_works = !stream_broken_;
+    stopping_now = stopping_;
+  }
+  if (stream_works && stopping_now) {
+    // Stopping on purpose: say so, so that the tracker does not report
+    // the silence that follows.
+    ReportFailuresRequest last;
+    if (AddHeartbeat(last, /*stopping=*/true) && stream->Write(last)) {
+      heartbeats_sent_.Increment();
+    }
+  }
   stream->WritesDone();
   bool ended = false;
   {

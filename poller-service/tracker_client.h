@@ -11,6 +11,7 @@
 #include <thread>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -22,6 +23,7 @@
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
+#include "poller-service/attempt_ledger.h"
 #include "poller-service/failure_sink.h"
 
 namespace qfp::poller {
@@ -40,6 +42,24 @@ struct TrackerClientOptions {
   // How long a refused failure waits before it is offered again.
   absl::Duration refusal_delay = absl::Seconds(1);
 };
+
+// Heartbeats (Heartbeat in failed_polls.proto): who the poller is, how
+// often it beats, and where its attempt counts come from.
+struct HeartbeatOptions {
+  std::string poller_id;
+  std::string instance_id;
+  absl::Duration interval = absl::Seconds(10);
+  // Taken at every heartbeat; must outlive the client.
+  AttemptLedger* ledger = nullptr;
+};
+
+// The heartbeat interval for `plan`: its shortest polling interval, held to
+// [kMinHeartbeatInterval, kMaxHeartbeatInterval] (the most a silent poller
+// goes unnoticed is missedHeartbeats times this); kMaxHeartbeatInterval for
+// an empty plan.
+inline constexpr absl::Duration kMinHeartbeatInterval = absl::Seconds(1);
+inline constexpr absl::Duration kMaxHeartbeatInterval = absl::Seconds(60);
+absl::Duration HeartbeatInterval(const std::vector<PollTarget>& plan);
 
 // Thread-safe. Deliver hands a failure to the spool and returns at once: it
 // never waits on a disk or the network (it runs on the poll loop). A
@@ -62,6 +82,15 @@ class TrackerClient final : public FailureSink {
   ~TrackerClient() override;  // Calls Shutdown(0) if not done yet.
 
   void Start();
+  // Sends a heartbeat on every stream: at once when the stream opens, then
+  // every `heartbeat.interval`, alone or with the failures of the next
+  // request, and a last one with `stopping` set when Shutdown ends a
+  // stream that still works. Best effort: a heartbeat is never stored, and
+  // counts taken for one whose write fails are lost (the counts taken while
+  // no stream is open wait in the ledger for the next one). Never delays a
+  // failure: it rides in the request being written anyway or goes alone
+  // between two. Call before or after Start, once.
+  void EnableHeartbeats(HeartbeatOptions heartbeat);
   // Hands the failure to the spool (the oldest go if it is full).
   void Deliver(failedpolls::v1::PollFailure failure) override;
 
@@ -78,6 +107,8 @@ class TrackerClient final : public FailureSink {
   uint64_t acknowledged() const { return acknowledged_.value(); }
   // Failures the tracker refused as malformed and that were dropped.
   uint64_t rejected() const { return rejected_.value(); }
+  // Heartbeats written to a stream (qfp_poller_heartbeats_sent_total).
+  uint64_t heartbeats_sent() const { return heartbeats_sent_.value(); }
 
   const FailureQueue& spool() const { return *spool_; }
 
@@ -101,6 +132,10 @@ class TrackerClient final : public FailureSink {
   // not offered yet. Empty when there is nothing to send now.
   failedpolls::v1::ReportFailuresRequest NextRequest();
   bool StoppedLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds a heartbeat to `request` when one is due (or `stopping`) and
+  // heartbeats are on; returns whether it did.
+  bool AddHeartbeat(failedpolls::v1::ReportFailuresRequest& request,
+                    bool stopping);
 
   const TrackerClientOptions options_;
   const Clock& clock_;
@@ -114,6 +149,7 @@ class TrackerClient final : public FailureSink {
   Counter& stream_starts_;
   Counter& store_errors_;
   Counter& lost_;
+  Counter& heartbeats_sent_;
 
   mutable absl::Mutex mu_;
   // Bumped by every spool commit and every answer, so that the sender looks
@@ -129,6 +165,10 @@ class TrackerClient final : public FailureSink {
   absl::Duration stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* active_context_ ABSL_GUARDED_BY(mu_) = nullptr;
+  // Heartbeats: off while heartbeat_.ledger is null; when the next is due
+  // (monotonic; reset to "now" by every new stream).
+  HeartbeatOptions heartbeat_ ABSL_GUARDED_BY(mu_);
+  absl::Duration next_heartbeat_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();
   std::thread thread_;
 };
 

@@ -206,6 +206,17 @@ int Main(int argc, char** argv) {
   }
 
   TrackerService service(config, counter.get(), queue.get(), metrics);
+  if (config.missed_heartbeats > 0) {
+    spdlog::info(
+        "pollers that send heartbeats are reported silent after {} missed",
+        config.missed_heartbeats);
+  }
+  if (config.coverage_enabled) {
+    spdlog::info(
+        "coverage: {} configured targets, each reported when no poller "
+        "attempts it within 2 of its intervals",
+        config.coverage_targets.size());
+  }
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -262,6 +273,7 @@ int Main(int argc, char** argv) {
           next_summary = clock.Monotonic() + kSummaryInterval;
         }
       }
+      service.CheckLiveness();  // silent pollers
       std::string why;
       const bool serving = queue == nullptr || queue->healthy(&why);
       if (health != nullptr && serving != last_serving) {

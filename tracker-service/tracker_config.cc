@@ -168,6 +168,21 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
       own["walMaxBytes"].Int(static_cast<int64_t>(config.wal_max_bytes),
                              int64_t{1} << 20, int64_t{1} << 40));
   config.metrics_listen = own["metricsListen"].Host(PortRule::kListen, "");
+  config.missed_heartbeats = static_cast<int>(
+      own["missedHeartbeats"].Int(config.missed_heartbeats, 0, 1000));
+  config.poll_attempts_enabled =
+      own["pollAttempts"]["enable"].Bool(config.poll_attempts_enabled);
+  config.poll_attempts_measurement =
+      own["pollAttempts"]["measurementName"].String(
+          config.poll_attempts_measurement);
+  if (config.poll_attempts_measurement.empty()) {
+    own["pollAttempts"]["measurementName"].Error("must not be empty");
+  }
+  config.coverage_enabled =
+      own["coverage"]["enable"].Bool(config.coverage_enabled);
+  if (config.coverage_enabled) {
+    config.coverage_targets = ReadConfiguredTargets(sos);
+  }
 
   if (!errors.empty()) return errors.ToStatus(source);
   return config;

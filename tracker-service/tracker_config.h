@@ -5,10 +5,12 @@
 
 #include <cstddef>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "tracker-service/coverage.h"
 #include "tracker-service/failure_point.h"
 #include "tracker-service/influx_v1_writer.h"
 #include "tracker-service/influx_v2_writer.h"
@@ -49,6 +51,20 @@ struct TrackerConfig {
   uint64_t wal_max_bytes = uint64_t{1} << 30;  // walMaxBytes
   // Prometheus /metrics and /healthz; empty: off.
   std::string metrics_listen;  // metricsListen
+  // Heartbeats (our addition, docs/compatibility.md): a poller that sent
+  // heartbeats and then misses this many in a row gets one error point
+  // (error_type POLLER, error_category silent). 0: not watched.
+  int missed_heartbeats = 3;  // missedHeartbeats
+  // Poll attempts points from heartbeats, in their own measurement.
+  bool poll_attempts_enabled = false;  // pollAttempts.enable
+  std::string poll_attempts_measurement =
+      "butler_sos_poll_attempts";  // pollAttempts.measurementName
+  // Targets of this file no poller attempted within 2 of their intervals
+  // get an error point (error_category not_polled).
+  bool coverage_enabled = false;  // coverage.enable
+  // With coverage_enabled: the poll plan's targets, read from the keys the
+  // poller reads (coverage.h).
+  std::vector<ConfiguredTarget> coverage_targets;
 
   std::string log_level = "info";  // Butler-SOS.logLevel
 

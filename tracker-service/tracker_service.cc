@@ -52,7 +52,181 @@ TrackerService::TrackerService(const TrackerConfig& config,
           "qfp_tracker_failures_refused_total",
           "Failed polls refused (the producer keeps them), by reason.",
           {"reason"})),
-      recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {}
+      heartbeats_received_(
+          metrics.AddCounter("qfp_tracker_heartbeats_received_total",
+                             "Heartbeats received from producers.")),
+      heartbeats_used_(metrics.AddCounter(
+          "qfp_tracker_heartbeats_used_total",
+          "Heartbeats that passed the checks and were used.")),
+      pollers_silent_(metrics.AddCounter(
+          "qfp_tracker_pollers_silent_total",
+          "Times a poller that sent heartbeats missed missedHeartbeats of "
+          "them in a row (one POLLER error point each).")),
+      own_points_dropped_(metrics.AddCounter(
+          "qfp_tracker_own_points_dropped_total",
+          "Points the tracker made itself (poll attempts, silent pollers, "
+          "targets not polled) that its queue could not take, by kind.",
+          {"kind"})),
+      liveness_(config.missed_heartbeats > 0
+                    ? std::make_unique<PollerLiveness>(config.missed_heartbeats,
+                                                       clock)
+                    : nullptr),
+      coverage_(config.coverage_enabled
+                    ? std::make_unique<Coverage>(config.coverage_targets, clock)
+                    : nullptr),
+      targets_not_polled_(metrics.AddCounter(
+          "qfp_tracker_targets_not_polled_total",
+          "Times a configured target was attempted by no poller for its "
+          "window (coverage.enable; one not_polled error point each).")),
+      recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {
+  attempts_schema_.measurement = config.poll_attempts_measurement;
+  attempts_schema_.static_tags = config.schema.static_tags;
+}
+
+void TrackerService::OnHeartbeat(const failedpolls::v1::Heartbeat& heartbeat,
+                                 const std::string& peer) {
+  heartbeats_received_.Increment();
+  if (std::optional<std::string> bad =
+          CheckHeartbeat(heartbeat, limits_, clock_.Now())) {
+    if (uint64_t n = heartbeat_log_.Add(1); n > 0) {
+      spdlog::warn(
+          "ignored {} invalid heartbeats since the last report; the latest, "
+          "from {}: {}",
+          n, peer, *bad);
+    }
+    return;
+  }
+  heartbeats_used_.Increment();
+  const absl::Duration interval = absl::Milliseconds(heartbeat.interval_ms());
+  if (liveness_ != nullptr) {
+    const PollerLiveness::BeatResult result =
+        liveness_->Heartbeat(heartbeat.poller_id(), heartbeat.instance_id(),
+                             interval, heartbeat.stopping());
+    switch (result.beat) {
+      case PollerLiveness::Beat::kNew:
+        spdlog::info(
+            "poller {} (instance {}, from {}) sends heartbeats every {} ms",
+            heartbeat.poller_id(), heartbeat.instance_id(), peer,
+            heartbeat.interval_ms());
+        break;
+      case PollerLiveness::Beat::kReturned:
+        spdlog::info(
+            "poller {} is back (instance {}, from {}): silent for {} ms",
+            heartbeat.poller_id(), heartbeat.instance_id(), peer,
+            absl::ToInt64Milliseconds(result.quiet_for));
+        break;
+      case PollerLiveness::Beat::kResumed:
+        spdlog::info(
+            "poller {} resumed (instance {}, from {}) {} ms after it said it "
+            "was stopping",
+            heartbeat.poller_id(), heartbeat.instance_id(), peer,
+            absl::ToInt64Milliseconds(result.quiet_for));
+        break;
+      case PollerLiveness::Beat::kUntracked:
+        if (uint64_t n = heartbeat_log_.Add(1); n > 0) {
+          spdlog::warn(
+              "{} heartbeats of pollers over the most tracked were not "
+              "watched for silence; the latest: {} from {}",
+              n, heartbeat.poller_id(), peer);
+        }
+        break;
+      case PollerLiveness::Beat::kKnown:
+        break;
+    }
+    if (heartbeat.stopping()) {
+      spdlog::info(
+          "poller {} (instance {}) is stopping: its silence is expected",
+          heartbeat.poller_id(), heartbeat.instance_id());
+    }
+  }
+  if (coverage_ != nullptr) {
+    for (const failedpolls::v1::TargetAttempts& target : heartbeat.targets()) {
+      if (target.attempted() == 0) continue;
+      coverage_->Attempted(target.source(), target.server_name(), target.host(),
+                           target.virtual_proxy());
+    }
+  }
+  if (config_.poll_attempts_enabled && queue_ != nullptr &&
+      heartbeat.targets_size() > 0) {
+    WriteOwnPoints(HeartbeatToAttemptsPoints(heartbeat, attempts_schema_),
+                   "poll_attempts");
+  }
+}
+
+void TrackerService::CheckLiveness() {
+  if (liveness_ == nullptr) return;
+  std::vector<Point> points;
+  for (const PollerLiveness::Silence& silence : liveness_->Check()) {
+    pollers_silent_.Increment();
+    spdlog::warn(
+        "poller {} is silent: no heartbeat for {} ms ({} missed at {} ms "
+        "each; last instance {})",
+        silence.poller_id, absl::ToInt64Milliseconds(silence.quiet_for),
+        config_.missed_heartbeats, absl::ToInt64Milliseconds(silence.interval),
+        silence.instance_id);
+    points.push_back(TrackerErrorPoint(
+        ErrorPointSubject{"POLLER", silence.poller_id, silence.poller_id, ""},
+        "silent", clock_.Now(), schema_));
+  }
+  if (!points.empty() && queue_ != nullptr) WriteOwnPoints(points, "silent");
+  if (coverage_ == nullptr) return;
+  const std::vector<ConfiguredTarget> missed = coverage_->Check();
+  if (missed.empty()) return;
+  targets_not_polled_.Increment(missed.size());
+  // One line per check, however many targets: with no poller at all, every
+  // target is missed at once.
+  std::string names;
+  for (size_t i = 0; i < missed.size() && i < 5; ++i) {
+    absl::StrAppend(&names, i == 0 ? "" : ", ", missed[i].Key());
+  }
+  spdlog::warn(
+      "{} configured targets were not polled by any poller within 2 of their "
+      "intervals (or timeouts, when longer): {}{}",
+      missed.size(), names, missed.size() > 5 ? ", ..." : "");
+  if (queue_ == nullptr) return;
+  std::vector<Point> not_polled;
+  not_polled.reserve(missed.size());
+  const absl::Time now = clock_.Now();
+  for (const ConfiguredTarget& target : missed) {
+    not_polled.push_back(TrackerErrorPoint(
+        ErrorPointSubject{std::string(SourceName(target.source)),
+                          target.server_name, target.host,
+                          target.virtual_proxy},
+        "not_polled", now, schema_));
+  }
+  WriteOwnPoints(not_polled, "not_polled");
+}
+
+void TrackerService::WriteOwnPoints(const std::vector<Point>& points,
+                                    const char* kind) {
+  std::vector<std::string> lines;
+  lines.reserve(points.size());
+  for (const Point& point : points) {
+    absl::StatusOr<std::string> line = EncodeLine(point);
+    if (line.ok()) {
+      lines.push_back(*std::move(line));
+      continue;
+    }
+    // Only a measurement name InfluxDB cannot take gets here.
+    own_points_dropped_.WithLabels({kind}).Increment();
+    if (uint64_t n = own_points_log_.Add(1); n > 0) {
+      spdlog::error("{} {} points could not be encoded: {}", n, kind,
+                    std::string(line.status().message()));
+    }
+  }
+  if (lines.empty()) return;
+  const size_t count = lines.size();
+  queue_->Append(std::move(lines), [this, kind, count](absl::Status status) {
+    if (status.ok()) return;
+    own_points_dropped_.WithLabels({kind}).Increment(count);
+    if (uint64_t n = own_points_log_.Add(count); n > 0) {
+      spdlog::warn(
+          "dropped {} points the tracker made itself since the "
+          "last report (the latest {}): {}",
+          n, kind, std::string(status.message()));
+    }
+  });
+}
 
 // One producer stream. Reads run on gRPC's callback threads; a request's
 // store outcome arrives on the queue's writer thread (or inline). mu_
@@ -122,6 +296,9 @@ class TrackerService::Stream final
                                    std::string(parsed.message()));
       }));
       return;
+    }
+    if (admission->request.has_heartbeat()) {
+      service_.OnHeartbeat(admission->request.heartbeat(), peer_);
     }
     service_.Admit(*admission);
     auto slot = std::make_shared<Slot>();

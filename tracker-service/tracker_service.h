@@ -13,6 +13,7 @@
 #define QFP_TRACKER_TRACKER_SERVICE_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -22,10 +23,13 @@
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/server_builder.h"
+#include "tracker-service/coverage.h"
 #include "tracker-service/durable_queue.h"
 #include "tracker-service/error_counter.h"
 #include "tracker-service/failure_check.h"
 #include "tracker-service/failure_point.h"
+#include "tracker-service/heartbeat.h"
+#include "tracker-service/poller_liveness.h"
 #include "tracker-service/recent_failures.h"
 #include "tracker-service/serial_executor.h"
 #include "tracker-service/tracker_config.h"
@@ -90,6 +94,17 @@ class TrackerService final
   // counter).
   uint64_t accepted() const { return accepted_.value(); }
 
+  // Reports pollers that went silent since the previous call (a warning and
+  // one error point each, error_type POLLER, error_category silent) and,
+  // with coverage.enable, configured targets no poller attempted
+  // (coverage.h; error_category not_polled). The tracker's main calls it
+  // every second; any thread, one at a time.
+  void CheckLiveness();
+
+  // Heartbeats used since start (qfp_tracker_heartbeats_received_total
+  // minus the invalid ones).
+  uint64_t heartbeats_used() const { return heartbeats_used_.value(); }
+
  private:
   class Stream;
 
@@ -118,6 +133,16 @@ class TrackerService final
   // `reason` labels the refusal in the metrics: a FailureProblem reason,
   // unencodable, buffer_full or store; `code` tells the producer whether to
   // send it again.
+  // A request's heartbeat: checked, recorded for liveness, and written as
+  // poll attempts points when enabled. A bad one is logged and ignored (the
+  // request's failures go on). Any thread.
+  void OnHeartbeat(const failedpolls::v1::Heartbeat& heartbeat,
+                   const std::string& peer);
+  // Stores points the tracker makes itself (kind: poll_attempts, silent,
+  // not_polled) through the queue, best effort: one the queue cannot take
+  // is counted and logged, never retried.
+  void WriteOwnPoints(const std::vector<Point>& points, const char* kind);
+
   void Refuse(const failedpolls::v1::FailureId& id, std::string why,
               const char* reason, failedpolls::v1::RefusalCode code,
               failedpolls::v1::ReportFailuresResponse& response);
@@ -132,6 +157,18 @@ class TrackerService final
   Counter& accepted_;
   Counter& duplicates_;
   Counter& refused_;  // label: reason
+  Counter& heartbeats_received_;
+  Counter& heartbeats_used_;
+  Counter& pollers_silent_;
+  Counter& own_points_dropped_;  // label: kind
+  AttemptsSchema attempts_schema_;
+  // Null when missedHeartbeats is 0.
+  std::unique_ptr<PollerLiveness> liveness_;
+  // Null unless coverage.enable.
+  std::unique_ptr<Coverage> coverage_;
+  Counter& targets_not_polled_;
+  LogRateLimiter heartbeat_log_{absl::Seconds(10)};
+  LogRateLimiter own_points_log_{absl::Seconds(10)};
   // Ids accepted recently: a re-sent failure is acknowledged again without
   // a second point. Thread-safe on its own.
   RecentFailures recent_;

@@ -105,6 +105,25 @@ struct ClosedPort {
 // nothing ever answers the TLS ClientHello.
 struct BlackHole {
   BlackHole() : fd(BoundSocket(&port)) { listen(fd.get(), 16); }
+  // The same on another loopback address ("127.0.0.7"), as a dead server.
+  explicit BlackHole(const std::string& on) : address(on) {
+    fd = Fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    inet_pton(AF_INET, on.c_str(), &addr.sin_addr);
+    if (bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      ADD_FAILURE() << "bind " << on << ": " << std::strerror(errno);
+      return;
+    }
+    socklen_t len = sizeof(addr);
+    getsockname(fd.get(), reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    listen(fd.get(), 16);
+  }
+  std::string Url() const {
+    return absl::StrCat("https://", address, ":", port, "/");
+  }
+  std::string address = "127.0.0.1";
   int port = 0;
   Fd fd;
 };
@@ -372,12 +391,15 @@ class TlsServer {
     return heads_;
   }
   void Stop() { server_->Stop(); }
+  // Handshakes that resumed a session.
+  int resumed() const { return resumed_.load(); }
 
  private:
   void Serve(int fd) {
     SSL* ssl = SSL_new(ctx_);
     SSL_set_fd(ssl, fd);
     if (SSL_accept(ssl) == 1) {
+      if (SSL_session_reused(ssl) == 1) resumed_.fetch_add(1);
       std::string head;
       char buffer[4096];
       while (!absl::StrContains(head, "\r\n\r\n") && head.size() < 65536) {
@@ -410,6 +432,7 @@ class TlsServer {
   SSL_CTX* ctx_ = nullptr;
   std::mutex mu_;
   std::vector<std::string> heads_;
+  std::atomic<int> resumed_{0};
   std::unique_ptr<Server> server_;  // last: its thread uses the rest
 };
 
@@ -615,17 +638,23 @@ TEST(CurlTransportTest, SilentServerTimesOutWhileARefusedRequestEndsFirst) {
   EXPECT_EQ(c->error_code, "ECONNABORTED");
 }
 
-TEST(CurlTransportTest, ConcurrencyBoundQueuesInOrder) {
+TEST(CurlTransportTest, HandshakeSlotsAdmitInOrder) {
   BlackHole hole;
   ClosedPort closed;
-  CurlTransport transport(/*max_concurrent=*/1);
-  Done done;
+  // A grace longer than the test: the silent request holds the one slot
+  // until it times out.
+  CurlTransportLimits limits;
+  limits.max_handshakes = 1;
+  limits.handshake_grace = absl::Seconds(60);
+  Done done;  // before the transport, whose destructor may call back
+  CurlTransport transport(limits);
   transport.Start(Request(absl::StrCat("https://127.0.0.1:", hole.port, "/"),
                           nullptr, absl::Milliseconds(300)),
                   Record(&done, "silent"));
   transport.Start(Request(absl::StrCat("https://127.0.0.1:", closed.port, "/")),
                   Record(&done, "refused"));
   EXPECT_EQ(transport.active(), 1u);
+  EXPECT_EQ(transport.handshaking(), 1u);
   EXPECT_EQ(transport.in_flight(), 2u);
   const auto deadline = SteadyClock::now() + kHangGuard;
   while (done.outcomes.size() < 2 && SteadyClock::now() < deadline) {
@@ -637,6 +666,64 @@ TEST(CurlTransportTest, ConcurrencyBoundQueuesInOrder) {
   EXPECT_EQ(done.outcomes[0].error_name, "CURLE_OPERATION_TIMEDOUT");
   EXPECT_EQ(done.outcomes[1].error, TransportError::kConnect);
   EXPECT_EQ(done.outcomes[1].error_name, "CURLE_COULDNT_CONNECT");
+}
+
+TEST(CurlTransportTest, ASilentServerPastItsGraceGivesUpItsSlot) {
+  BlackHole hole;
+  ClosedPort closed;
+  CurlTransportLimits limits;
+  limits.max_handshakes = 1;
+  limits.handshake_grace = absl::Seconds(1);
+  Done done;  // before the transport, whose destructor may call back
+  CurlTransport transport(limits);
+  transport.Start(Request(absl::StrCat("https://127.0.0.1:", hole.port, "/"),
+                          nullptr, absl::Seconds(20)),
+                  Record(&done, "silent"));
+  transport.Start(Request(absl::StrCat("https://127.0.0.1:", closed.port, "/")),
+                  Record(&done, "refused"));
+  EXPECT_EQ(transport.active(), 1u);
+  RunUntil(transport, done, 1);
+  // The refused request started once the silent one's grace passed, and
+  // ended while the silent one still waits for its 20 s timeout.
+  ASSERT_EQ(done.order, (std::vector<std::string>{"refused"}));
+  EXPECT_EQ(done.outcomes[0].error, TransportError::kConnect);
+  EXPECT_EQ(transport.in_flight(), 1u);
+  EXPECT_EQ(transport.active(), 1u);
+  EXPECT_EQ(transport.handshaking(), 0u);
+}
+
+// Never more handshakes in flight than the thread's CPU can finish within a
+// quarter of the timeout: with 100 ms assumed per request, a 2 s timeout
+// affords 5, a 400 ms one 1, whatever max_handshakes says.
+TEST(CurlTransportTest, CpuBudgetBoundsHandshakesByTheTimeout) {
+  BlackHole hole;
+  const std::string url = absl::StrCat("https://127.0.0.1:", hole.port, "/");
+  CurlTransportLimits limits;
+  limits.max_handshakes = 64;
+  limits.handshake_grace = absl::Seconds(60);
+  limits.initial_cpu_per_request = absl::Milliseconds(100);
+  Done done;  // before the transport, whose destructor may call back
+  {
+    CurlTransport transport(limits);
+    EXPECT_EQ(transport.cpu_per_request(), absl::Milliseconds(100));
+    for (int i = 0; i < 8; ++i) {
+      transport.Start(Request(url, nullptr, absl::Seconds(2)),
+                      Record(&done, "two"));
+    }
+    EXPECT_EQ(transport.handshaking(), 5u);
+    EXPECT_EQ(transport.active(), 5u);
+    EXPECT_EQ(transport.in_flight(), 8u);
+  }
+  {
+    CurlTransport transport(limits);
+    for (int i = 0; i < 3; ++i) {
+      transport.Start(Request(url, nullptr, absl::Milliseconds(400)),
+                      Record(&done, "short"));
+    }
+    EXPECT_EQ(transport.handshaking(), 1u);
+    EXPECT_EQ(transport.active(), 1u);
+  }
+  EXPECT_EQ(done.outcomes.size(), 11u);  // all cancelled by the destructors
 }
 
 TEST(CurlTransportTest, PlainHttpPeerOnAnHttpsUrl) {
@@ -724,7 +811,11 @@ TEST(CurlTransportTest, DestructorCancelsRunningAndQueuedRequests) {
   BlackHole hole;
   Done done;
   {
-    CurlTransport transport(/*max_concurrent=*/1);
+    // One slot, held for longer than the test: the second stays queued.
+    CurlTransportLimits limits;
+    limits.max_handshakes = 1;
+    limits.handshake_grace = absl::Seconds(60);
+    CurlTransport transport(limits);
     const std::string url = absl::StrCat("https://127.0.0.1:", hole.port, "/");
     transport.Start(Request(url, nullptr, absl::Seconds(60)),
                     Record(&done, "running"));
@@ -813,6 +904,35 @@ TEST(CurlTransportTest, MalformedUrl) {
 // ---- Over TLS
 // ---------------------------------------------------------------------
 
+// Replaces `path` the way an operator or Kubernetes does: written aside,
+// then renamed over it (a new inode).
+void Replace(const testing::TempDir& dir, const std::string& path,
+             const std::string& contents) {
+  const std::string aside = dir.Write("replacement.tmp", contents);
+  ASSERT_EQ(std::rename(aside.c_str(), path.c_str()), 0)
+      << std::strerror(errno);
+}
+
+std::string ReadAll(const std::string& path) {
+  std::string data;
+  FILE* f = std::fopen(path.c_str(), "rb");
+  if (f == nullptr) return data;
+  char buffer[4096];
+  size_t n = 0;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), f)) > 0)
+    data.append(buffer, n);
+  std::fclose(f);
+  return data;
+}
+
+// One request on `transport`.
+RequestOutcome FetchOn(CurlTransport& transport, const HttpRequest& request) {
+  Done done;
+  transport.Start(request, Record(&done, "only"));
+  RunUntil(transport, done, 1);
+  return done.outcomes.empty() ? RequestOutcome{} : done.outcomes[0];
+}
+
 class CurlTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -891,8 +1011,75 @@ TEST_F(CurlTlsTest, EachRequestIsANewConnection) {
   }
   server.Stop();
   // The server serves one request per connection and closes it, so three
-  // answers prove three connections (and three full handshakes).
+  // answers prove three connections.
   EXPECT_EQ(server.heads().size(), 3u);
+}
+
+TEST_F(CurlTlsTest, SessionsAreResumedUntilTheirLifetimeEnds) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  const TlsSettings tls = Trusting();
+  CurlTransportLimits limits;
+  limits.session_lifetime = absl::Milliseconds(700);
+  CurlTransport transport(limits);
+  Done done;
+  auto poll = [&] {
+    transport.Start(Request(server.Url("/"), &tls), Record(&done, "r"));
+    RunUntil(transport, done, done.outcomes.size() + 1);
+    ASSERT_FALSE(done.outcomes.empty());
+    EXPECT_EQ(done.outcomes.back().http_status, 200)
+        << Describe(done.outcomes.back());
+  };
+  poll();  // full
+  poll();  // resumed
+  poll();  // resumed
+  EXPECT_EQ(server.resumed(), 2);
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  poll();  // the lifetime is over: full, the certificate verified again
+  poll();  // resumed
+  server.Stop();
+  EXPECT_EQ(server.heads().size(), 5u);
+  EXPECT_EQ(server.resumed(), 3);
+}
+
+// New credentials end the sessions: a replaced CA file must verify the
+// server anew, not ride on a session verified under the old one.
+TEST_F(CurlTlsTest, ChangedCredentialsEndTheSessions) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  testing::TempDir dir;
+  TlsSettings tls = Trusting();
+  tls.ca_file = dir.Write("ca.pem", ReadAll(pki().ca));
+  CurlTransportLimits limits;
+  limits.session_lifetime = absl::Minutes(10);
+  CurlTransport transport(limits);
+  RequestOutcome o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.http_status, 200) << Describe(o);
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.http_status, 200) << Describe(o);
+  EXPECT_EQ(server.resumed(), 1);
+  // The CA that did not sign the server's certificate.
+  Replace(
+      dir, tls.ca_file,
+      ReadAll(pki().unknown_chain).substr(ReadAll(pki().unknown_leaf).size()));
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsVerify) << Describe(o);
+  EXPECT_EQ(server.resumed(), 1);
+}
+
+TEST_F(CurlTlsTest, NoSessionIsResumedByDefault) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "[]"); });
+  const TlsSettings tls = Trusting();
+  CurlTransport transport;
+  Done done;
+  for (int i = 0; i < 3; ++i) {
+    transport.Start(Request(server.Url("/"), &tls), Record(&done, "r"));
+    RunUntil(transport, done, static_cast<size_t>(i) + 1);
+  }
+  server.Stop();
+  EXPECT_EQ(server.heads().size(), 3u);
+  EXPECT_EQ(server.resumed(), 0);
 }
 
 TEST_F(CurlTlsTest, StatusesComeBackWithTheirBodies) {
@@ -1237,6 +1424,206 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<BadCertCase>& param_info) {
       return std::string(param_info.param.name);
     });
+
+// ---- Admission under load: black holes and our own queue -------------------
+
+// Many dead servers ahead of a healthy one in the queue: each holds a
+// handshake slot for its grace only, so the healthy request starts within
+// a few graces, not after the dead ones' timeouts (which a bound on every
+// transfer would make it wait for), and succeeds.
+TEST_F(CurlTlsTest, BlackHolesDoNotDelayAHealthyRequest) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  std::vector<std::unique_ptr<BlackHole>> holes;
+  for (int i = 2; i < 18; ++i) {
+    holes.push_back(std::make_unique<BlackHole>(absl::StrCat("127.0.0.", i)));
+  }
+  CurlTransportLimits limits;
+  limits.max_handshakes = 4;  // default grace: 16 holes hold 4 graces, 1 s
+  Done done;  // before the transport, whose destructor may call back
+  CurlTransport transport(limits);
+  const TlsSettings tls = Trusting();
+  for (const auto& hole : holes) {
+    transport.Start(Request(hole->Url(), &tls, absl::Seconds(6)),
+                    Record(&done, "dead"));
+  }
+  const auto start = SteadyClock::now();
+  transport.Start(Request(server.Url("/"), &tls, absl::Seconds(5)),
+                  Record(&done, "healthy"));
+  RunUntil(transport, done, 1);
+  const auto healthy_after = SteadyClock::now() - start;
+  ASSERT_EQ(done.order, (std::vector<std::string>{"healthy"}))
+      << "the healthy request waited behind the dead ones";
+  EXPECT_EQ(done.outcomes[0].error, TransportError::kNone)
+      << Describe(done.outcomes[0]);
+  EXPECT_EQ(done.outcomes[0].http_status, 200);
+  // Well before the dead ones' 6 s timeouts (which it would have waited
+  // for, 4 times over, with every transfer bounded).
+  EXPECT_LT(healthy_after, std::chrono::seconds(6));
+  EXPECT_LE(transport.handshaking(), 4u);
+  EXPECT_EQ(transport.active(), holes.size());  // every dead one still waits
+  RunUntil(transport, done, holes.size() + 1);
+  for (size_t i = 1; i < done.outcomes.size(); ++i) {
+    EXPECT_EQ(done.outcomes[i].error, TransportError::kTimeout)
+        << Describe(done.outcomes[i]);
+  }
+}
+
+// A request that waited in our queue longer than its own timeout still gets
+// its whole timeout once started: queueing is our congestion, not the
+// server's slowness.
+TEST_F(CurlTlsTest, QueueWaitIsNotCountedInTheTimeout) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  BlackHole hole("127.0.0.2");
+  CurlTransportLimits limits;
+  limits.max_handshakes = 1;
+  limits.handshake_grace = absl::Milliseconds(1500);
+  Done done;  // before the transport, whose destructor may call back
+  CurlTransport transport(limits);
+  const TlsSettings tls = Trusting();
+  transport.Start(Request(hole.Url(), &tls, absl::Seconds(10)),
+                  Record(&done, "dead"));
+  const auto start = SteadyClock::now();
+  transport.Start(Request(server.Url("/"), &tls, absl::Milliseconds(1000)),
+                  Record(&done, "healthy"));
+  EXPECT_EQ(transport.active(), 1u);  // the healthy one is queued
+  RunUntil(transport, done, 1);
+  const auto waited = SteadyClock::now() - start;
+  ASSERT_EQ(done.order, (std::vector<std::string>{"healthy"}));
+  const RequestOutcome& o = done.outcomes[0];
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
+  EXPECT_EQ(o.http_status, 200);
+  // It spent most of the dead one's grace (1.5 s) in the queue, more than
+  // its own 1 s timeout, and `elapsed` counts only its own run.
+  EXPECT_GT(waited, std::chrono::milliseconds(1000));
+  EXPECT_LT(o.elapsed, absl::FromChrono(waited));
+}
+
+// ---- Credentials changed on disk -------------------------------------------
+
+TEST_F(CurlTlsTest, ReplacedCaFileCountsFromTheNextRequest) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  testing::TempDir dir;
+  // First the wrong CA (the one that signed unknown_chain's leaf).
+  const std::string other_ca_pem =
+      ReadAll(pki().unknown_chain).substr(ReadAll(pki().unknown_leaf).size());
+  ASSERT_NE(other_ca_pem.find("BEGIN CERTIFICATE"), std::string::npos);
+  TlsSettings tls = Trusting();
+  tls.ca_file = dir.Write("ca.pem", other_ca_pem);
+  CurlTransport transport;
+  RequestOutcome o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsVerify) << Describe(o);
+  EXPECT_EQ(o.tls_verify_result, X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE);
+
+  Replace(dir, tls.ca_file, ReadAll(pki().ca));
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
+  EXPECT_EQ(o.http_status, 200);
+
+  // Back to the wrong one: verification fails again, without a restart.
+  Replace(dir, tls.ca_file, other_ca_pem);
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsVerify) << Describe(o);
+}
+
+TEST_F(CurlTlsTest, ReplacedClientCertificateCountsFromTheNextRequest) {
+  // The server trusts client certificates from the poller's CA only.
+  TlsServer server({pki().good, pki().server_key, pki().ca},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  testing::TempDir dir;
+  // A client certificate the server does not trust: the same key, signed
+  // by another CA.
+  KeyPtr other_ca_key(EVP_EC_gen("P-256"));
+  CertPtr other_ca =
+      MakeCert({"Stranger CA", "", true}, other_ca_key.get(), nullptr, nullptr);
+  const std::string key_pem = ReadAll(pki().client_key);
+  BIO* key_bio =
+      BIO_new_mem_buf(key_pem.data(), static_cast<int>(key_pem.size()));
+  KeyPtr client_key(
+      PEM_read_bio_PrivateKey(key_bio, nullptr, nullptr, nullptr));
+  BIO_free(key_bio);
+  ASSERT_NE(client_key, nullptr);
+  const std::string stranger_pem =
+      ToPem(MakeCert({"QlikClient", "", false}, client_key.get(),
+                     other_ca.get(), other_ca_key.get())
+                .get());
+
+  TlsSettings tls = Trusting();
+  tls.client_cert_file = dir.Write("client.pem", stranger_pem);
+  CurlTransport transport;
+  RequestOutcome o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_NE(o.error, TransportError::kNone) << Describe(o);
+  EXPECT_EQ(o.http_status, 0);
+
+  Replace(dir, tls.client_cert_file, ReadAll(pki().client_cert));
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
+  EXPECT_EQ(o.http_status, 200);
+  server.Stop();
+  EXPECT_EQ(server.heads().size(), 1u);
+}
+
+TEST_F(CurlTlsTest, CorruptReplacementsKeepTheLastGoodCredentials) {
+  TlsServer server({pki().good, pki().server_key, pki().ca},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  testing::TempDir dir;
+  TlsSettings tls = Trusting();
+  tls.client_cert_file = dir.Write("client.pem", ReadAll(pki().client_cert));
+  tls.client_key_file =
+      dir.Write("client_key.pem", ReadAll(pki().client_key_encrypted));
+  tls.key_passphrase = pki().passphrase;
+  tls.ca_file = dir.Write("ca.pem", ReadAll(pki().ca));
+  CurlTransport transport;
+  RequestOutcome o = FetchOn(transport, Request(server.Url("/"), &tls));
+  ASSERT_EQ(o.error, TransportError::kNone) << Describe(o);
+
+  // Half-written files, as seen mid-copy: each alone would fail the request
+  // (kTlsSetup) if it were loaded.
+  const std::string cert = ReadAll(tls.client_cert_file);
+  const std::string key = ReadAll(tls.client_key_file);
+  const std::string ca = ReadAll(tls.ca_file);
+  Replace(dir, tls.client_cert_file, cert.substr(0, cert.size() / 2));
+  Replace(dir, tls.client_key_file, key.substr(0, key.size() / 2));
+  Replace(dir, tls.ca_file, ca.substr(0, ca.size() / 2));
+  for (int i = 0; i < 2; ++i) {
+    o = FetchOn(transport, Request(server.Url("/"), &tls));
+    EXPECT_EQ(o.error, TransportError::kNone) << i << " " << Describe(o);
+    EXPECT_EQ(o.http_status, 200);
+  }
+  // A fresh transport has no good version to keep: the same files fail as
+  // libcurl reading them would.
+  o = Fetch(Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsSetup) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CERTPROBLEM");
+  EXPECT_TRUE(absl::StrContains(o.error_text, tls.client_cert_file))
+      << o.error_text;
+
+  // The complete files again: loaded, and still good.
+  Replace(dir, tls.client_cert_file, cert);
+  Replace(dir, tls.client_key_file, key);
+  Replace(dir, tls.ca_file, ca);
+  o = FetchOn(transport, Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
+}
+
+TEST_F(CurlTlsTest, UnusableCaFileAtFirstUseIsOurCertificateProblem) {
+  TlsServer server({pki().good, pki().server_key, ""},
+                   [](const std::string&) { return HttpResponse(200, "{}"); });
+  testing::TempDir dir;
+  TlsSettings tls = Trusting();
+  tls.ca_file = dir.Write("ca.pem", "not a certificate\n");
+  RequestOutcome o = Fetch(Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kTlsSetup) << Describe(o);
+  EXPECT_EQ(o.error_name, "CURLE_SSL_CACERT_BADFILE");
+  EXPECT_EQ(o.phase, RequestPhase::kTls);
+  EXPECT_TRUE(absl::StrContains(o.error_text, tls.ca_file)) << o.error_text;
+  // libcurl ignores the CA file when not verifying, and so do we.
+  tls.verify_server = false;
+  o = Fetch(Request(server.Url("/"), &tls));
+  EXPECT_EQ(o.error, TransportError::kNone) << Describe(o);
+}
 
 }  // namespace
 }  // namespace qfp::poller

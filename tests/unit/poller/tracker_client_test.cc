@@ -111,6 +111,8 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
       ReportFailuresResponse response;
       {
         absl::MutexLock lock(&mu_);
+        ++requests_;
+        if (request.has_heartbeat()) heartbeats_.push_back(request.heartbeat());
         received_ += static_cast<size_t>(request.failures_size());
         if (break_after_ > 0 && received_ >= break_after_) {
           break_after_ = 0;
@@ -161,6 +163,14 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
     absl::MutexLock lock(&mu_);
     return breaks_;
   }
+  std::vector<failedpolls::v1::Heartbeat> heartbeats() const {
+    absl::MutexLock lock(&mu_);
+    return heartbeats_;
+  }
+  size_t requests() const {
+    absl::MutexLock lock(&mu_);
+    return requests_;
+  }
 
  private:
   mutable absl::Mutex mu_;
@@ -175,6 +185,8 @@ class FakeTracker final : public failedpolls::v1::FailedPollTracker::Service {
   size_t duplicates_ ABSL_GUARDED_BY(mu_) = 0;
   int streams_ ABSL_GUARDED_BY(mu_) = 0;
   int breaks_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t requests_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<failedpolls::v1::Heartbeat> heartbeats_ ABSL_GUARDED_BY(mu_);
 };
 
 // A gRPC server on 127.0.0.1 serving a FakeTracker.
@@ -401,6 +413,129 @@ TEST(TrackerClientTest, AcknowledgedFailuresAreNotResentAfterRestart) {
   }
   std::unique_ptr<FailureQueue> spool = SqliteSpool(spool_dir);
   EXPECT_EQ(spool->stats().reloaded, 0u);
+}
+
+}  // namespace
+}  // namespace qfp::poller
+
+namespace qfp::poller {
+namespace {
+
+PollTarget Target(failedpolls::v1::PollSource source, const std::string& name,
+                  const std::string& virtual_proxy = "") {
+  PollTarget target;
+  target.source = source;
+  target.server_name = name;
+  target.host = name + ":4747";
+  target.virtual_proxy = virtual_proxy;
+  return target;
+}
+
+TEST(HeartbeatIntervalTest, ShortestPollingIntervalHeldToBounds) {
+  std::vector<PollTarget> plan{Target(failedpolls::v1::HEALTH_API, "a"),
+                               Target(failedpolls::v1::PROXY_API, "a", "/")};
+  plan[0].interval = absl::Seconds(30);
+  plan[1].interval = absl::Seconds(15);
+  EXPECT_EQ(HeartbeatInterval(plan), absl::Seconds(15));
+  plan[1].interval = absl::Milliseconds(200);
+  EXPECT_EQ(HeartbeatInterval(plan), kMinHeartbeatInterval);
+  plan[0].interval = plan[1].interval = absl::Minutes(10);
+  EXPECT_EQ(HeartbeatInterval(plan), kMaxHeartbeatInterval);
+  EXPECT_EQ(HeartbeatInterval({}), kMaxHeartbeatInterval);
+}
+
+// The fake tracker answers a heartbeat-only request as a tracker that
+// predates heartbeats does: with an empty response. Failures still flow and
+// are acknowledged exactly once; the heartbeats carry every recorded count,
+// and the last one says the poller is stopping.
+TEST(TrackerClientTest, HeartbeatsCarryTheLedgerAndNeverDisturbFailures) {
+  FakeTracker tracker;
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  AttemptLedger ledger;
+  Client c(FastOptions(server.address()), MemorySpool());
+  c.client.EnableHeartbeats(HeartbeatOptions{"poller-test", "run-1",
+                                             absl::Milliseconds(100), &ledger});
+  c.client.Start();
+  const PollTarget health = Target(failedpolls::v1::HEALTH_API, "sense1");
+  const PollTarget proxy = Target(failedpolls::v1::PROXY_API, "sense1", "/");
+  uint64_t sequence = 0;
+  for (int round = 0; round < 5; ++round) {
+    ledger.Record(health, /*failed=*/true);
+    c.client.Deliver(Failure(++sequence));
+    ledger.Record(proxy, /*failed=*/false);
+    ASSERT_TRUE(WaitFor([&] {
+      return tracker.heartbeats().size() > static_cast<size_t>(round) + 1;
+    }));
+  }
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 5; }));
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
+  EXPECT_EQ(tracker.accepted(), Keys(1, 5));
+  EXPECT_EQ(c.Metric("qfp_poller_failures_refused_total"), 0);
+
+  const std::vector<failedpolls::v1::Heartbeat> beats = tracker.heartbeats();
+  ASSERT_GE(beats.size(), 6u);
+  EXPECT_EQ(c.client.heartbeats_sent(), beats.size());
+  uint64_t health_attempted = 0, health_failed = 0, proxy_attempted = 0;
+  for (size_t i = 0; i < beats.size(); ++i) {
+    const failedpolls::v1::Heartbeat& beat = beats[i];
+    EXPECT_EQ(beat.poller_id(), "poller-test");
+    EXPECT_EQ(beat.instance_id(), "run-1");
+    EXPECT_EQ(beat.interval_ms(), 100u);
+    EXPECT_GT(beat.sent_at().seconds(), 1700000000);
+    // Only the last one announces the stop.
+    EXPECT_EQ(beat.stopping(), i + 1 == beats.size()) << i;
+    for (const auto& target : beat.targets()) {
+      if (target.source() == failedpolls::v1::HEALTH_API) {
+        health_attempted += target.attempted();
+        health_failed += target.failed();
+      } else {
+        EXPECT_EQ(target.virtual_proxy(), "/");
+        EXPECT_EQ(target.failed(), 0u);
+        proxy_attempted += target.attempted();
+      }
+    }
+  }
+  EXPECT_EQ(health_attempted, 5u);
+  EXPECT_EQ(health_failed, 5u);
+  EXPECT_EQ(proxy_attempted, 5u);
+}
+
+TEST(TrackerClientTest, NoHeartbeatsUnlessEnabled) {
+  FakeTracker tracker;
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  Client c(FastOptions(server.address()), MemorySpool());
+  c.client.Start();
+  c.client.Deliver(Failure(1));
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 1; }));
+  absl::SleepFor(absl::Milliseconds(300));
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
+  EXPECT_TRUE(tracker.heartbeats().empty());
+  EXPECT_EQ(c.client.heartbeats_sent(), 0u);
+}
+
+// Counts recorded while no tracker listens are not lost: they wait in the
+// ledger and go with the first heartbeat of the first stream.
+TEST(TrackerClientTest, CountsWaitForTheStream) {
+  FakeTracker tracker;
+  const int port = ClosedPort();
+  AttemptLedger ledger;
+  Client c(FastOptions(absl::StrCat("127.0.0.1:", port)), MemorySpool());
+  c.client.EnableHeartbeats(HeartbeatOptions{"poller-test", "run-1",
+                                             absl::Milliseconds(100), &ledger});
+  c.client.Start();
+  const PollTarget health = Target(failedpolls::v1::HEALTH_API, "sense1");
+  for (int i = 0; i < 7; ++i) ledger.Record(health, i % 2 == 0);
+  absl::SleepFor(absl::Milliseconds(300));
+  TestServer server(&tracker, port);
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(WaitFor([&] { return !tracker.heartbeats().empty(); }));
+  const failedpolls::v1::Heartbeat first = tracker.heartbeats().front();
+  ASSERT_EQ(first.targets_size(), 1);
+  EXPECT_EQ(first.targets(0).attempted(), 7u);
+  EXPECT_EQ(first.targets(0).failed(), 4u);
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
 }  // namespace

@@ -515,5 +515,64 @@ INSTANTIATE_TEST_SUITE_P(
       return param_info.param.name;
     });
 
+TEST(TrackerConfigTest, HeartbeatKeysDefaults) {
+  absl::StatusOr<TrackerConfig> config = Parse(kV1);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->missed_heartbeats, 3);
+  EXPECT_FALSE(config->poll_attempts_enabled);
+  EXPECT_EQ(config->poll_attempts_measurement, "butler_sos_poll_attempts");
+  EXPECT_FALSE(config->coverage_enabled);
+}
+
+TEST(TrackerConfigTest, HeartbeatKeysRead) {
+  absl::StatusOr<TrackerConfig> config = Parse(absl::StrCat(
+      kV1,
+      "  failedPolls:\n"
+      "    tracker:\n"
+      "      missedHeartbeats: 5\n"
+      "      pollAttempts: {enable: true, measurementName: attempts}\n"
+      "      coverage: {enable: true}\n"
+      "  serversToMonitor:\n"
+      "    pollingInterval: 30000\n"
+      "    servers:\n"
+      "      - {host: \"sense1:4747\", serverName: sense1}\n"));
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->coverage_targets.size(), 1u);
+  EXPECT_EQ(config->coverage_targets[0].Key(), "HEALTH_API sense1");
+  EXPECT_EQ(config->coverage_targets[0].interval, absl::Seconds(30));
+  EXPECT_EQ(config->missed_heartbeats, 5);
+  EXPECT_TRUE(config->poll_attempts_enabled);
+  EXPECT_EQ(config->poll_attempts_measurement, "attempts");
+  EXPECT_TRUE(config->coverage_enabled);
+}
+
+TEST(TrackerConfigTest, HeartbeatKeysErrorsNameTheKey) {
+  const struct {
+    const char* yaml;
+    const char* path;
+  } cases[] = {
+      {"      missedHeartbeats: -1\n",
+       "Butler-SOS.failedPolls.tracker.missedHeartbeats"},
+      {"      pollAttempts: {enable: yes please}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.enable"},
+      {"      pollAttempts: {measurementName: \"\"}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName"},
+      {"      pollAttempts: {enabel: true}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.enabel"},
+      {"      coverage: {enable: true, every: 1}\n",
+       "Butler-SOS.failedPolls.tracker.coverage.every"},
+      // Coverage needs the plan: the poller's required keys are required.
+      {"      coverage: {enable: true}\n",
+       "Butler-SOS.serversToMonitor.pollingInterval"},
+  };
+  for (const auto& c : cases) {
+    absl::StatusOr<TrackerConfig> config =
+        Parse(absl::StrCat(kV1, "  failedPolls:\n    tracker:\n", c.yaml));
+    ASSERT_FALSE(config.ok()) << c.yaml;
+    EXPECT_THAT(std::string(config.status().message()), HasSubstr(c.path))
+        << c.yaml;
+  }
+}
+
 }  // namespace
 }  // namespace qfp::tracker

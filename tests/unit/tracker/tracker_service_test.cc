@@ -3,6 +3,7 @@
 // accepted stays queued and countable).
 #include "tracker-service/tracker_service.h"
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -56,8 +57,8 @@ class TrackerServiceTest : public ::testing::Test {
     auto queue = DurableQueue::Open(options, *writer_, metrics_);
     ASSERT_TRUE(queue.ok()) << queue.status();
     queue_ = *std::move(queue);
-    service_ = std::make_unique<TrackerService>(config_, nullptr, queue_.get(),
-                                                metrics_);
+    service_ = std::make_unique<TrackerService>(
+        config_, nullptr, queue_.get(), metrics_, FailureLimits{}, *clock_);
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port_);
@@ -90,6 +91,7 @@ class TrackerServiceTest : public ::testing::Test {
   }
 
   TrackerConfig config_;
+  const Clock* clock_ = &SystemClock::Get();
   MetricsRegistry metrics_;
   std::unique_ptr<InfluxWriter> writer_;
   std::unique_ptr<DurableQueue> queue_;
@@ -345,6 +347,147 @@ TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
   // Everything admitted was stored (cancelling loses no commit), once.
   EXPECT_EQ(static_cast<double>(queue_->backlog()),
             Metric("qfp_tracker_failures_accepted_total"));
+}
+
+// --- Heartbeats (our addition). ---
+
+// Points the tracker makes itself are stored asynchronously: wait (bounded).
+bool WaitUntil(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
+failedpolls::v1::Heartbeat Heartbeat(const std::string& poller_id,
+                                     int64_t sent_seconds, int targets) {
+  failedpolls::v1::Heartbeat beat;
+  beat.set_poller_id(poller_id);
+  beat.set_instance_id("i1");
+  beat.mutable_sent_at()->set_seconds(sent_seconds);
+  beat.set_interval_ms(1000);
+  for (int i = 0; i < targets; ++i) {
+    auto* target = beat.add_targets();
+    target->set_source(failedpolls::v1::HEALTH_API);
+    target->set_server_name(absl::StrCat("sense", i));
+    target->set_host(absl::StrCat("sense", i, ":4747"));
+    target->set_attempted(3);
+    target->set_failed(1);
+  }
+  return beat;
+}
+
+class TrackerHeartbeatTest : public TrackerServiceTest {
+ protected:
+  TrackerHeartbeatTest() { clock_ = &fake_clock_; }
+  FakeClock fake_clock_{absl::FromUnixSeconds(1764000000)};
+};
+
+// A request holding only a heartbeat is answered (empty), as every request
+// is, so a producer's accounting of answers is unchanged; with
+// pollAttempts.enable it becomes one point per target.
+TEST_F(TrackerHeartbeatTest, AHeartbeatAloneGetsAnEmptyAnswerAndItsPoints) {
+  config_.poll_attempts_enabled = true;
+  Start(100);
+  ReportFailuresRequest request;
+  *request.mutable_heartbeat() = Heartbeat("p1", 1764000000, 3);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 0);
+  EXPECT_EQ(response.refused_size(), 0);
+  ASSERT_TRUE(WaitUntil([&] { return queue_->backlog() == 3u; }));
+  EXPECT_EQ(Metric("qfp_tracker_heartbeats_used_total"), 1);
+  EXPECT_EQ(Metric("qfp_tracker_failures_accepted_total"), 0);
+}
+
+TEST_F(TrackerHeartbeatTest, AttemptsPointsAreOffByDefault) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.mutable_heartbeat() = Heartbeat("p1", 1764000000, 3);
+  *request.add_failures() = Failure(1);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(queue_->backlog(), 1u);  // the failure's point only
+  EXPECT_EQ(Metric("qfp_tracker_heartbeats_used_total"), 1);
+}
+
+// A bad heartbeat is ignored alone: the failures beside it are accepted.
+TEST_F(TrackerHeartbeatTest, AnInvalidHeartbeatIsIgnoredNotTheFailures) {
+  config_.poll_attempts_enabled = true;
+  Start(100);
+  ReportFailuresRequest request;
+  *request.mutable_heartbeat() = Heartbeat("p1", 1764000000, 2);
+  request.mutable_heartbeat()->mutable_targets(1)->set_failed(9);
+  *request.add_failures() = Failure(1);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(queue_->backlog(), 1u);
+  EXPECT_EQ(Metric("qfp_tracker_heartbeats_received_total"), 1);
+  EXPECT_EQ(Metric("qfp_tracker_heartbeats_used_total"), 0);
+}
+
+// A producer newer than this tracker may send fields it does not know; a
+// tracker older than heartbeats sees our field 2 the same way. Both are
+// skipped by the same parsing code (stream_messages.cc), and the failures
+// beside them are accepted.
+TEST_F(TrackerHeartbeatTest, UnknownFieldsAreSkipped) {
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(1);
+  request.GetReflection()->MutableUnknownFields(&request)->AddLengthDelimited(
+      99, "a field from the future");
+  request.GetReflection()->MutableUnknownFields(&request)->AddVarint(98, 7);
+  const ReportFailuresResponse response = Send(request);
+  EXPECT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(queue_->backlog(), 1u);
+  ReportFailuresRequest only_unknown;
+  only_unknown.GetReflection()
+      ->MutableUnknownFields(&only_unknown)
+      ->AddLengthDelimited(99, "nothing else");
+  const ReportFailuresResponse empty = Send(only_unknown);
+  EXPECT_EQ(empty.accepted_size(), 0);
+  EXPECT_EQ(empty.refused_size(), 0);
+}
+
+TEST_F(TrackerHeartbeatTest, ASilentPollerGetsOnePointAcrossStreams) {
+  Start(100);
+  // Two streams (a reconnect) of the same poller.
+  ReportFailuresRequest request;
+  *request.mutable_heartbeat() = Heartbeat("p1", 1764000000, 0);
+  Send(request);
+  fake_clock_.Advance(absl::Seconds(2));
+  Send(request);
+  // An old producer, without heartbeats, is never watched.
+  ReportFailuresRequest old;
+  *old.add_failures() = Failure(1);
+  Send(old);
+  ASSERT_EQ(queue_->backlog(), 1u);
+
+  fake_clock_.Advance(absl::Milliseconds(2999));
+  service_->CheckLiveness();
+  EXPECT_EQ(Metric("qfp_tracker_pollers_silent_total"), 0);
+  fake_clock_.Advance(absl::Milliseconds(1));
+  service_->CheckLiveness();
+  service_->CheckLiveness();
+  EXPECT_EQ(Metric("qfp_tracker_pollers_silent_total"), 1);
+  ASSERT_TRUE(WaitUntil([&] { return queue_->backlog() == 2u; }));
+  fake_clock_.Advance(absl::Minutes(10));
+  service_->CheckLiveness();
+  EXPECT_EQ(Metric("qfp_tracker_pollers_silent_total"), 1);
+  EXPECT_EQ(queue_->backlog(), 2u);
+}
+
+TEST_F(TrackerHeartbeatTest, MissedHeartbeatsZeroWatchesNoOne) {
+  config_.missed_heartbeats = 0;
+  Start(100);
+  ReportFailuresRequest request;
+  *request.mutable_heartbeat() = Heartbeat("p1", 1764000000, 0);
+  Send(request);
+  fake_clock_.Advance(absl::Hours(1));
+  service_->CheckLiveness();
+  EXPECT_EQ(Metric("qfp_tracker_pollers_silent_total"), 0);
+  EXPECT_EQ(queue_->backlog(), 0u);
 }
 
 }  // namespace
