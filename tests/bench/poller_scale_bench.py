@@ -9,8 +9,10 @@ The issue-10 goals (README's poller section): with a 30 s interval,
   5000 servers: no skips, every poll starts within 1 s of its due time, RSS
                 reported;
 
-against the same poller configured sequentially (maxConcurrentPolls: 1) in
-the same run. For each size, one site (bench/poller_scale_site.py: healthy
+against the same poller configured sequentially (maxConcurrentPolls: 1, which
+bounds connects and TLS handshakes in flight) in the same run, or with
+``--baseline rounds`` against the poller polling in rounds as before issue 10
+(``--spread_polls=false``: every target at once, each interval). For each size, one site (bench/poller_scale_site.py: healthy
 HTTPS servers answering /engine/healthcheck, black holes that never accept)
 and one real qs-error-tracker (failures counted, no InfluxDB) serve
 ``--runs`` runs of both pollers, one after the other, alternating which goes
@@ -208,10 +210,14 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
     metrics_port = procs.free_port()
     poller = {"metricsListen": f"127.0.0.1:{metrics_port}",
               "pollerId": f"bench-{variant}"}
-    if variant == "baseline":
+    extra_args = []
+    if variant == "baseline" and args.baseline == "sequential":
         poller["maxConcurrentPolls"] = 1
-    elif args.max_concurrent:
-        poller["maxConcurrentPolls"] = args.max_concurrent
+    elif variant == "baseline":  # rounds: as before spreading
+        extra_args = ["--spread_polls=false"]
+    if variant == "spread" or args.baseline == "rounds":
+        if args.max_concurrent:
+            poller["maxConcurrentPolls"] = args.max_concurrent
     config = stack.butler_config(
         pki, servers, influx_port=1, tracker_port=tracker_port,
         health_interval_ms=int(args.interval * 1000),
@@ -224,7 +230,8 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
     log_path = os.path.join(work, f"{tag}.log")
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
-            [args.bin_poller, "--config", path, "--log_level", "info"],
+            [args.bin_poller, "--config", path, "--log_level", "info",
+             *extra_args],
             stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 60
@@ -374,8 +381,10 @@ def print_table(size: int, dead: int, args, results: dict) -> bool:
     print(f"\n### {size} servers ({dead} black-holed), interval "
           f"{args.interval:g} s, timeout {args.timeout_ms} ms, "
           f"{args.rounds} rounds, {args.runs} run(s)\n")
+    baseline = ("maxConcurrentPolls 1" if args.baseline == "sequential"
+                else "in rounds, --spread_polls=false")
     print("| figure | goal | poller min / median / max | baseline "
-          "(maxConcurrentPolls 1) min / median / max | ratio | verdict |")
+          f"({baseline}) min / median / max | ratio | verdict |")
     print("|---|---|---|---|---|---|")
     for key, label, fmt in ROWS:
         ours = summary([r[key] for r in results["spread"]])
@@ -411,6 +420,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=0,
                         help="maxConcurrentPolls of the measured poller "
                         "(default: the poller's own default)")
+    parser.add_argument("--baseline", choices=("sequential", "rounds"),
+                        default="sequential",
+                        help="sequential: maxConcurrentPolls 1 (the issue's "
+                        "baseline); rounds: every target at once each "
+                        "interval (--spread_polls=false), as before issue 10")
     parser.add_argument("--quick", action="store_true",
                         help="1000 servers, 1 round, 1 run")
     parser.add_argument("--keep", action="store_true",
