@@ -92,7 +92,9 @@ def spread_offset_s(key: str, interval_s: float) -> float:
 def due_times(offset_s: float, interval_s: float, begin: float,
               end: float) -> list[float]:
     """Wall-clock due times in [begin, end) of a target at `offset_s`."""
-    first = begin + (offset_s - begin % interval_s) % interval_s
+    first = begin + round((offset_s - begin % interval_s) % interval_s, 6)
+    if first >= begin + interval_s:
+        first -= interval_s
     times = []
     t = first
     while t < end:
@@ -265,6 +267,14 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
                 proc.wait()
 
     timeout_s = args.timeout_ms / 1000
+    in_rounds = variant == "baseline" and args.baseline == "rounds"
+
+    def offset_for(name: str) -> float:
+        # In rounds every target is due at start (t0, read just after the
+        # poller logged it started) and every interval after.
+        if in_rounds:
+            return t0 % args.interval
+        return spread_offset_s(f"HEALTH_API {name}", args.interval)
     # Failures from the log.
     failures: dict[str, list[tuple[float, str]]] = {}
     with open(log_path, encoding="utf-8", errors="replace") as f:
@@ -279,7 +289,7 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
     per_due = []
     for i in range(len(site.dead)):
         name = f"dead{i}"
-        offset = spread_offset_s(f"HEALTH_API {name}", args.interval)
+        offset = offset_for(name)
         seen = [t for t, category in failures.get(name, [])
                 if category == "timeout"]
         for due in due_times(offset, args.interval, t0, rounds_end):
@@ -290,7 +300,7 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
     arrivals = site.arrivals(t0 - 1, rounds_end + timeout_s)
     late = []
     for i, port in enumerate(site.healthy):
-        offset = spread_offset_s(f"HEALTH_API ok{i}", args.interval)
+        offset = offset_for(f"ok{i}")
         for due in due_times(offset, args.interval, t0, rounds_end):
             got = [a - due for a in arrivals.get(port, []) if a >= due - 0.5]
             late.append(min(got) if got else float("inf"))
