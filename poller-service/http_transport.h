@@ -156,7 +156,9 @@ struct RequestOutcome {
   std::string remote_address;
   int remote_port = 0;
   // How long the request took, measured on a monotonic clock (a wall-clock
-  // step does not change it).
+  // step does not change it), from when the transport began it: a wait in
+  // the transport's own queue is not part of it (the scheduler reports that
+  // wait as the time from Start to completion less `elapsed`).
   absl::Duration elapsed;
 };
 

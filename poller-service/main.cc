@@ -1,5 +1,7 @@
 // qs-poller: polls Qlik Sense servers and reports every failed poll to the
 // tracker (qs-error-tracker) over gRPC.
+#include <malloc.h>
+
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -42,6 +44,11 @@ ABSL_FLAG(bool, check_config, false,
           "when valid, 2 otherwise. Changes nothing on disk.");
 ABSL_FLAG(std::string, log_level, "",
           "trace, debug, info, warn or error; overrides Butler-SOS.logLevel.");
+ABSL_FLAG(bool, spread_polls, true,
+          "Start each target's polls at its own offset within its interval "
+          "(a hash of the target), so that polls never start in bursts. "
+          "false: every target is polled at start and then in rounds, all "
+          "targets of an interval together (for tests and comparisons).");
 ABSL_FLAG(int, shutdown_deadline_ms, 10000,
           "On SIGTERM/SIGINT, how long to keep delivering unacknowledged "
           "failures to the tracker before exiting.");
@@ -192,6 +199,13 @@ int Main(int argc, char** argv) {
   if (plan.empty()) {
     spdlog::warn("the config enables no polls: nothing to do until restarted");
   }
+  // The plan holds all the servers' data the poller needs from here on: free
+  // the parsed server list, then give the parse's freed heap (the YAML tree,
+  // about 15 KB per server) back to the system, which glibc's free() alone
+  // does not do for memory below live allocations.
+  std::vector<MonitoredServer>().swap(config.servers);
+  malloc_trim(0);
+  const size_t target_count = plan.size();
 
   MetricsRegistry metrics;
   QueueLimits limits;
@@ -255,21 +269,24 @@ int Main(int argc, char** argv) {
   auto transport = std::make_unique<CurlTransport>(
       static_cast<size_t>(config.max_concurrent_polls));
   // Which targets are this poller's (cluster.*); with peersDns the first
-  // resolution happens here, before the first poll.
+  // resolution happens here, before the first poll. It keeps the targets'
+  // keys, not the plan, which the scheduler then takes.
   PollerCluster cluster(config.cluster, plan, metrics);
   cluster.Start();
   spdlog::info("poll targets {}", cluster.description());
   // Heartbeats carry the scheduler's per-target counts to the tracker.
   AttemptLedger ledger;
-  PollScheduler scheduler(config, plan, *transport, client, SystemClock::Get(),
-                          metrics, cluster.ownership(), &ledger);
   const absl::Duration heartbeat_interval = HeartbeatInterval(plan);
+  PollScheduler scheduler(config, std::move(plan), *transport, client,
+                          SystemClock::Get(), metrics, cluster.ownership(),
+                          &ledger);
+  if (!absl::GetFlag(FLAGS_spread_polls)) scheduler.PollInRounds();
   client.EnableHeartbeats(HeartbeatOptions{
       config.poller_id, scheduler.instance_id(), heartbeat_interval, &ledger});
   spdlog::info(
       "qs-poller started: {} poll targets, tracker {}, poller id {}, "
       "instance {}, heartbeat every {} ms",
-      plan.size(), config.tracker_address, config.poller_id,
+      target_count, config.tracker_address, config.poller_id,
       scheduler.instance_id(), absl::ToInt64Milliseconds(heartbeat_interval));
 
   std::atomic<bool> stop{false};

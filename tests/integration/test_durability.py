@@ -140,10 +140,11 @@ class DurabilityTest(unittest.TestCase):
         self.processes.append(proc)
         return proc
 
-    def start_poller(self, config, name="poller"):
+    def start_poller(self, config, name="poller", extra=()):
         proc = stack.start_poller(
             config, self.dir, name=name,
-            extra_args=[f"--shutdown_deadline_ms={POLLER_SHUTDOWN_MS}"])
+            extra_args=[f"--shutdown_deadline_ms={POLLER_SHUTDOWN_MS}",
+                        *extra])
         self.processes.append(proc)
         return proc
 
@@ -338,7 +339,10 @@ class DurabilityTest(unittest.TestCase):
         config = self.write_config(self.servers(servers), interval_ms=500,
                                    wal=True, spool_dir=spool_dir)
         try:
-            first = self.start_poller(config, name="poller1")
+            # In rounds (not spread over the interval), so that there is a
+            # quiet moment between two.
+            first = self.start_poller(config, name="poller1",
+                                      extra=["--spread_polls=false"])
         except RuntimeError as error:
             if "spoolDirectory" in str(error):
                 self.skipTest(f"qs-poller does not support "
@@ -361,7 +365,8 @@ class DurabilityTest(unittest.TestCase):
             collections.Counter(server for server, _ in keys),
             stack.failures_by_server(first.log_text()))
 
-        second = self.start_poller(config, name="poller2")
+        second = self.start_poller(config, name="poller2",
+                                   extra=["--spread_polls=false"])
         reloaded = RELOADED.search(second.log_text())
         self.assertIsNotNone(reloaded, second.log_text()[-2000:])
         self.assertEqual(reloaded.group(1), stack.queue_db_path(spool_dir))
