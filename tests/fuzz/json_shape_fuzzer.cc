@@ -9,7 +9,8 @@
 //  - a body passes only if nlohmann::json (another strict RFC 8259 parser)
 //    accepts it with the expected top-level type, and (nesting below
 //    kMaxJsonDepth) every body nlohmann accepts with that type passes (but
-//    for numbers beyond double's range, which only nlohmann refuses);
+//    for numbers beyond double's range, which only nlohmann refuses, and
+//    exponents beyond int's, which only Boost.JSON refuses);
 //  - Problem() is "" exactly when the body passes.
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -81,6 +82,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   const Verdict other = OtherParser(body, expected);
   if (other == Verdict::kNoOpinion) return 0;
+  // Boost.JSON refuses a number whose exponent does not fit in an int
+  // ("-0.0e99843735678901234567890"), where nlohmann reads 0: a limit RFC
+  // 8259 §9 allows, and no Qlik answer comes near it.
+  if (whole.find("exponent overflow") != std::string::npos) return 0;
   if (whole.empty()) {
     QFP_FUZZ_CHECK(other == Verdict::kAccepts,
                    "passed, but nlohmann::json refuses it");

@@ -257,6 +257,24 @@ TEST(ConfigNodeTest, BranchingRecursiveMergeIsOneProblem) {
                 ": nested deeper than 64 levels (a recursive alias?)");
 }
 
+// yaml-cpp 0.7's LoadAll never returns after a stray ',' (a new empty
+// document each time, without reading on; found by tests/fuzz/config_fuzzer,
+// seed corpus/config_fuzzer/stray-comma.yaml): refused as a syntax error.
+TEST(ConfigNodeTest, StrayCommaIsASyntaxErrorNotAnEndlessLoop) {
+  for (const std::string text :
+       {std::string(",\x01\0\0\0\0tz", 8), std::string(",\n"),
+        std::string("a: 1\n,\n")}) {
+    absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_THAT(parsed.status().message(), HasSubstr("YAML syntax error at "))
+        << text;
+  }
+  absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(",\n");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "YAML syntax error at line 1, column 1: unexpected token");
+}
+
 TEST(ConfigNodeTest, SecondDocumentIsRefused) {
   absl::StatusOr<YAML::Node> parsed =
       ConfigNode::Parse("---\nButler-SOS: {logLevel: info}\n---\nother: 1\n");
