@@ -5,6 +5,9 @@
 #   scripts/fuzz.sh                  # CI: a few thousand runs per target
 #   scripts/fuzz.sh --long           # 1,000,000 runs per target (README)
 #   scripts/fuzz.sh --runs N [TARGET...]
+# QFP_FUZZ_JOBS=N splits each target's runs over N libFuzzer processes
+# (-jobs, sharing the found-inputs directory): the same number of runs in
+# less time where cores are idle.
 # New inputs a run finds go to build-fuzz/corpus/<target>/ (never into the
 # repo's seeds); a crashing input goes to build-fuzz/artifacts/<target>/ and
 # makes the script fail after every target has run. Prints runs, seconds and
@@ -28,6 +31,7 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=("${all_targets[@]}")
 
 scripts/install-deps.sh
+jobs=${QFP_FUZZ_JOBS:-1}
 build_dir=build-fuzz
 CC=${QFP_FUZZ_CC:-clang} CXX=${QFP_FUZZ_CXX:-clang++} \
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -41,22 +45,33 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:${UBSAN_OPTIONS:-}"
 failed=0
 summary=()
 for target in "${targets[@]}"; do
-  seeds=tests/fuzz/corpus/$target
-  found=$build_dir/corpus/$target
-  artifacts=$build_dir/artifacts/$target
-  log=$build_dir/$target.log
-  mkdir -p "$found" "$artifacts"
-  rm -f "$artifacts"/*
+  seeds=$PWD/tests/fuzz/corpus/$target
+  found=$PWD/$build_dir/corpus/$target
+  artifacts=$PWD/$build_dir/artifacts/$target
+  log=$PWD/$build_dir/$target.log
+  job_dir=$PWD/$build_dir/jobs/$target
+  mkdir -p "$found" "$artifacts" "$job_dir"
+  rm -f "$artifacts"/* "$job_dir"/*
   start=$(date +%s%N)
   status=0
   # -timeout: an input taking over 10 s counts as a crash (a hang);
   # -rss_limit_mb: so does one that needs over 2 GiB.
-  "$build_dir/tests/fuzz/$target" -runs="$runs" -timeout=10 \
-    -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="$artifacts/" "$found" "$seeds" >"$log" 2>&1 ||
-    status=$?
+  flags=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1
+         -artifact_prefix="$artifacts/")
+  if [ "$jobs" -gt 1 ]; then
+    # Each job writes fuzz-<n>.log into the current directory.
+    (cd "$job_dir" && "$OLDPWD/$build_dir/tests/fuzz/$target" \
+      -runs=$((runs / jobs)) -jobs="$jobs" -workers="$jobs" "${flags[@]}" \
+      "$found" "$seeds") >"$log" 2>&1 || status=$?
+    cat "$job_dir"/fuzz-*.log >>"$log"
+    if grep -q '^SUMMARY: ' "$job_dir"/fuzz-*.log; then status=1; fi
+  else
+    "$build_dir/tests/fuzz/$target" -runs="$runs" "${flags[@]}" \
+      "$found" "$seeds" >"$log" 2>&1 || status=$?
+  fi
   ms=$((($(date +%s%N) - start) / 1000000))
-  done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  done_runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" |
+    awk '{ n += $1 } END { print n + 0 }')
   crashes=$(find "$artifacts" -type f | wc -l)
   if [ "$status" -ne 0 ] && [ "$crashes" -eq 0 ]; then crashes=1; fi
   line=$(printf '%-22s runs %8s  seconds %4d.%d  crashes %d' "$target" \
