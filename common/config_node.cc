@@ -17,6 +17,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "yaml-cpp/eventhandler.h"
+#include "yaml-cpp/mark.h"
+#include "yaml-cpp/parser.h"
 
 namespace qfp {
 namespace {
@@ -49,6 +52,12 @@ class MergeResolver {
 
   YAML::Node Resolve(const YAML::Node& node, const std::string& path,
                      int depth) {
+    // Once the document is refused for its size or depth, the rest is not
+    // walked: each further node would only add errors at ever longer paths.
+    // A recursive alias that branches (`d: &d {a: {<<: *d}, b: {<<: *d}}`)
+    // otherwise cost kMaxNodes nodes with paths of kMaxDepth keys: 15 MB of
+    // errors from 357 bytes (found by tests/fuzz/config_fuzzer).
+    if (stopped()) return YAML::Node(YAML::NodeType::Null);
     if (++nodes_ > kMaxNodes) {
       if (!exhausted_) {
         errors_->Add(
@@ -74,7 +83,7 @@ class MergeResolver {
       }
       case YAML::NodeType::Sequence: {
         YAML::Node copy(YAML::NodeType::Sequence);
-        for (size_t i = 0; i < node.size(); ++i) {
+        for (size_t i = 0; i < node.size() && !stopped(); ++i) {
           copy.push_back(
               Resolve(node[i], absl::StrCat(path, "[", i, "]"), depth + 1));
         }
@@ -90,6 +99,8 @@ class MergeResolver {
  private:
   static constexpr int kMaxDepth = 64;
   static constexpr size_t kMaxNodes = 200000;
+
+  bool stopped() const { return exhausted_ || too_deep_; }
 
   struct Entry {
     std::string key;
@@ -122,6 +133,7 @@ class MergeResolver {
       if (IsMergeKey(key)) {
         const std::string merge_path = ChildPath(path, "<<");
         YAML::Node source = Resolve(pair.second, merge_path, depth + 1);
+        if (stopped()) break;
         if (source.IsMap()) {
           MergeFrom(source, &entries);
         } else if (source.IsSequence() &&
@@ -147,6 +159,7 @@ class MergeResolver {
       const std::string child_path = ChildPath(path, name);
       const int line = key.Mark().line + 1;
       YAML::Node value = Resolve(pair.second, child_path, depth + 1);
+      if (stopped()) break;
       auto found = std::find_if(entries.begin(), entries.end(),
                                 [&](const Entry& e) { return e.key == name; });
       if (found == entries.end()) {
@@ -343,6 +356,42 @@ size_t FirstInvalidUtf8(absl::string_view text) {
   return absl::string_view::npos;
 }
 
+// Counts the documents of a stream without building them, and finds where
+// yaml-cpp stops reading. yaml-cpp 0.7's LoadAll never returns on some broken
+// input: after a stray ',' (",\x01") each HandleNextDocument reports another
+// empty document without reading on, and the list grows until memory runs
+// out (jbeder/yaml-cpp#1040, fixed upstream by PR #1319; found by
+// tests/fuzz/config_fuzzer). A document starting where the previous one
+// started is that loop.
+class DocumentCounter final : public YAML::EventHandler {
+ public:
+  size_t documents() const { return documents_; }
+  bool stuck() const { return stuck_; }
+  const YAML::Mark& start() const { return start_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stuck_ = documents_ > 0 && mark.pos == start_.pos;
+    start_ = mark;
+    ++documents_;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+
+ private:
+  size_t documents_ = 0;
+  bool stuck_ = false;
+  YAML::Mark start_;
+};
+
 // Parses and resolves. A syntax error starts with `syntax_prefix`; the
 // other problems are listed under `source`, each with its key path.
 absl::StatusOr<YAML::Node> ParseText(const std::string& text,
@@ -362,22 +411,32 @@ absl::StatusOr<YAML::Node> ParseText(const std::string& text,
         syntax_prefix, "not valid UTF-8 at line ", line, ", column ", column,
         " (byte ", bad, "); save the file as UTF-8"));
   }
-  std::vector<YAML::Node> documents;
+  DocumentCounter counter;
+  YAML::Node raw;
   try {
-    documents = YAML::LoadAll(text);
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    while (parser.HandleNextDocument(counter)) {
+      if (counter.stuck()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(syntax_prefix, "YAML syntax error at line ",
+                         counter.start().line + 1, ", column ",
+                         counter.start().column + 1, ": unexpected token"));
+      }
+    }
+    // js-yaml's load() refuses a stream of several documents; yaml-cpp's Load
+    // would read the first and drop the rest unsaid.
+    if (counter.documents() > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          syntax_prefix, "the file holds ", counter.documents(),
+          " YAML documents (separated by ---); Butler SOS reads exactly one"));
+    }
+    raw = YAML::Load(text);
   } catch (const YAML::Exception& e) {
     return absl::InvalidArgumentError(absl::StrCat(
         syntax_prefix, "YAML syntax error at line ", e.mark.line + 1,
         ", column ", e.mark.column + 1, ": ", e.msg));
   }
-  // js-yaml's load() refuses a stream of several documents; yaml-cpp's Load
-  // would read the first and drop the rest unsaid.
-  if (documents.size() > 1) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        syntax_prefix, "the file holds ", documents.size(),
-        " YAML documents (separated by ---); Butler SOS reads exactly one"));
-  }
-  const YAML::Node raw = documents.empty() ? YAML::Node() : documents[0];
   ConfigErrors errors;
   YAML::Node resolved = MergeResolver(&errors).Resolve(raw, "", 0);
   if (!errors.empty()) return errors.ToStatus(source);

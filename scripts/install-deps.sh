@@ -10,6 +10,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libspdlog-dev nlohmann-json3-dev libbenchmark-dev
   libboost-json1.81-dev  # the poller's streaming JSON check
   libcpp-httplib-dev
+  clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
   libsqlite3-dev sqlite3
   influxdb influxdb-client python3 python3-cryptography python3-grpcio
   python3-protobuf openssl curl

@@ -241,6 +241,40 @@ INSTANTIATE_TEST_SUITE_P(
       return param_info.param.name;
     });
 
+// A recursive alias that branches through merge keys (found by
+// tests/fuzz/config_fuzzer, seed corpus/config_fuzzer/recursive-merge.yaml)
+// is one problem at the first node past the depth limit. The loader used to
+// go on expanding to its node limit: 49,990 problems, 12 MB of text and 8 s
+// from these 41 bytes.
+TEST(ConfigNodeTest, BranchingRecursiveMergeIsOneProblem) {
+  absl::StatusOr<YAML::Node> parsed =
+      ConfigNode::Parse("d: &d\n  a:\n    <<: *d\n  b:\n    <<: *d\n");
+  ASSERT_FALSE(parsed.ok());
+  std::string path = "d";
+  for (int i = 0; i < 32; ++i) path += ".a.<<";
+  EXPECT_EQ(parsed.status().message(),
+            "invalid config YAML text (1 problem):\n  " + path +
+                ": nested deeper than 64 levels (a recursive alias?)");
+}
+
+// yaml-cpp 0.7's LoadAll never returns after a stray ',' (a new empty
+// document each time, without reading on; found by tests/fuzz/config_fuzzer,
+// seed corpus/config_fuzzer/stray-comma.yaml): refused as a syntax error.
+TEST(ConfigNodeTest, StrayCommaIsASyntaxErrorNotAnEndlessLoop) {
+  for (const std::string text :
+       {std::string(",\x01\0\0\0\0tz", 8), std::string(",\n"),
+        std::string("a: 1\n,\n")}) {
+    absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(text);
+    ASSERT_FALSE(parsed.ok()) << text;
+    EXPECT_THAT(parsed.status().message(), HasSubstr("YAML syntax error at "))
+        << text;
+  }
+  absl::StatusOr<YAML::Node> parsed = ConfigNode::Parse(",\n");
+  ASSERT_FALSE(parsed.ok());
+  EXPECT_EQ(parsed.status().message(),
+            "YAML syntax error at line 1, column 1: unexpected token");
+}
+
 TEST(ConfigNodeTest, SecondDocumentIsRefused) {
   absl::StatusOr<YAML::Node> parsed =
       ConfigNode::Parse("---\nButler-SOS: {logLevel: info}\n---\nother: 1\n");

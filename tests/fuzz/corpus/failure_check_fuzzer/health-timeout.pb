@@ -1,0 +1,5 @@
+
+
+poller-16f1c2a90œø²Ø•šï:"sense1*sense1.example.com:4747:
+serverLocationEurope:
+server_groupDEV@J	ETIMEDOUTZ3https://sense1.example.com:4747/engine/healthcheck/`ˆ'‚timeout after 5000 ms

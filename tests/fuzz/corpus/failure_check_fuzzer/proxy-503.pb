@@ -1,0 +1,4 @@
+
+
+poller-16f1c2a90œø²Ø•šï:"sense1*sense1.example.com:47472/sales@
+P÷Z3https://sense1.example.com:4747/engine/healthcheck/`ˆ'j10.0.0.7p“!‚HTTP 503
