@@ -21,4 +21,10 @@ fi
 scripts/install-deps.sh
 cmake -S . -B "$build_dir" -G Ninja "${cmake_args[@]}" >/dev/null
 cmake --build "$build_dir"
-ctest --test-dir "$build_dir" --output-on-failure --timeout 600 "$@"
+# Unit tests (no label) and the chart and dashboard checks run two at a
+# time; the integration tests, which start real processes and measure their
+# timing, one at a time.
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -LE integration \
+  -j2 "$@"
+ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -L integration \
+  "$@"
