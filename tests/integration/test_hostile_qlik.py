@@ -39,14 +39,6 @@ RSS_MARGIN_KIB = 8 * 1024
 FAILURES_WANTED = 2
 
 
-def peak_rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for pid {pid}")
-
-
 def hostile_endpoints(ports_of_control: str) -> dict:
     """name -> (the endpoint's spec, the expected fields of its points
     other than tags, request_url and request_timeout_ms)."""
@@ -147,7 +139,7 @@ class HostileQlikTest(unittest.TestCase):
                     f"wanted {FAILURES_WANTED} failures from every hostile "
                     f"endpoint within 60 s; failures logged: {counts}"
                 ) from None
-            cls.peak_kib = {name: peak_rss_kib(proc.pid)
+            cls.peak_kib = {name: procs.peak_rss_kib(proc.pid)
                             for name, proc in cls.pollers.items()}
         finally:
             cls.exits = stack.stop_all(list(cls.pollers.values()))

@@ -49,15 +49,6 @@ _SUMMARY = re.compile(
     r"commit failed, (\d+) rejected by the tracker as malformed\), (.*)$")
 
 
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM of a running process: its peak resident set, in KiB."""
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for pid {pid}")
-
-
 def summary_of(log_text: str) -> re.Match:
     line = log_text.rstrip().splitlines()[-1]
     match = _SUMMARY.search(line)
@@ -142,7 +133,7 @@ class LargeAnswersTest(unittest.TestCase):
             procs.wait_until(done, timeout=BIG_SECONDS + 50, interval=0.25,
                              message="the 50 MiB app list read, two bomb "
                                      "failures, two orphan failures")
-            cls.peak_kib = {name: peak_rss_kib(proc.pid)
+            cls.peak_kib = {name: procs.peak_rss_kib(proc.pid)
                             for name, proc in cls.pollers.items()}
             # Let the tracker write what it was given.
             procs.wait_until(

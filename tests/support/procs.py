@@ -193,3 +193,12 @@ class Proc:
 
     def __repr__(self) -> str:
         return f"Proc({self.name!r}, pid={self.pid}, rc={self.returncode})"
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a running process: its peak resident set, in KiB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmHWM for pid {pid}")
