@@ -975,6 +975,12 @@ class ValidatorTest(unittest.TestCase):
             [["kubernetes-models has no model for example.com/v1 Widget"]])
 
 
+# Values turning the tracker's coverage check on (deep-merged into the
+# chart's butlerSosConfig).
+COVERAGE_ON = ("butlerSosConfig:\n  Butler-SOS:\n    failedPolls:\n"
+               "      tracker:\n        coverage:\n          enable: true\n")
+
+
 class ClusterValuesTest(unittest.TestCase):
     """poller.cluster.enabled false, and a group with fixed shards."""
 
@@ -994,6 +1000,17 @@ class ClusterValuesTest(unittest.TestCase):
         self.assertEqual([s["metadata"]["name"] for s in rendered.objects("Service")],
                          [full("poller"), full("tracker")])
         self.assertIn("every replica of\na group polls every server", rendered.notes)
+
+    def test_coverage_with_groups_that_only_shard(self):
+        rendered = self.rendered(
+            COVERAGE_ON +
+            "poller:\n  groups:\n    emea:\n      replicas: 2\n      config:\n"
+            "        Butler-SOS:\n          failedPolls:\n"
+            "            poller:\n              cluster:\n"
+            "                peersRefreshInterval: 5000\n")
+        _, config = rendered.config_of(full("tracker"))
+        self.assertTrue(
+            config["Butler-SOS"]["failedPolls"]["tracker"]["coverage"]["enable"])
 
     def test_a_group_with_fixed_shards_gets_no_peers_dns(self):
         rendered = self.rendered(
@@ -1036,6 +1053,17 @@ class RefusedValuesTest(unittest.TestCase):
             "poller:\n  spool:\n    persistence:\n      enabled: true\n"
             "  groups:\n    default:\n      replicas: 2\n" + shards)
         self.assertIn("cluster.shardCount (3) must equal replicas (2)", message)
+
+    def test_coverage_with_a_group_that_polls_other_servers(self):
+        message = self.refused(
+            COVERAGE_ON +
+            "poller:\n  groups:\n    emea:\n      config:\n"
+            "        Butler-SOS:\n          serversToMonitor:\n"
+            "            servers: []\n          failedPolls:\n"
+            "            poller:\n              requestTimeout: 5000\n"
+            "              cluster:\n                shardCount: 1\n")
+        self.assertIn("poller group emea", message)
+        self.assertIn("sets requestTimeout, serversToMonitor", message)
 
     def test_a_group_name_kubernetes_refuses(self):
         self.assertIn("EMEA_1", self.refused("poller:\n  groups:\n    EMEA_1: {}\n"))

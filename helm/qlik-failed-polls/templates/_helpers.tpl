@@ -105,7 +105,32 @@ checked and printed as YAML; callers read it back with fromYaml. */}}
 {{- $_ := unset $tracker "walDirectory" }}
 {{- end }}
 {{- include "qfp.mtlsKeys" (dict "root" . "side" "tracker" "section" $tracker) }}
+{{- if and (kindIs "map" $tracker.coverage) $tracker.coverage.enable }}
+{{- include "qfp.coverageNeedsOnePlan" . }}
+{{- end }}
 {{- toYaml $config }}
+{{- end }}
+
+{{/* Coverage (failedPolls.tracker.coverage) reads the poll plan from the
+tracker's own copy of the config, which has no group's overrides: a group
+that changes what is polled, or how (servers, app names, timeouts, ...),
+would have its targets reported as not polled, or missed. So with coverage
+on, a group's config may only set failedPolls.poller.cluster. */}}
+{{- define "qfp.coverageNeedsOnePlan" -}}
+{{- range $group, $spec := .Values.poller.groups }}
+{{- $sos := dict }}
+{{- if and (kindIs "map" $spec) (kindIs "map" $spec.config) }}
+{{- $sos = get $spec.config "Butler-SOS" | default dict }}
+{{- end }}
+{{- $other := without (keys $sos) "failedPolls" }}
+{{- $failedPolls := get $sos "failedPolls" | default dict }}
+{{- $other = concat $other (without (keys $failedPolls) "poller" | sortAlpha) }}
+{{- $poller := get $failedPolls "poller" | default dict }}
+{{- $other = concat $other (without (keys $poller) "cluster" | sortAlpha) }}
+{{- if $other }}
+{{- fail (printf "poller group %s: failedPolls.tracker.coverage.enable reads the poll plan from butlerSosConfig, but this group's config also sets %s; keep coverage off, or give the group only failedPolls.poller.cluster" $group (join ", " (sortAlpha $other))) }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* A poller group's copy of the config: butlerSosConfig with the group's
