@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import unittest
 
-from support import certs, procs, stack
-from support.fake_qlik import FakeQlikSite
-from support.influxd import InfluxD
+from support import procs, stack
+from support.scenario import ScenarioTestCase
 
 BLACKHOLES = [f"bh-{i:02d}" for i in range(20)]
 REFUSED = "refused"
@@ -44,31 +41,20 @@ MS = 1_000_000
 OK_LINE = re.compile(r" HEALTH_API (\S+): ok \(HTTP 200, (\d+) ms\)")
 
 
-class ConcurrencyTest(unittest.TestCase):
+class ConcurrencyTest(ScenarioTestCase):
+    TMP_PREFIX = "qfp-concurrency-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-concurrency-")
-        cls.processes = []
-        cls.site = None
-        cls.influx = None
-        try:
-            cls._run()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _run(cls):
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
+    def start_scenario(cls):
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
         endpoints = [{"name": name, "behaviour": "blackhole"}
                      for name in [*BLACKHOLES, SKIP_SERVER]]
         endpoints += [{"name": REFUSED, "behaviour": "refuse"},
                       {"name": SLOW, "behaviour": "slow_body",
                        "duration": 10},
                       {"name": HEALTHY, "behaviour": "healthy"}]
-        cls.site = FakeQlikSite({"endpoints": endpoints}, cls.pki).start()
+        cls.site = cls.start_site(endpoints, cls.pki)
         ports = cls.site.ports
         tracker_port = procs.free_port()
 
@@ -89,18 +75,14 @@ class ConcurrencyTest(unittest.TestCase):
         skip_path = stack.write_config(os.path.join(cls.tmp, "skip.yaml"),
                                        skip_config)
 
-        cls.tracker = stack.start_tracker(path, cls.tmp)
-        cls.processes.append(cls.tracker)
+        cls.tracker = cls.started_process(stack.start_tracker(path, cls.tmp))
         # In rounds (every target at once, not spread over the interval):
         # the assertions compare the servers of one round.
         debug = ["--log_level", "debug", "--spread_polls=false"]
-        cls.poller = stack.start_poller(path, cls.tmp, name="poller",
-                                        extra_args=debug)
-        cls.processes.append(cls.poller)
-        cls.skip_poller = stack.start_poller(skip_path, cls.tmp,
-                                             name="poller-skip",
-                                             extra_args=debug)
-        cls.processes.append(cls.skip_poller)
+        cls.poller = cls.started_process(stack.start_poller(
+            path, cls.tmp, name="poller", extra_args=debug))
+        cls.skip_poller = cls.started_process(stack.start_poller(
+            skip_path, cls.tmp, name="poller-skip", extra_args=debug))
 
         def rounds_stored():
             counts = {}
@@ -120,16 +102,6 @@ class ConcurrencyTest(unittest.TestCase):
         cls.points = stack.stored_points(cls.influx, epoch="ns")
         cls.log = cls.poller.log_text()
         cls.skip_log = cls.skip_poller.log_text()
-
-    @classmethod
-    def tearDownClass(cls):
-        for proc in cls.processes:
-            proc.stop(timeout=5)
-        if cls.site is not None:
-            cls.site.stop()
-        if cls.influx is not None:
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------
 

@@ -20,6 +20,7 @@ import unittest
 from support import certs, procs, stack
 from support.fake_qlik import FakeQlikSite
 from support.influxd import InfluxD
+from support.scenario import ScenarioTestCase
 
 # Server names exercise line-protocol escaping through the whole path.
 HEALTHY = "sense-ok"
@@ -33,25 +34,22 @@ REQUEST_TIMEOUT_MS = 1500
 HEALTH_INTERVAL_MS = 2000
 
 
-class EndToEndTest(unittest.TestCase):
+class EndToEndTest(ScenarioTestCase):
     """One run of the whole system, several assertions on what it stored."""
+    TMP_PREFIX = "qfp-e2e-"
 
     @classmethod
-    def setUpClass(cls):
-        # tearDownClass does not run when setUpClass fails: clean up anyway,
-        # so a failed start never leaves an influxd or a service behind.
-        cls.addClassCleanup(cls._cleanup)
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-e2e-")
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
-        cls.site = FakeQlikSite({"endpoints": [
+    def start_scenario(cls):
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
+        cls.site = cls.start_site([
             {"name": "ok", "behaviour": "healthy"},
             {"name": "http500", "behaviour": "status", "status": 500},
             {"name": "http403", "behaviour": "status", "status": 403},
             {"name": "refused", "behaviour": "refuse"},
             {"name": "blackhole", "behaviour": "blackhole"},
             {"name": "wrong_ca", "behaviour": "wrong_ca"},
-        ]}, cls.pki).start()
+        ], cls.pki)
         ports = cls.site.ports
         cls.ports = ports
         tracker_port = procs.free_port()
@@ -75,8 +73,10 @@ class EndToEndTest(unittest.TestCase):
         cls.config_path = stack.write_config(
             os.path.join(cls.tmp, "butler-sos.yaml"), config)
         cls.started_ns = time.time_ns()
-        cls.tracker = stack.start_tracker(cls.config_path, cls.tmp)
-        cls.poller = stack.start_poller(cls.config_path, cls.tmp)
+        cls.tracker = cls.started_process(
+            stack.start_tracker(cls.config_path, cls.tmp))
+        cls.poller = cls.started_process(
+            stack.start_poller(cls.config_path, cls.tmp))
         failing = [HTTP500, HTTP403, REFUSED, BLACKHOLE, WRONG_CA]
         try:
             # Two rounds of every failing server, the black hole included.
@@ -94,18 +94,6 @@ class EndToEndTest(unittest.TestCase):
             cls.stopped_ns = time.time_ns()
         cls.points = cls.influx.points(stack.MEASUREMENT, stack.DB,
                                        epoch="ns")
-
-    @classmethod
-    def _cleanup(cls):
-        for closer in (getattr(cls, "poller", None), getattr(cls, "tracker",
-                                                              None)):
-            if closer is not None:
-                closer.stop(timeout=5)
-        if getattr(cls, "site", None):
-            cls.site.stop()
-        if getattr(cls, "influx", None):
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def points_of(self, server):
         return [p for p in self.points if p["server_name"] == server]

@@ -19,14 +19,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import time
 import unittest
 
-from support import certs, procs, stack
-from support.fake_qlik import FakeQlikSite
-from support.influxd import InfluxD, InfluxError
+from support import procs, stack
+from support.influxd import InfluxError
+from support.scenario import ScenarioTestCase
 
 HEALTHY = "sense-ok"
 FAILING = "sense-500"
@@ -36,18 +34,17 @@ INTERVAL_S = 1.0
 MISSED = 3
 
 
-class HeartbeatTest(unittest.TestCase):
+class HeartbeatTest(ScenarioTestCase):
+    TMP_PREFIX = "qfp-heartbeat-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.addClassCleanup(cls._cleanup)
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-heartbeat-")
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
-        cls.site = FakeQlikSite({"endpoints": [
+    def start_scenario(cls):
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
+        cls.site = cls.start_site([
             {"name": "ok", "behaviour": "healthy"},
             {"name": "http500", "behaviour": "status", "status": 500},
-        ]}, cls.pki).start()
+        ], cls.pki)
         ports = cls.site.ports
         config = stack.butler_config(
             cls.pki,
@@ -65,24 +62,13 @@ class HeartbeatTest(unittest.TestCase):
                            "coverage": {"enable": True}})
         cls.config_path = stack.write_config(
             os.path.join(cls.tmp, "butler-sos.yaml"), config)
-        cls.tracker = stack.start_tracker(cls.config_path, cls.tmp)
+        cls.tracker = cls.started_process(
+            stack.start_tracker(cls.config_path, cls.tmp), timeout=10)
         cls.pollers = []
 
-    @classmethod
-    def _cleanup(cls):
-        for proc in getattr(cls, "pollers", []):
-            proc.stop(timeout=5)
-        if getattr(cls, "tracker", None):
-            cls.tracker.stop(timeout=10)
-        if getattr(cls, "site", None):
-            cls.site.stop()
-        if getattr(cls, "influx", None):
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
-
     def start_poller(self):
-        poller = stack.start_poller(self.config_path, self.tmp,
-                                    name=f"poller{len(self.pollers) + 1}")
+        poller = self.started_process(stack.start_poller(
+            self.config_path, self.tmp, name=f"poller{len(self.pollers) + 1}"))
         self.pollers.append(poller)
         return poller
 

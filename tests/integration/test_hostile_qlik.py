@@ -24,12 +24,10 @@ A gzip bomb and a 50 MiB answer are in test_large_answers.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import unittest
 
-from support import certs, procs, stack
-from support.fake_qlik import FakeQlikSite
+from support import procs, stack
+from support.scenario import ScenarioTestCase
 
 REQUEST_TIMEOUT_MS = 3000
 BODY_CAP = 4 << 20
@@ -72,35 +70,23 @@ def hostile_endpoints(ports_of_control: str) -> dict:
     }
 
 
-class HostileQlikTest(unittest.TestCase):
+class HostileQlikTest(ScenarioTestCase):
+    TMP_PREFIX = "qfp-hostile-qlik-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-hostile-qlik-")
+    def start_scenario(cls):
         cls.pollers = {}
-        cls.tracker = None
-        cls.site = None
-        cls.influx = None
-        try:
-            cls._run()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _run(cls):
-        from support.influxd import InfluxD
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
         # The control's port is needed before the redirect that names it:
         # a first site serves the control alone.
-        cls.control_site = FakeQlikSite({"endpoints": [
-            {"name": "control", "behaviour": "healthy"}]}, cls.pki).start()
+        cls.control_site = cls.start_site(
+            [{"name": "control", "behaviour": "healthy"}], cls.pki)
         control_port = cls.control_site.ports["control"]
         cls.expected = hostile_endpoints(str(control_port))
-        cls.site = FakeQlikSite({"endpoints": [
-            {"name": name, **spec}
-            for name, (spec, _) in cls.expected.items()]}, cls.pki).start()
+        cls.site = cls.start_site(
+            [{"name": name, **spec}
+             for name, (spec, _) in cls.expected.items()], cls.pki)
         ports = dict(cls.site.ports, control=control_port)
         cls.ports = ports
         tracker_port = procs.free_port()
@@ -118,10 +104,11 @@ class HostileQlikTest(unittest.TestCase):
 
         names = [*cls.expected, "control"]
         configs = {name: config(name) for name in names}
-        cls.tracker = stack.start_tracker(configs["control"], cls.tmp)
+        cls.tracker = cls.started_process(
+            stack.start_tracker(configs["control"], cls.tmp))
         for name in names:
-            cls.pollers[name] = stack.start_poller(
-                configs[name], cls.tmp, name=f"poller-{name}")
+            cls.pollers[name] = cls.started_process(stack.start_poller(
+                configs[name], cls.tmp, name=f"poller-{name}"))
 
         def done():
             return all(len(stack.failure_lines(
@@ -151,18 +138,6 @@ class HostileQlikTest(unittest.TestCase):
             message="every logged failure stored")
         cls.tracker_exit = cls.tracker.stop(timeout=20)
         cls.points = stack.stored_points(cls.influx)
-
-    @classmethod
-    def tearDownClass(cls):
-        for proc in [*cls.pollers.values(), cls.tracker]:
-            if proc is not None:
-                proc.stop(timeout=5)
-        for site in (cls.site, getattr(cls, "control_site", None)):
-            if site is not None:
-                site.stop()
-        if cls.influx is not None:
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def check_endpoint(self, name):
         host = f"127.0.0.1:{self.ports[name]}"

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 import time
 import unittest
 
-from support import certs, procs, stack
-from support.fake_qlik import FakeQlikSite
-from support.influxd import InfluxD
+from support import procs, stack
+from support.scenario import ScenarioTestCase
 
 BIG_MB = 50
 BIG_SECONDS = 8
@@ -57,26 +54,15 @@ def summary_of(log_text: str) -> re.Match:
     return match
 
 
-class LargeAnswersTest(unittest.TestCase):
+class LargeAnswersTest(ScenarioTestCase):
+    TMP_PREFIX = "qfp-large-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-large-")
+    def start_scenario(cls):
         cls.pollers = {}
-        cls.tracker = None
-        cls.site = None
-        cls.influx = None
-        try:
-            cls._run()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _run(cls):
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
-        cls.site = FakeQlikSite({"endpoints": [
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
+        cls.site = cls.start_site([
             {"name": "big", "behaviour": "healthy", "paths": {
                 "/qrs/app": {"behaviour": "large_apps", "size_mb": BIG_MB,
                              "seconds": BIG_SECONDS}}},
@@ -85,7 +71,7 @@ class LargeAnswersTest(unittest.TestCase):
                              "decoded_mb": BOMB_DECODED_MB}}},
             {"name": "control", "behaviour": "healthy"},
             {"name": "down", "behaviour": "refuse"},
-        ]}, cls.pki).start()
+        ], cls.pki)
         cls.ports = cls.site.ports
         tracker_port = procs.free_port()
 
@@ -110,15 +96,16 @@ class LargeAnswersTest(unittest.TestCase):
             "orphan": config("orphan", cls.ports["down"],
                              tracker=procs.free_port()),
         }
-        cls.tracker = stack.start_tracker(configs["control"], cls.tmp)
+        cls.tracker = cls.started_process(
+            stack.start_tracker(configs["control"], cls.tmp))
         for name, path in configs.items():
             # Every target polled at start (not at its offset within the
             # 60 s app-list interval): one app list read within the test.
             extra = ["--log_level", "debug", "--spread_polls=false"]
             if name == "orphan":
                 extra += ["--shutdown_deadline_ms", "300"]
-            cls.pollers[name] = stack.start_poller(
-                path, cls.tmp, name=f"poller-{name}", extra_args=extra)
+            cls.pollers[name] = cls.started_process(stack.start_poller(
+                path, cls.tmp, name=f"poller-{name}", extra_args=extra))
 
         big_key = f"APP_NAMES_EXTRACT 127.0.0.1:{cls.ports['big']}: ok"
         bomb_apps = f"server=127.0.0.1:{cls.ports['bomb']}"
@@ -145,17 +132,6 @@ class LargeAnswersTest(unittest.TestCase):
             cls.exits = stack.stop_all(list(cls.pollers.values()))
             cls.tracker_exit = cls.tracker.stop(timeout=20)
         cls.points = stack.stored_points(cls.influx)
-
-    @classmethod
-    def tearDownClass(cls):
-        for proc in [*cls.pollers.values(), cls.tracker]:
-            if proc is not None:
-                proc.stop(timeout=5)
-        if cls.site is not None:
-            cls.site.stop()
-        if cls.influx is not None:
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def log(self, name):
         return self.pollers[name].log_text()

@@ -21,15 +21,12 @@ and must find them healthy (no failure, no point).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 import unittest
 
 from support import certs, procs, stack
-from support.fake_qlik import FakeQlikSite
 
-from support.influxd import InfluxD
+from support.scenario import ScenarioTestCase
 
 # The black hole times out quickly; under ASan a redirect loop (a TLS
 # handshake per hop) needs longer than 1.5 s to reach the redirect limit.
@@ -207,33 +204,22 @@ def poller_config(pki, scenario_name: str, port: int, *, control_port: int,
     return config
 
 
-class PollTaxonomyTest(unittest.TestCase):
+class PollTaxonomyTest(ScenarioTestCase):
     """One run: every scenario through every source into influxd."""
+    TMP_PREFIX = "qfp-taxonomy-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-taxonomy-")
+    def start_scenario(cls):
         cls.pollers = []
-        cls.tracker = None
-        cls.site = None
-        cls.influx = None
-        try:
-            cls._run()
-        except BaseException:
-            cls.tearDownClass()
-            raise
-
-    @classmethod
-    def _run(cls):
-        cls.pki = certs.make_pki(os.path.join(cls.tmp, "pki"), key_type="ec")
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
+        cls.pki = cls.make_pki()
+        cls.influx = cls.start_influxd()
         endpoints = [dict(spec, name=scenario)
                      for scenario, (spec, _) in SCENARIOS.items()]
         endpoints += [{"name": lax_endpoint(s), "behaviour": s}
                       for s in LAX_SCENARIOS]
         endpoints.append({"name": CONTROL, "behaviour": "healthy"})
         endpoints.append({"name": GZIP, "behaviour": "gzip"})
-        cls.site = FakeQlikSite({"endpoints": endpoints}, cls.pki).start()
+        cls.site = cls.start_site(endpoints, cls.pki)
         cls.ports = cls.site.ports
         tracker_port = procs.free_port()
 
@@ -254,14 +240,15 @@ class PollTaxonomyTest(unittest.TestCase):
                           name=lax_endpoint(scenario), **common))
             for scenario in LAX_SCENARIOS}
 
-        cls.tracker = stack.start_tracker(configs[CONTROL], cls.tmp)
+        cls.tracker = cls.started_process(
+            stack.start_tracker(configs[CONTROL], cls.tmp))
         cls.started_ns = time.time_ns()
         for scenario, path in configs.items():
-            cls.pollers.append(stack.start_poller(
-                path, cls.tmp, name=f"poller-{scenario}"))
+            cls.pollers.append(cls.started_process(stack.start_poller(
+                path, cls.tmp, name=f"poller-{scenario}")))
         for scenario, path in lax_configs.items():
-            cls.pollers.append(stack.start_poller(
-                path, cls.tmp, name=f"poller-lax-{scenario}"))
+            cls.pollers.append(cls.started_process(stack.start_poller(
+                path, cls.tmp, name=f"poller-lax-{scenario}")))
 
         cls.expected = {}
         for scenario in SCENARIOS:
@@ -296,17 +283,6 @@ class PollTaxonomyTest(unittest.TestCase):
             cls.tracker_exit = cls.tracker.stop(timeout=20)
             cls.stopped_ns = time.time_ns()
         cls.points = stack.stored_points(cls.influx, epoch="ns")
-
-    @classmethod
-    def tearDownClass(cls):
-        for proc in [*cls.pollers, cls.tracker]:
-            if proc is not None:
-                proc.stop(timeout=5)
-        if cls.site is not None:
-            cls.site.stop()
-        if cls.influx is not None:
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------
 
