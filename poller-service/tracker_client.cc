@@ -27,6 +27,7 @@ constexpr absl::Duration kProbeDeadline = absl::Seconds(1);
 // "UNAVAILABLE: failed to connect to all addresses; ..." (gRPC's codes are
 // absl's, number for number).
 std::string Describe(const grpc::Status& status) {
+  if (status.ok()) return "OK: the tracker closed the stream";
   return absl::StrCat(
       absl::StatusCodeToString(
           static_cast<absl::StatusCode>(static_cast<int>(status.error_code()))),
@@ -301,9 +302,9 @@ void TrackerClient::NoteUnreachable() {
   if (status.ok()) return;  // connected meanwhile
   const QueueStats spool = spool_->stats();
   spdlog::warn(
-      "cannot reach tracker {} (for {:.1f} s): {}; {} failures waiting in "
-      "spool {}; gRPC tries to connect again with backoff of {} to {} "
-      "(this warning at most every {})",
+      "cannot reach tracker {} (outage for {:.1f} s): {}; {} failures "
+      "waiting in spool {}; gRPC connects again with its backoff, {} "
+      "growing to {}, 20% jitter (this warning at most every {})",
       options_.address, outage_seconds, Describe(status),
       spool.records + spool.pending, spool_->Describe(),
       Seconds(options_.backoff.initial), Seconds(options_.backoff.max),
