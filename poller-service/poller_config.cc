@@ -272,6 +272,9 @@ void ParseCluster(const ConfigNode& node, ClusterConfig& cluster) {
     node["shardCount"].Error(
         "set together with cluster.peersDns: use one way of sharing "
         "(peersDns for members found by DNS, shardCount for fixed shards)");
+    // Which way's own keys (self, shardIndex) are wrong depends on which
+    // way is kept: checking both would report problems of the one dropped.
+    return;
   }
   if (node["self"].present() && cluster.peers_dns.empty()) {
     node["self"].Error("set without cluster.peersDns, which it belongs to");

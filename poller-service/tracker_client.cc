@@ -4,7 +4,8 @@
 #include <utility>
 #include <vector>
 
-#include "common/log_rate_limiter.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "spdlog/spdlog.h"
 
 namespace qfp::poller {
@@ -20,6 +21,23 @@ constexpr absl::Duration kCloseGrace = absl::Seconds(2);
 // Most bytes of spooled failures read into one request (the tracker takes
 // messages up to gRPC's default 4 MiB).
 constexpr uint64_t kMaxRequestBytes = uint64_t{1} << 20;
+// How long Probe waits; a channel in TRANSIENT_FAILURE fails it at once.
+constexpr absl::Duration kProbeDeadline = absl::Seconds(1);
+
+// "UNAVAILABLE: failed to connect to all addresses; ..." (gRPC's codes are
+// absl's, number for number).
+std::string Describe(const grpc::Status& status) {
+  if (status.ok()) return "OK: the tracker closed the stream";
+  return absl::StrCat(
+      absl::StatusCodeToString(
+          static_cast<absl::StatusCode>(static_cast<int>(status.error_code()))),
+      ": ",
+      status.error_message().empty() ? "(no message)" : status.error_message());
+}
+
+std::string Seconds(absl::Duration d) {
+  return absl::FormatDuration(absl::Trunc(d, absl::Milliseconds(10)));
+}
 
 std::shared_ptr<grpc::Channel> MakeChannel(
     const TrackerClientOptions& options) {
@@ -82,7 +100,8 @@ TrackerClient::TrackerClient(TrackerClientOptions options,
           "failed, or still unstored at shutdown.")),
       heartbeats_sent_(
           metrics.AddCounter("qfp_poller_heartbeats_sent_total",
-                             "Heartbeats written to the tracker's stream.")) {
+                             "Heartbeats written to the tracker's stream.")),
+      outage_log_(kOutageLogInterval, clock_) {
   spool_->SetCommitListener([this] {
     absl::MutexLock lock(&mu_);
     ++changes_;
@@ -220,26 +239,116 @@ void TrackerClient::Loop() {
     // The wait is sliced so that a shutdown is noticed.
     if (!channel_->WaitForConnected(std::chrono::system_clock::now() +
                                     std::chrono::milliseconds(500))) {
+      NoteUnreachable();
       continue;
     }
     const uint64_t acknowledged_before = acknowledged_.value();
-    RunStream();
+    const grpc::Status status = RunStream();
     if (acknowledged_.value() != acknowledged_before) backoff.Reset();
+    const absl::Duration delay = backoff.Next();
+    bool stopping;
+    {
+      absl::MutexLock lock(&mu_);
+      if (StoppedLocked()) break;
+      stopping = stopping_;
+    }
+    if (!stopping) NoteStreamEnded(status, delay);
     absl::MutexLock lock(&mu_);
-    if (StoppedLocked()) break;
     // A stream that ended at once over a connected channel (the tracker
     // refusing streams, say) must not turn into a busy loop.
     const bool was_stopping = stopping_;
     auto stop_called = [this, was_stopping]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(
                            mu_) { return stopping_ != was_stopping; };
     AwaitUntil(mu_, absl::Condition(&stop_called), clock_,
-               std::min(clock_.Monotonic() + backoff.Next(), stop_deadline_));
+               std::min(clock_.Monotonic() + delay, stop_deadline_));
   }
   absl::MutexLock lock(&mu_);
   loop_done_ = true;
 }
 
+double TrackerClient::OutageSeconds() {
+  if (!outage_since_.has_value()) return -1;
+  return absl::ToDoubleSeconds(clock_.Monotonic() - *outage_since_);
+}
+
+grpc::Status TrackerClient::Probe() {
+  grpc::ClientContext context;
+  context.set_wait_for_ready(false);
+  context.set_deadline(absl::ToChronoTime(absl::Now() + kProbeDeadline));
+  std::unique_ptr<
+      grpc::ClientReaderWriter<ReportFailuresRequest, ReportFailuresResponse>>
+      stream = stub_->ReportFailures(&context);
+  // Connected meanwhile: an empty stream, which the tracker just closes.
+  stream->WritesDone();
+  return stream->Finish();
+}
+
+void TrackerClient::NoteUnreachable() {
+  // CONNECTING (a slow handshake) is no outage yet; gRPC's connect timeout
+  // turns a tracker that never answers into TRANSIENT_FAILURE.
+  if (channel_->GetState(/*try_to_connect=*/false) !=
+      GRPC_CHANNEL_TRANSIENT_FAILURE) {
+    return;
+  }
+  double outage_seconds;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    if (!outage_since_.has_value()) outage_since_ = clock_.Monotonic();
+    outage_seconds = OutageSeconds();
+  }
+  if (outage_log_.Add() == 0) return;
+  const grpc::Status status = Probe();
+  if (status.ok()) return;  // connected meanwhile
+  const QueueStats spool = spool_->stats();
+  spdlog::warn(
+      "cannot reach tracker {} (outage for {:.1f} s): {}; {} failures "
+      "waiting in spool {}; gRPC connects again with its backoff, {} "
+      "growing to {}, 20% jitter (this warning at most every {})",
+      options_.address, outage_seconds, Describe(status),
+      spool.records + spool.pending, spool_->Describe(),
+      Seconds(options_.backoff.initial), Seconds(options_.backoff.max),
+      Seconds(kOutageLogInterval));
+}
+
+void TrackerClient::NoteStreamEnded(const grpc::Status& status,
+                                    absl::Duration next_try) {
+  double outage_seconds;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!outage_since_.has_value()) outage_since_ = clock_.Monotonic();
+    outage_seconds = OutageSeconds();
+  }
+  if (outage_log_.Add() == 0) return;
+  const QueueStats spool = spool_->stats();
+  spdlog::warn(
+      "stream to tracker {} ended (outage for {:.1f} s): {}; {} failures "
+      "waiting in spool {}; next try in {} (this warning at most every {})",
+      options_.address, outage_seconds, Describe(status),
+      spool.records + spool.pending, spool_->Describe(), Seconds(next_try),
+      Seconds(kOutageLogInterval));
+}
+
 void TrackerClient::OnResponse(const ReportFailuresResponse& response) {
+  std::optional<double> outage_seconds;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!stream_answered_) {
+      // The first answer: the stream is up (TLS and all).
+      stream_answered_ = true;
+      outage_seconds = OutageSeconds();
+      outage_since_.reset();
+    }
+  }
+  if (outage_seconds.has_value() && *outage_seconds >= 0) {
+    // Before this answer releases anything: the backlog the outage left.
+    const QueueStats spool = spool_->stats();
+    spdlog::info(
+        "reconnected to tracker {} after {:.1f} s; {} failures waiting in "
+        "spool {}",
+        options_.address, *outage_seconds, spool.records + spool.pending,
+        spool_->Describe());
+  }
   std::vector<int64_t> release;
   release.reserve(static_cast<size_t>(response.accepted_size()));
   size_t refusals = 0;
@@ -362,7 +471,7 @@ ReportFailuresRequest TrackerClient::NextRequest() {
   return request;
 }
 
-void TrackerClient::RunStream() {
+grpc::Status TrackerClient::RunStream() {
   grpc::ClientContext context;
   {
     absl::MutexLock lock(&mu_);
@@ -372,6 +481,7 @@ void TrackerClient::RunStream() {
     in_flight_.clear();
     retry_.clear();
     stream_broken_ = false;
+    stream_answered_ = false;
     // A new stream beats at once, so a tracker learns of us (again) now.
     next_heartbeat_ = clock_.Monotonic();
   }
@@ -454,20 +564,9 @@ void TrackerClient::RunStream() {
   reader.join();
   grpc::Status status = stream->Finish();
 
-  bool stopping;
-  {
-    absl::MutexLock lock(&mu_);
-    active_context_ = nullptr;
-    stopping = stopping_;
-  }
-  if (!status.ok() && !stopping) {
-    const QueueStats spool = spool_->stats();
-    spdlog::warn(
-        "stream to tracker {} ended: {} ({}); {} failures waiting for "
-        "acknowledgement; reconnecting",
-        options_.address, status.error_message(),
-        static_cast<int>(status.error_code()), spool.records + spool.pending);
-  }
+  absl::MutexLock lock(&mu_);
+  active_context_ = nullptr;
+  return status;
 }
 
 }  // namespace qfp::poller

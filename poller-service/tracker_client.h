@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -21,6 +22,7 @@
 #include "common/clock.h"
 #include "common/failure_queue.h"
 #include "common/grpc_tls.h"
+#include "common/log_rate_limiter.h"
 #include "common/metrics.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -78,6 +80,15 @@ absl::Duration HeartbeatInterval(const std::vector<PollTarget>& plan);
 // the stream's writes; one reader thread per stream for acknowledgements;
 // the spool's writer thread, which runs the spool's callbacks. mu_ guards
 // the client's state and is never held while calling the spool.
+//
+// Outages are logged (spdlog): while the tracker cannot be reached (no
+// connection, TLS refused) or its stream breaks, a warning names the
+// tracker's address, the gRPC status code and message, how many failures
+// wait in the spool and when the next try is, at most once per
+// kOutageLogInterval; when a stream is answered again after an outage, one
+// info line says how long it lasted and how many failures were waiting.
+inline constexpr absl::Duration kOutageLogInterval = absl::Seconds(30);
+
 class TrackerClient final : public FailureSink {
  public:
   // `spool` is open and owned by the client; `metrics` must outlive it.
@@ -128,8 +139,20 @@ class TrackerClient final : public FailureSink {
   // the spool's commit fails.
   void Store(std::string payload);
   void Loop();
-  // Runs one stream until it breaks or shutdown.
-  void RunStream();
+  // Runs one stream until it breaks or shutdown; returns how it ended.
+  grpc::Status RunStream();
+  // Called when the channel did not connect in time: once it is in
+  // TRANSIENT_FAILURE an outage begins, and a warning with the reason (from
+  // Probe) is logged when one is due.
+  void NoteUnreachable();
+  // A stream ended while not stopping: an outage begins; a warning is
+  // logged when one is due. `next_try` is the backoff before the next.
+  void NoteStreamEnded(const grpc::Status& status, absl::Duration next_try);
+  // Why the channel cannot carry a call: a call that does not wait for the
+  // channel to be ready fails at once with gRPC's last connection error.
+  grpc::Status Probe();
+  // Seconds since the outage began, or -1 when there is none.
+  double OutageSeconds() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Handles one answer of the tracker (on the stream's reader thread).
   void OnResponse(const failedpolls::v1::ReportFailuresResponse& response);
   // Builds the next request: due refusals first, then what the stream has
@@ -154,6 +177,7 @@ class TrackerClient final : public FailureSink {
   Counter& store_errors_;
   Counter& lost_;
   Counter& heartbeats_sent_;
+  LogRateLimiter outage_log_;
 
   mutable absl::Mutex mu_;
   // Bumped by every spool commit and every answer, so that the sender looks
@@ -165,6 +189,11 @@ class TrackerClient final : public FailureSink {
   absl::flat_hash_map<IdKey, InFlight> in_flight_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<absl::Duration, int64_t>> retry_ ABSL_GUARDED_BY(mu_);
   bool stream_broken_ ABSL_GUARDED_BY(mu_) = false;
+  // Whether the current stream has had an answer (it is up).
+  bool stream_answered_ ABSL_GUARDED_BY(mu_) = false;
+  // When the current outage began (monotonic); none while a stream is up
+  // or before the first failure to connect.
+  std::optional<absl::Duration> outage_since_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::Duration stop_deadline_ ABSL_GUARDED_BY(mu_) = absl::InfiniteDuration();
   bool loop_done_ ABSL_GUARDED_BY(mu_) = false;

@@ -69,6 +69,27 @@ std::string TransportDescription(const TrackerConfig& config) {
   return "plaintext";
 }
 
+// What the tracker makes of the pollers' heartbeats, for --check-config:
+// missedHeartbeats, pollAttempts and coverage (failedPolls.tracker.*).
+std::string WatchDescription(const TrackerConfig& config) {
+  std::string text =
+      config.missed_heartbeats > 0
+          ? absl::StrCat("a poller is silent after ", config.missed_heartbeats,
+                         " missed heartbeats")
+          : std::string("silent pollers not watched (missedHeartbeats 0)");
+  absl::StrAppend(
+      &text, "; poll attempts points ",
+      config.poll_attempts_enabled
+          ? absl::StrCat("on, measurement ", config.poll_attempts_measurement)
+          : std::string("off"));
+  absl::StrAppend(&text, "; coverage ",
+                  config.coverage_enabled
+                      ? absl::StrCat("on, ", config.coverage_targets.size(),
+                                     " configured targets")
+                      : std::string("off"));
+  return text;
+}
+
 // --check-config: what a start would check before it opens anything.
 int CheckConfig(const TrackerConfig& config) {
   std::string destination = "InfluxDB points off: failures are only logged";
@@ -86,7 +107,8 @@ int CheckConfig(const TrackerConfig& config) {
                                                   : config.wal_directory);
   }
   std::cout << "Config valid: listen " << config.listen << ", " << destination
-            << "; gRPC " << TransportDescription(config) << "\n";
+            << "; gRPC " << TransportDescription(config) << "; "
+            << WatchDescription(config) << "\n";
   return 0;
 }
 

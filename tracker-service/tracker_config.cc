@@ -1,7 +1,10 @@
 #include "tracker-service/tracker_config.h"
 
 #include <cstdlib>
+#include <optional>
+#include <string>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/config_node.h"
 #include "common/config_schema.h"
@@ -41,6 +44,30 @@ std::string CheckedRetention(
     node.Error(status.message());
   }
   return value;
+}
+
+// Why `name` is no measurement name of ours, if it is not: empty, or
+// holding anything but ASCII letters, digits, '_', '-' and '.', or starting
+// with '_' (InfluxDB 2.x and 3.x reserve those). Line protocol would escape
+// a space or a comma, but in a name we choose they are surely a mistake.
+std::optional<std::string> MeasurementNameProblem(const std::string& name) {
+  if (name.empty()) return "must not be empty";
+  if (name.front() == '_') {
+    return "must not start with '_' (reserved by InfluxDB)";
+  }
+  for (const char c : name) {
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '_' &&
+        c != '-' && c != '.') {
+      return absl::StrCat(
+          "may hold only ASCII letters, digits, '_', '-' and '.' (found ",
+          absl::ascii_isprint(static_cast<unsigned char>(c))
+              ? absl::StrCat("'", std::string(1, c), "'")
+              : absl::StrCat("byte 0x", absl::Hex(static_cast<unsigned char>(c),
+                                                  absl::kZeroPad2)),
+          ")");
+    }
+  }
+  return std::nullopt;
 }
 
 void ReadV1(const ConfigNode& v1, const std::string& host, int port,
@@ -175,8 +202,16 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   config.poll_attempts_measurement =
       own["pollAttempts"]["measurementName"].String(
           config.poll_attempts_measurement);
-  if (config.poll_attempts_measurement.empty()) {
-    own["pollAttempts"]["measurementName"].Error("must not be empty");
+  if (std::optional<std::string> why =
+          MeasurementNameProblem(config.poll_attempts_measurement)) {
+    own["pollAttempts"]["measurementName"].Error(*why);
+  } else if (config.poll_attempts_enabled &&
+             config.poll_attempts_measurement == config.schema.measurement) {
+    // Attempts points have other fields and tags: in the errors measurement
+    // they would mix with error points on every dashboard.
+    own["pollAttempts"]["measurementName"].Error(absl::StrCat(
+        "must differ from the errors measurement \"", config.schema.measurement,
+        "\" (Butler-SOS.errorTracking.influxdb.measurementName)"));
   }
   config.coverage_enabled =
       own["coverage"]["enable"].Bool(config.coverage_enabled);

@@ -176,9 +176,42 @@ class ConfigCheckTest(unittest.TestCase):
             outputs[POLLER])
         self.assertIn("Config valid: listen 127.0.0.1:50051, points to "
                       "influxdb v1 ", outputs[TRACKER])
+        # The heartbeat keys at their defaults.
+        self.assertIn("; a poller is silent after 3 missed heartbeats; poll "
+                      "attempts points off; coverage off\n", outputs[TRACKER])
         # Neither the poller's spool nor the tracker's queue directory.
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "spool")))
         self.assertFalse(os.path.exists(os.path.join(self.tmp, "wal")))
+
+    def test_heartbeat_keys_are_shown(self):
+        outputs = self.assertAccepted((TRACKER,), replaced(
+            "      walDirectory: __TMP__/wal/tracker\n",
+            "      walDirectory: __TMP__/wal/tracker\n"
+            "      missedHeartbeats: 0\n"
+            "      pollAttempts: {enable: true, measurementName: attempts}\n"
+            "      coverage: {enable: true}\n"))
+        # Coverage of the file's plan: sense1's health API, its /sales
+        # sessions and the app names from appNames.hostIP.
+        self.assertIn("; silent pollers not watched (missedHeartbeats 0); "
+                      "poll attempts points on, measurement attempts; "
+                      "coverage on, 3 configured targets\n", outputs[TRACKER])
+
+    def test_poll_attempts_measurement_is_checked(self):
+        key = "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName"
+        cases = (
+            ("butler_sos_errors", f"{key}: must differ from the errors "
+             f"measurement \"butler_sos_errors\""),
+            ("\"poll attempts\"", f"{key}: may hold only ASCII letters, "
+             f"digits, '_', '-' and '.' (found ' ')"),
+            ("\"\"", f"{key}: must not be empty"),
+        )
+        for name, message in cases:
+            with self.subTest(name=name):
+                self.assertRefused((TRACKER,), replaced(
+                    "      walDirectory: __TMP__/wal/tracker\n",
+                    "      walDirectory: __TMP__/wal/tracker\n"
+                    "      pollAttempts: {enable: true, measurementName: "
+                    f"{name}}}\n"), message)
 
     def test_butler_sos_full_file_passes(self):
         with open(FULL, encoding="utf-8") as f:

@@ -15,6 +15,7 @@ real gRPC, real TLS, certificates generated here.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -34,6 +35,9 @@ REFRESH_S = 1
 # How long a refused peer is given to get in anyway: several reconnect
 # rounds of the poller (its backoff is 200 ms to 10 s).
 REFUSAL_WINDOW_S = 6.0
+# Bound for the poller's warning that it cannot reach the tracker: the first
+# is logged once the channel fails (a handshake on loopback), well within.
+OUTAGE_LOG_S = 15
 
 
 def _read(path: str) -> bytes:
@@ -230,6 +234,40 @@ class MutualTlsTest(unittest.TestCase):
                 for row in series.get("values", []):
                     return int(row[1])
         return 0
+
+    def assertPollerLogsOutage(self, poller: procs.Proc, why: str) -> None:
+        """The poller's log names the tracker, the gRPC code and `why`
+        within OUTAGE_LOG_S, and says it once (one warning per 30 s)."""
+        pattern = re.compile(
+            rf"(cannot reach tracker|stream to tracker) "
+            rf"{re.escape(self.address)} .*: UNAVAILABLE: .*{why}.*; "
+            rf"\d+ failures waiting in spool ")
+        procs.wait_until(lambda: pattern.search(poller.log_text()), OUTAGE_LOG_S,
+                         message=f"the outage logged with {why!r}")
+        time.sleep(2)
+        self.assertEqual(len(pattern.findall(poller.log_text())), 1,
+                         poller.log_text())
+
+    def test_poller_that_does_not_trust_the_tracker_says_why(self):
+        poller = stack.start_poller(
+            self.poller_config("sense-wrong-ca", caFile=self.link.ca_b),
+            self.tmp, name="poller-wrong-ca")
+        try:
+            self.assertPollerLogsOutage(poller, "[Hh]andshake")
+            self.assertEqual(self.points_of("sense-wrong-ca"), 0)
+        finally:
+            poller.stop(timeout=20)
+
+    def test_poller_whose_certificate_the_tracker_refuses_says_so(self):
+        cert, key = self.link.client_b
+        poller = stack.start_poller(
+            self.poller_config("sense-client-b", certFile=cert, keyFile=key),
+            self.tmp, name="poller-client-b")
+        try:
+            self.assertPollerLogsOutage(poller, "")
+            self.assertEqual(self.points_of("sense-client-b"), 0)
+        finally:
+            poller.stop(timeout=20)
 
     def test_poller_refuses_tracker_whose_name_differs(self):
         # The tracker's certificate holds localhost and 127.0.0.1; told to

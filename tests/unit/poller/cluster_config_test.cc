@@ -150,6 +150,27 @@ TEST_F(ClusterConfigTest, BadCombinationsNameTheirKeys) {
               HasSubstr(std::string(kPrefix) + "peerDns"));
 }
 
+// Both ways of sharing: the conflict alone, not the problems of either
+// way's own keys (a pod name without an ordinal, no $QFP_POD_IP), which
+// depend on the way kept.
+TEST_F(ClusterConfigTest, BothWaysOfSharingGiveOnlyTheConflict) {
+  ScopedEnv pod_name("QFP_POLLER_ID", "poller-a");
+  ScopedEnv pod_ip("QFP_POD_IP", nullptr);
+  for (const char* cluster :
+       {"        peersDns: pollers\n        self: 10.0.0.1\n"
+        "        shardCount: 3\n",
+        "        peersDns: pollers\n        shardCount: 3\n",
+        "        peersDns: pollers\n        shardCount: 3\n"
+        "        shardIndex: 7\n"}) {
+    EXPECT_EQ(Error(cluster),
+              "invalid config test.yaml (1 problem):\n  "
+              "Butler-SOS.failedPolls.poller.cluster.shardCount: set together "
+              "with cluster.peersDns: use one way of sharing (peersDns for "
+              "members found by DNS, shardCount for fixed shards)")
+        << cluster;
+  }
+}
+
 TEST_F(ClusterConfigTest, AnOrdinalIsNeededWithoutShardIndex) {
   ScopedEnv pod_name("QFP_POLLER_ID", "poller-a");
   EXPECT_THAT(Error("        shardCount: 3\n"),

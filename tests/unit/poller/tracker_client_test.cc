@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -18,9 +19,12 @@
 #include "common/memory_failure_queue.h"
 #include "common/sqlite_failure_queue.h"
 #include "failedpolls/v1/failed_polls.grpc.pb.h"
+#include "gmock/gmock.h"
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/spdlog.h"
 #include "tests/testing/grpc_library.h"
 #include "tests/testing/metric_value.h"
 #include "tests/testing/temp_dir.h"
@@ -300,6 +304,96 @@ TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
   EXPECT_EQ(tracker.accepted(), Keys(1, 300));
   EXPECT_EQ(c.pending(), 0u);
   // Before the server goes (declared after the client).
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
+}
+
+// Captures what is logged through spdlog's default logger while it lives.
+class LogCapture {
+ public:
+  LogCapture() : previous_(spdlog::default_logger()) {
+    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", sink));
+    spdlog::set_level(spdlog::level::info);
+  }
+  ~LogCapture() { spdlog::set_default_logger(previous_); }
+  std::string text() {
+    spdlog::default_logger()->flush();
+    return text_.str();
+  }
+  // Lines holding `needle`.
+  std::vector<std::string> Lines(const std::string& needle) {
+    std::vector<std::string> lines;
+    std::istringstream in(text());
+    for (std::string line; std::getline(in, line);) {
+      if (line.find(needle) != std::string::npos) lines.push_back(line);
+    }
+    return lines;
+  }
+
+ private:
+  std::ostringstream text_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
+// A tracker nobody answers for: one warning (rate limited: the channel is
+// looked at every 500 ms) with the address, gRPC's code and message and the
+// true spool count; when it comes, one info line with the outage and the
+// backlog it left.
+TEST(TrackerClientTest, OutageIsLoggedOnceThenTheReconnect) {
+  LogCapture log;
+  FakeTracker tracker;
+  const int port = ClosedPort();
+  const std::string address = absl::StrCat("127.0.0.1:", port);
+  Client c(FastOptions(address), MemorySpool());
+  for (uint64_t i = 1; i <= 25; ++i) c.client.Deliver(Failure(i));
+  ASSERT_TRUE(WaitFor([&] { return c.pending() == 25; }));
+  c.client.Start();
+  ASSERT_TRUE(WaitFor([&] { return !log.Lines("cannot reach").empty(); }))
+      << log.text();
+  // Several looks at the channel later, still one warning.
+  absl::SleepFor(absl::Seconds(2));
+  const std::vector<std::string> warnings = log.Lines("cannot reach");
+  ASSERT_EQ(warnings.size(), 1u) << log.text();
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr("tracker " + address));
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr(": UNAVAILABLE: "));
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr("25 failures waiting"));
+  EXPECT_THAT(warnings[0], ::testing::HasSubstr("at most every 30s"));
+  EXPECT_TRUE(log.Lines("reconnected").empty()) << log.text();
+
+  TestServer server(&tracker, port);
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 25; }));
+  ASSERT_TRUE(WaitFor([&] { return !log.Lines("reconnected").empty(); }));
+  const std::vector<std::string> up = log.Lines("reconnected");
+  ASSERT_EQ(up.size(), 1u) << log.text();
+  EXPECT_THAT(up[0], ::testing::ContainsRegex(
+                         "reconnected to tracker " + address +
+                         " after [0-9]+\\.[0-9] s; 25 failures waiting"));
+  EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
+}
+
+// A stream the tracker breaks: the warning names the status and the backoff
+// before the next try; the next stream that is answered ends the outage.
+TEST(TrackerClientTest, BrokenStreamIsLoggedWithTheNextTry) {
+  LogCapture log;
+  FakeTracker tracker;
+  tracker.BreakOnceAfter(10);
+  TestServer server(&tracker);
+  ASSERT_TRUE(server.ok());
+  Client c(FastOptions(server.address()), MemorySpool());
+  for (uint64_t i = 1; i <= 10; ++i) c.client.Deliver(Failure(i));
+  c.client.Start();
+  ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 10; }));
+  ASSERT_TRUE(WaitFor([&] { return !log.Lines("reconnected").empty(); }));
+  const std::vector<std::string> ended = log.Lines("ended");
+  ASSERT_EQ(ended.size(), 1u) << log.text();
+  EXPECT_THAT(ended[0], ::testing::ContainsRegex(
+                            "stream to tracker " + server.address() +
+                            " ended .*: UNAVAILABLE: test break; 10 failures "
+                            "waiting in spool .*; next try in [0-9.]+m?s"));
+  const std::vector<std::string> up = log.Lines("reconnected");
+  ASSERT_EQ(up.size(), 1u) << log.text();
+  EXPECT_THAT(up[0], ::testing::HasSubstr("10 failures waiting"));
   EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 

@@ -546,6 +546,20 @@ TEST(TrackerConfigTest, HeartbeatKeysRead) {
   EXPECT_TRUE(config->coverage_enabled);
 }
 
+// Off, the attempts measurement may share the errors one's name (nothing
+// is written to it); letters, digits, '_', '-' and '.' are taken.
+TEST(TrackerConfigTest, PollAttemptsMeasurementNamesTaken) {
+  for (const char* yaml :
+       {"      pollAttempts: {enable: false, measurementName: "
+        "my_errors}\n",
+        "      pollAttempts: {enable: true, measurementName: "
+        "qlik.poll-attempts_2}\n"}) {
+    absl::StatusOr<TrackerConfig> config =
+        Parse(absl::StrCat(kV1, "  failedPolls:\n    tracker:\n", yaml));
+    EXPECT_TRUE(config.ok()) << yaml << config.status();
+  }
+}
+
 TEST(TrackerConfigTest, HeartbeatKeysErrorsNameTheKey) {
   const struct {
     const char* yaml;
@@ -557,6 +571,22 @@ TEST(TrackerConfigTest, HeartbeatKeysErrorsNameTheKey) {
        "Butler-SOS.failedPolls.tracker.pollAttempts.enable"},
       {"      pollAttempts: {measurementName: \"\"}\n",
        "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName"},
+      {"      pollAttempts: {measurementName: \"poll attempts\"}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: may "
+       "hold only ASCII letters, digits, '_', '-' and '.' (found ' ')"},
+      {"      pollAttempts: {measurementName: \"attempts,x=1\"}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: may "
+       "hold only ASCII letters, digits, '_', '-' and '.' (found ',')"},
+      {"      pollAttempts: {measurementName: \"a\\tb\"}\n",
+       "(found byte 0x09)"},
+      {"      pollAttempts: {measurementName: _attempts}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: must "
+       "not start with '_'"},
+      // The errors measurement (my_errors in kV1).
+      {"      pollAttempts: {enable: true, measurementName: "
+       "my_errors}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: must "
+       "differ from the errors measurement \"my_errors\""},
       {"      pollAttempts: {enabel: true}\n",
        "Butler-SOS.failedPolls.tracker.pollAttempts.enabel"},
       {"      coverage: {enable: true, every: 1}\n",
