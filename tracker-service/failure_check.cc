@@ -1,8 +1,13 @@
 #include "tracker-service/failure_check.h"
 
+#include <string>
+
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/failure_names.h"
+#include "tracker-service/failure_point.h"
+#include "tracker-service/line_protocol.h"
 
 namespace qfp::tracker {
 namespace {
@@ -86,6 +91,35 @@ std::optional<FailureProblem> CheckFailure(const PollFailure& failure,
     if (auto problem =
             CheckText("a server_tags value", value, limits.max_name_bytes)) {
       return problem;
+    }
+  }
+  // Only trailing backslashes change a key here (control characters were
+  // refused above), so a key that loses none is written as it is, meets no
+  // other such key and is one of the failure's own tags only by its exact
+  // name, which FailureToPoint resolves (the failure's tag wins).
+  absl::flat_hash_set<std::string> written_keys;
+  for (const auto& [key, value] : failure.server_tags()) {
+    std::string written = CleanLineProtocolName(key);
+    if (written.size() == key.size()) continue;
+    if (written.empty()) {
+      return FailureProblem{
+          "bad_tag_key",
+          "a server_tags key is only backslashes, which line protocol "
+          "cannot carry"};
+    }
+    if (IsFailureTag(written)) {
+      return FailureProblem{
+          "bad_tag_key",
+          absl::StrCat("a server_tags key ends in a backslash and would be "
+                       "written as the tag ",
+                       written)};
+    }
+    if (failure.server_tags().count(written) > 0 ||
+        !written_keys.insert(std::move(written)).second) {
+      return FailureProblem{
+          "bad_tag_key",
+          "two server_tags keys differ only in trailing backslashes, which "
+          "line protocol cannot carry: they would be one tag"};
     }
   }
   if (!failure.has_occurred_at() || failure.occurred_at().seconds() <= 0 ||

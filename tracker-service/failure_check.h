@@ -22,6 +22,18 @@
 //     poller refuses a config file that is not UTF-8).
 //   * At most max_server_tags server tags, each key and value within limits
 //     and the key non-empty.
+//   * No server tag key that line protocol would change into a key that is
+//     empty, or one of the failure's own tags (IsFailureTag: `host\` would
+//     become `host`), or another server tag key (`site` and `site\`):
+//     reason bad_tag_key. Line protocol cannot carry a trailing backslash in
+//     a key, so EncodeLine drops it (line_protocol.h); such a failure would
+//     otherwise be refused later as unencodable, or written with the server
+//     tag posing as `host`. Checked whatever includeServerTags says, so a
+//     failure's fate does not depend on the tracker's config. A key that
+//     only loses its backslash and meets nothing (`site\` alone) is
+//     accepted and written as `site`. The one clash left to the encoder is
+//     with a static tag (failedPolls.tracker.tags), which this check does
+//     not see: refused as unencodable at the stream (tracker_service.h).
 //   * occurred_at is a valid timestamp, at most max_future_skew after the
 //     tracker's clock and at most max_age before it. qs-error-tracker
 //     leaves max_age infinite: it cannot know the retention of a database
@@ -59,7 +71,8 @@ struct FailureLimits {
 // Why a failure is refused.
 struct FailureProblem {
   // The metrics label: missing_id, unknown_enum, too_long, bad_text,
-  // too_many_tags, bad_time. A fixed set, so the label stays bounded.
+  // too_many_tags, bad_tag_key, bad_time. A fixed set, so the label stays
+  // bounded.
   const char* reason;
   // For the producer and the log: the field and what is wrong, without the
   // offending bytes (they may be huge or hostile).

@@ -14,15 +14,6 @@ namespace {
 
 using failedpolls::v1::PollFailure;
 
-// Tags that describe what was polled. They always come from the failure
-// itself: a static or server tag of the same name never replaces them (nor
-// fills them in when the failure leaves one empty), so dashboards that group
-// by them see only what the poller reported.
-bool IsReservedTag(absl::string_view key) {
-  return key == "error_type" || key == "server_name" || key == "host" ||
-         key == "virtual_proxy";
-}
-
 FieldValue Number(uint32_t value, bool integer_numbers) {
   if (integer_numbers) return FieldValue(static_cast<int64_t>(value));
   return FieldValue(static_cast<double>(value));
@@ -46,6 +37,14 @@ int64_t TimestampNs(const google::protobuf::Timestamp& ts) {
 
 }  // namespace
 
+// They always come from the failure itself: a static or server tag of the
+// same name never replaces them (nor fills them in when the failure leaves one
+// empty), so dashboards that group by them see only what the poller reported.
+bool IsFailureTag(absl::string_view key) {
+  return key == "error_type" || key == "server_name" || key == "host" ||
+         key == "virtual_proxy";
+}
+
 Point FailureToPoint(const PollFailure& failure, const PointSchema& schema) {
   Point point;
   point.measurement = schema.measurement;
@@ -55,7 +54,7 @@ Point FailureToPoint(const PollFailure& failure, const PointSchema& schema) {
   // failure's own. Empty values count as absent, so they never hide a value.
   std::map<std::string, std::string> tags;
   auto add_extra = [&tags](const std::string& key, const std::string& value) {
-    if (!value.empty() && !IsReservedTag(key)) tags[key] = value;
+    if (!value.empty() && !IsFailureTag(key)) tags[key] = value;
   };
   for (const auto& [key, value] : schema.static_tags) add_extra(key, value);
   if (schema.include_server_tags) {

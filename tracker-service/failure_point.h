@@ -6,6 +6,7 @@
 #include <map>
 #include <string>
 
+#include "absl/strings/string_view.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "tracker-service/line_protocol.h"
 
@@ -21,6 +22,11 @@ struct PointSchema {
   // InfluxDB 1.x takes numeric fields as floats; 2.x and 3.x as integers.
   bool integer_numbers = false;
 };
+
+// Whether `key` is one of the four tags Butler SOS writes from the failure
+// itself (error_type, server_name, host, virtual_proxy), which no static or
+// server tag replaces.
+bool IsFailureTag(absl::string_view key);
 
 // Tags: error_type, server_name, host, virtual_proxy (PROXY_API, when not
 // empty), then the schema's static tags and, when asked for, the failure's

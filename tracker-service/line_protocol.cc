@@ -21,20 +21,6 @@ constexpr absl::string_view kKeySpecials =
     ",= ";  // tag keys/values, field keys
 constexpr absl::string_view kStringFieldSpecials = "\"\\";
 
-// A name or tag value as it can be carried by one line. A line break would end
-// the point, so it becomes a space. A trailing backslash cannot be written at
-// all (it escapes the delimiter that follows it, and InfluxDB 1.6 rejects the
-// line with "invalid tag format" whether or not it is doubled), so it is
-// dropped: losing one character beats losing the point.
-std::string CleanName(absl::string_view in) {
-  std::string out(in);
-  std::replace_if(
-      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; },
-      ' ');
-  while (!out.empty() && out.back() == '\\') out.pop_back();
-  return out;
-}
-
 void AppendEscaped(absl::string_view in, absl::string_view specials,
                    std::string* out) {
   for (char c : in) {
@@ -71,8 +57,22 @@ struct FieldAppender {
 
 }  // namespace
 
+// A line break would end the point, so it becomes a space. A trailing
+// backslash cannot be written at all (it escapes the delimiter that follows
+// it, and InfluxDB 1.6 rejects the line with "invalid tag format" whether or
+// not it is doubled), so it is dropped: losing one character beats losing the
+// point.
+std::string CleanLineProtocolName(absl::string_view in) {
+  std::string out(in);
+  std::replace_if(
+      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; },
+      ' ');
+  while (!out.empty() && out.back() == '\\') out.pop_back();
+  return out;
+}
+
 absl::StatusOr<std::string> EncodeLine(const Point& point) {
-  const std::string measurement = CleanName(point.measurement);
+  const std::string measurement = CleanLineProtocolName(point.measurement);
   if (measurement.empty()) {
     return absl::InvalidArgumentError("line protocol: empty measurement name");
   }
@@ -92,13 +92,13 @@ absl::StatusOr<std::string> EncodeLine(const Point& point) {
   std::vector<std::pair<std::string, std::string>> tags;
   tags.reserve(point.tags.size());
   for (const auto& [raw_key, raw_value] : point.tags) {
-    std::string key = CleanName(raw_key);
+    std::string key = CleanLineProtocolName(raw_key);
     if (key.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("line protocol: empty tag key (value \"", raw_value,
                        "\") in measurement \"", measurement, "\""));
     }
-    std::string value = CleanName(raw_value);
+    std::string value = CleanLineProtocolName(raw_value);
     if (value.empty()) continue;  // InfluxDB rejects empty tag values
     tags.emplace_back(std::move(key), std::move(value));
   }
@@ -129,7 +129,7 @@ absl::StatusOr<std::string> EncodeLine(const Point& point) {
   std::vector<std::string> field_keys;
   field_keys.reserve(point.fields.size());
   for (const auto& [raw_key, value] : point.fields) {
-    std::string key = CleanName(raw_key);
+    std::string key = CleanLineProtocolName(raw_key);
     if (key.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("line protocol: empty field key in measurement \"",

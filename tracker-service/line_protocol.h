@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace qfp::tracker {
 
@@ -42,6 +43,13 @@ struct Point {
 // `#` (InfluxDB would skip the line as a comment), no fields, an empty tag or
 // field key, a duplicate tag or field key, a non-finite float.
 absl::StatusOr<std::string> EncodeLine(const Point& point);
+
+// A measurement, tag key, tag value or field key as EncodeLine carries it,
+// before escaping: line breaks become spaces and trailing backslashes are
+// dropped (see above). Two names that clean to the same text are one key in
+// InfluxDB, and one that cleans to "" cannot be written; failure_check.h
+// uses this to refuse such server tag keys on the item. Pure.
+std::string CleanLineProtocolName(absl::string_view name);
 
 }  // namespace qfp::tracker
 

@@ -148,6 +148,58 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"TabInATagValue",
              [](PollFailure& f) { (*f.mutable_server_tags())["k"] = "a\tb"; },
              "bad_text", "a server_tags value holds a control character"},
+        // Keys line protocol would change (it drops trailing backslashes,
+        // line_protocol.h) into an empty key, one of the failure's own tags
+        // or another server tag key.
+        Case{"TagKeyOfBackslashesOnly",
+             [](PollFailure& f) { (*f.mutable_server_tags())[R"(\\)"] = "v"; },
+             "bad_tag_key",
+             "a server_tags key is only backslashes, which line protocol "
+             "cannot carry"},
+        Case{"TagKeyThatWouldBeHost",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(host\)"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key ends in a backslash and would be written as "
+             "the tag host"},
+        Case{"TagKeyThatWouldBeVirtualProxy",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(virtual_proxy\\)"] = "/x";
+             },
+             "bad_tag_key",
+             "a server_tags key ends in a backslash and would be written as "
+             "the tag virtual_proxy"},
+        Case{"TagKeysThatWouldBeOne",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(site\)"] = "Malmö";
+             },
+             "bad_tag_key",
+             "two server_tags keys differ only in trailing backslashes, which "
+             "line protocol cannot carry: they would be one tag"},
+        Case{"TwoBackslashKeysThatWouldBeOne",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(dc\)"] = "a";
+               (*f.mutable_server_tags())[R"(dc\\)"] = "b";
+             },
+             "bad_tag_key",
+             "two server_tags keys differ only in trailing backslashes, which "
+             "line protocol cannot carry: they would be one tag"},
+        // Exactly a failure's own tag: FailureToPoint keeps the failure's.
+        Case{"TagKeyHostIsLeftToFailureToPoint",
+             [](PollFailure& f) { (*f.mutable_server_tags())["host"] = "x"; },
+             nullptr, ""},
+        // Loses its backslash and meets nothing: written as `dc`.
+        Case{"TagKeyWithATrailingBackslashAlone",
+             [](PollFailure& f) { (*f.mutable_server_tags())[R"(dc\)"] = "a"; },
+             nullptr, ""},
+        // Backslashes inside a key are carried as they are.
+        Case{"TagKeysWithInnerBackslashes",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(s\ite)"] = "a";
+               (*f.mutable_server_tags())[R"(host\,x)"] = "b";
+             },
+             nullptr, ""},
         Case{"NoTime", [](PollFailure& f) { f.clear_occurred_at(); },
              "bad_time", "missing or invalid occurred_at"},
         Case{"NanosOutOfRange",
