@@ -8,7 +8,10 @@
 #include <vector>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "absl/strings/strip.h"
 #include "common/failure_names.h"
 #include "spdlog/spdlog.h"
 #include "tracker-service/line_protocol.h"
@@ -78,7 +81,16 @@ TrackerService::TrackerService(const TrackerConfig& config,
           "qfp_tracker_targets_not_polled_total",
           "Times a configured target was attempted by no poller for its "
           "window (coverage.enable; one not_polled error point each).")),
-      recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)) {
+      recent_(RecentFailures::OptionsForDedupeWindow(config.dedupe_window)),
+      streams_refused_(metrics.AddCounter(
+          "qfp_tracker_streams_refused_total",
+          "ReportFailures streams refused at once with RESOURCE_EXHAUSTED, by "
+          "reason: max_streams (all the tracker's places taken) or "
+          "max_streams_per_peer (the client's address holds its share).",
+          {"reason"})) {
+  // Both series from the start, so a scraper sees 0 before the first.
+  streams_refused_.WithLabels({"max_streams"});
+  streams_refused_.WithLabels({"max_streams_per_peer"});
   attempts_schema_.measurement = config.poll_attempts_measurement;
   attempts_schema_.static_tags = config.schema.static_tags;
 }
@@ -238,25 +250,46 @@ class TrackerService::Stream final
     : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   Stream(TrackerService& service, std::string peer)
-      : service_(service), peer_(std::move(peer)) {
+      : service_(service),
+        peer_(std::move(peer)),
+        peer_address_(PeerAddress(peer_)) {
+    // Which limit refuses the stream, if one does.
+    enum class Refusal { kNone, kPeer, kTracker } refusal = Refusal::kNone;
     {
       absl::MutexLock lock(&service_.streams_mu_);
-      counted_ = service_.open_streams_ < kMaxStreams;
-      if (counted_) ++service_.open_streams_;
+      auto it = service_.peer_streams_.find(peer_address_);
+      if (it != service_.peer_streams_.end() &&
+          it->second >= kMaxStreamsPerPeer) {
+        refusal = Refusal::kPeer;
+      } else if (service_.open_streams_ >= kMaxStreams) {
+        refusal = Refusal::kTracker;
+      } else {
+        ++service_.open_streams_;
+        ++service_.peer_streams_[peer_address_];
+        counted_ = true;
+      }
     }
-    if (!counted_) {
+    if (refusal == Refusal::kPeer) {
+      service_.streams_refused_.WithLabels({"max_streams_per_peer"})
+          .Increment();
+      if (uint64_t n = service_.peer_refusal_log_.Add(1); n > 0) {
+        spdlog::warn(
+            "refused {} streams since the last report: their address had {} "
+            "streams open, the most one peer may (latest from {})",
+            n, kMaxStreamsPerPeer, peer_);
+      }
+      RefuseAtOnce("too many open streams from this address; retry later");
+      return;
+    }
+    if (refusal == Refusal::kTracker) {
+      service_.streams_refused_.WithLabels({"max_streams"}).Increment();
       if (uint64_t n = service_.stream_refusal_log_.Add(1); n > 0) {
         spdlog::warn(
             "refused {} streams since the last report: {} streams are open, "
             "the most allowed (latest from {})",
             n, kMaxStreams, peer_);
       }
-      {
-        absl::MutexLock lock(&mu_);
-        finished_ = true;
-      }
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "too many open streams; retry later"));
+      RefuseAtOnce("too many open streams; retry later");
       return;
     }
     spdlog::info("producer connected from {}", peer_);
@@ -333,11 +366,22 @@ class TrackerService::Stream final
       spdlog::info("producer {} disconnected", peer_);
       absl::MutexLock lock(&service_.streams_mu_);
       --service_.open_streams_;
+      auto it = service_.peer_streams_.find(peer_address_);
+      if (--it->second == 0) service_.peer_streams_.erase(it);
     }
     delete this;
   }
 
  private:
+  // Ends a stream that holds no place, before any read.
+  void RefuseAtOnce(const char* message) {
+    {
+      absl::MutexLock lock(&mu_);
+      finished_ = true;
+    }
+    Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, message));
+  }
+
   struct Slot {
     std::shared_ptr<Admission> admission;
     bool ready = false;  // concluded; its answer may be sent
@@ -409,8 +453,10 @@ class TrackerService::Stream final
   }
 
   TrackerService& service_;
-  const std::string peer_;
-  bool counted_ = false;  // holds one of the kMaxStreams places
+  const std::string peer_;          // gRPC's peer URI, for logs
+  const std::string peer_address_;  // its key in peer_streams_
+  // Holds one of the kMaxStreams places and one of its peer's.
+  bool counted_ = false;
   absl::Mutex mu_;
   // The request being read; only the thread that started the read, then
   // OnReadDone, touch it.
@@ -440,6 +486,30 @@ void TrackerService::ApplyLimits(grpc::ServerBuilder& builder) {
 int TrackerService::open_streams() const {
   absl::MutexLock lock(&streams_mu_);
   return open_streams_;
+}
+
+std::string TrackerService::PeerAddress(absl::string_view peer) {
+  absl::string_view rest = peer;
+  if (!absl::ConsumePrefix(&rest, "ipv4:") &&
+      !absl::ConsumePrefix(&rest, "ipv6:")) {
+    return std::string(peer);
+  }
+  // gRPC percent-encodes an IPv6 address's brackets in some versions;
+  // "%25" (a zone's '%') is left as it is, which keeps one zone one key.
+  std::string address = absl::StrReplaceAll(rest, {{"%5B", "["},
+                                                   {"%5D", "]"},
+                                                   {"%5b", "["},
+                                                   {"%5d", "]"},
+                                                   {"%3A", ":"},
+                                                   {"%3a", ":"}});
+  if (!address.empty() && address.front() == '[') {
+    const size_t close = address.find(']');
+    if (close != std::string::npos) return address.substr(1, close - 1);
+    return address;
+  }
+  const size_t colon = address.rfind(':');
+  if (colon != std::string::npos) address.resize(colon);
+  return address;
 }
 
 grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>*

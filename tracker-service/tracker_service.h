@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/clock.h"
 #include "common/log_rate_limiter.h"
@@ -70,6 +72,19 @@ class TrackerService final
   // ReportFailures streams open at once in all; more are answered
   // RESOURCE_EXHAUSTED at once (the producer retries with back-off).
   static constexpr int kMaxStreams = 256;
+  // ReportFailures streams one peer may have open at once, over all its
+  // connections; more are answered RESOURCE_EXHAUSTED at once, so that one
+  // peer opening many connections cannot take all kMaxStreams places. A
+  // peer is the client's IP address without the port (PeerAddress). Not
+  // the client certificate's identity under mutual TLS: the Helm chart
+  // gives every poller the same certificate (mtls.poller.secretName) and
+  // any certificate of the CA is a valid poller, so it would make all
+  // pollers one peer. A poller holds one stream at a time
+  // (poller-service/tracker_client.h), so 32 serves 32 pollers behind one
+  // address (NAT, an egress proxy), twice a connection's
+  // kMaxStreamsPerConnection, while one address holds at most an eighth
+  // of kMaxStreams.
+  static constexpr int kMaxStreamsPerPeer = 32;
   // The memory gRPC may use for its buffers in all; beyond it, gRPC stops
   // reading from connections until memory is free.
   static constexpr size_t kGrpcMemoryBytes = size_t{256} << 20;
@@ -80,6 +95,13 @@ class TrackerService final
 
   // ReportFailures streams open now.
   int open_streams() const;
+
+  // The peer a stream counts against for kMaxStreamsPerPeer: the address
+  // of gRPC's peer URI (ServerContext::peer()) without scheme and port,
+  // "ipv4:10.0.0.7:53412" -> "10.0.0.7", "ipv6:[fd00::7]:53412" (or
+  // percent-encoded, "ipv6:%5Bfd00::7%5D:53412") -> "fd00::7". Any other
+  // URI (a Unix socket: every client is local) is its own key, whole.
+  static std::string PeerAddress(absl::string_view peer);
 
   // Raw bytes, parsed by stream_messages.h under kMaxFailuresPerRequest.
   grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* ReportFailures(
@@ -176,8 +198,16 @@ class TrackerService final
   LogRateLimiter refusal_log_{absl::Seconds(10)};
   LogRateLimiter malformed_log_{absl::Seconds(10)};
   LogRateLimiter stream_refusal_log_{absl::Seconds(10)};
+  LogRateLimiter peer_refusal_log_{absl::Seconds(10)};
+  // Streams refused at once: reason max_streams (kMaxStreams) or
+  // max_streams_per_peer (kMaxStreamsPerPeer).
+  Counter& streams_refused_;
   mutable absl::Mutex streams_mu_;
   int open_streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
+  // Open streams by PeerAddress; a peer leaves when its last stream ends,
+  // so at most kMaxStreams entries.
+  absl::flat_hash_map<std::string, int> peer_streams_
+      ABSL_GUARDED_BY(streams_mu_);
   // Concludes committed requests (log, count, answer), so that the store's
   // writer thread only commits. Last: joined first, while all it uses lives.
   SerialExecutor concluder_{"qfp-conclude"};

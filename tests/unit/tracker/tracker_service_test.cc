@@ -3,9 +3,14 @@
 // accepted stays queued and countable).
 #include "tracker-service/tracker_service.h"
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -41,6 +46,17 @@ PollFailure Failure(uint64_t sequence) {
   return f;
 }
 
+// What happens asynchronously (points the tracker makes itself, a stream's
+// end on the server): wait, bounded.
+bool WaitUntil(const std::function<bool()>& condition) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!condition()) {
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+  return true;
+}
+
 class TrackerServiceTest : public ::testing::Test {
  protected:
   // A queue of at most `max_records` points; in memory, or in SQLite in
@@ -62,6 +78,12 @@ class TrackerServiceTest : public ::testing::Test {
     grpc::ServerBuilder builder;
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port_);
+    if (listen_ipv6_) {
+      // A second peer address on the same host: clients of ::1 are not
+      // clients of 127.0.0.1.
+      builder.AddListeningPort("[::1]:0", grpc::InsecureServerCredentials(),
+                               &port6_);
+    }
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -99,6 +121,8 @@ class TrackerServiceTest : public ::testing::Test {
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<failedpolls::v1::FailedPollTracker::Stub> stub_;
   int port_ = 0;
+  bool listen_ipv6_ = false;  // also serve on [::1]:port6_
+  int port6_ = 0;
 };
 
 TEST_F(TrackerServiceTest, AcceptsCommitsAndAcknowledgesOnce) {
@@ -242,6 +266,170 @@ TEST_F(TrackerServiceTest, HostileItemsAreRefusedOneByOneByReason) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+// A server tag key line protocol would change into the `host` tag is
+// refused on the item, at the stream, under its own reason; the rest of the
+// request is stored and the stream goes on.
+TEST_F(TrackerServiceTest, AServerTagKeyThatWouldChangeIsRefusedAlone) {
+  config_.schema.include_server_tags = true;
+  Start(100);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(1);
+  PollFailure posing = Failure(2);
+  (*posing.mutable_server_tags())["host\\"] = "elsewhere:4747";
+  *request.add_failures() = posing;
+  *request.add_failures() = Failure(3);
+  const ReportFailuresResponse response = Send(request);
+  ASSERT_EQ(response.accepted_size(), 2);
+  EXPECT_EQ(response.accepted(0).sequence(), 1u);
+  EXPECT_EQ(response.accepted(1).sequence(), 3u);
+  ASSERT_EQ(response.refused_size(), 1);
+  EXPECT_EQ(response.refused(0).id().sequence(), 2u);
+  EXPECT_EQ(response.refused(0).code(),
+            failedpolls::v1::REFUSAL_CODE_INVALID_ARGUMENT);
+  EXPECT_EQ(response.refused(0).reason(),
+            "a server_tags key ends in a backslash and would be written as "
+            "the tag host");
+  EXPECT_EQ(
+      Metric("qfp_tracker_failures_refused_total{reason=\"bad_tag_key\"}"), 1);
+  // None counted (a series not yet used is absent: -1).
+  EXPECT_LE(
+      Metric("qfp_tracker_failures_refused_total{reason=\"unencodable\"}"), 0);
+  EXPECT_EQ(queue_->backlog(), 2u);
+}
+
+// The one clash CheckFailure cannot see, with a static tag, is still refused
+// on the item (as unencodable), never written wrong or dropped.
+TEST_F(TrackerServiceTest, AServerTagKeyThatWouldBeAStaticTagIsUnencodable) {
+  config_.schema.include_server_tags = true;
+  config_.schema.static_tags = {{"env", "prod"}};
+  Start(100);
+  ReportFailuresRequest request;
+  PollFailure clash = Failure(1);
+  (*clash.mutable_server_tags())["env\\"] = "test";
+  *request.add_failures() = clash;
+  *request.add_failures() = Failure(2);
+  const ReportFailuresResponse response = Send(request);
+  ASSERT_EQ(response.accepted_size(), 1);
+  EXPECT_EQ(response.accepted(0).sequence(), 2u);
+  ASSERT_EQ(response.refused_size(), 1);
+  EXPECT_EQ(response.refused(0).id().sequence(), 1u);
+  EXPECT_EQ(
+      Metric("qfp_tracker_failures_refused_total{reason=\"unencodable\"}"), 1);
+}
+
+TEST(TrackerServicePeerTest, PeerAddressIsTheAddressWithoutThePort) {
+  EXPECT_EQ(TrackerService::PeerAddress("ipv4:127.0.0.1:53412"), "127.0.0.1");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv4:10.1.2.3:1"), "10.1.2.3");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv6:[::1]:53412"), "::1");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv6:%5B::1%5D:53412"), "::1");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv6:%5Bfd00::7%5D:9"), "fd00::7");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv6:[::ffff:10.0.0.7]:80"),
+            "::ffff:10.0.0.7");
+  EXPECT_EQ(TrackerService::PeerAddress("unix:/run/qfp.sock"),
+            "unix:/run/qfp.sock");
+  EXPECT_EQ(TrackerService::PeerAddress(""), "");
+  EXPECT_EQ(TrackerService::PeerAddress("ipv4:"), "");
+}
+
+// One open ReportFailures stream that has been answered once (so the
+// tracker holds its place).
+struct OpenStream {
+  grpc::ClientContext context;
+  std::unique_ptr<
+      grpc::ClientReaderWriter<ReportFailuresRequest, ReportFailuresResponse>>
+      stream;
+};
+
+// Opens a stream on `stub` and sends one failure; returns the stream once
+// it was answered, or the status it ended with.
+absl::StatusOr<std::unique_ptr<OpenStream>> Open(
+    failedpolls::v1::FailedPollTracker::Stub& stub, uint64_t sequence) {
+  auto open = std::make_unique<OpenStream>();
+  open->context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(20));
+  open->stream = stub.ReportFailures(&open->context);
+  ReportFailuresRequest request;
+  *request.add_failures() = Failure(sequence);
+  ReportFailuresResponse response;
+  if (open->stream->Write(request) && open->stream->Read(&response)) {
+    if (response.accepted_size() != 1) {
+      return absl::InternalError(response.DebugString());
+    }
+    return open;
+  }
+  const grpc::Status status = open->stream->Finish();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+// Peer A (127.0.0.1) at kMaxStreamsPerPeer is refused at once while peer B
+// (::1) still gets a stream; once one of A's streams ends, A gets one again.
+TEST_F(TrackerServiceTest, APeerAtItsLimitIsRefusedWhileAnotherIsServed) {
+  {
+    // Loopback IPv6 may be off (a container without it): nothing to test.
+    const int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    sockaddr_in6 address{};
+    address.sin6_family = AF_INET6;
+    address.sin6_addr = in6addr_loopback;
+    const bool ipv6 =
+        probe >= 0 && bind(probe, reinterpret_cast<sockaddr*>(&address),
+                           sizeof(address)) == 0;
+    if (probe >= 0) close(probe);
+    if (!ipv6) GTEST_SKIP() << "no IPv6 loopback";
+  }
+  listen_ipv6_ = true;
+  Start(1000);
+  auto stub_b = failedpolls::v1::FailedPollTracker::NewStub(grpc::CreateChannel(
+      absl::StrCat("[::1]:", port6_), grpc::InsecureChannelCredentials()));
+  uint64_t sequence = 0;
+  std::vector<std::unique_ptr<OpenStream>> peer_a;
+  for (int i = 0; i < TrackerService::kMaxStreamsPerPeer; ++i) {
+    absl::StatusOr<std::unique_ptr<OpenStream>> open = Open(*stub_, ++sequence);
+    ASSERT_TRUE(open.ok()) << "stream " << i << ": " << open.status();
+    peer_a.push_back(*std::move(open));
+  }
+  EXPECT_EQ(service_->open_streams(), TrackerService::kMaxStreamsPerPeer);
+
+  absl::StatusOr<std::unique_ptr<OpenStream>> refused =
+      Open(*stub_, ++sequence);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status(),
+            absl::ResourceExhaustedError(
+                "too many open streams from this address; retry later"));
+  EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams_"
+                   "per_peer\"}"),
+            1);
+
+  // Peer B is served, as often as it likes.
+  for (int i = 0; i < 3; ++i) {
+    absl::StatusOr<std::unique_ptr<OpenStream>> b = Open(*stub_b, ++sequence);
+    ASSERT_TRUE(b.ok()) << b.status();
+    (*b)->stream->WritesDone();
+    EXPECT_TRUE((*b)->stream->Finish().ok());
+  }
+  EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams_"
+                   "per_peer\"}"),
+            1);
+  EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams\"}"),
+            0);
+
+  // One of A's streams ends: its place is A's again (the server counts the
+  // end when the call is done, a moment after Finish returns).
+  peer_a.back()->stream->WritesDone();
+  EXPECT_TRUE(peer_a.back()->stream->Finish().ok());
+  peer_a.pop_back();
+  ASSERT_TRUE(WaitUntil([&] {
+    return service_->open_streams() < TrackerService::kMaxStreamsPerPeer;
+  }));
+  absl::StatusOr<std::unique_ptr<OpenStream>> again = Open(*stub_, ++sequence);
+  ASSERT_TRUE(again.ok()) << again.status();
+  peer_a.push_back(*std::move(again));
+  for (auto& open : peer_a) {
+    open->stream->WritesDone();
+    EXPECT_TRUE(open->stream->Finish().ok());
+  }
+}
+
 }  // namespace
 }  // namespace qfp::tracker
 
@@ -358,16 +546,6 @@ TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
 }
 
 // --- Heartbeats (our addition). ---
-
-// Points the tracker makes itself are stored asynchronously: wait (bounded).
-bool WaitUntil(const std::function<bool()>& condition) {
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (!condition()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
 
 failedpolls::v1::Heartbeat Heartbeat(const std::string& poller_id,
                                      int64_t sent_seconds, int targets) {
