@@ -23,6 +23,11 @@ from support.influxd import InfluxD
 # The tracker's limits (tracker-service/tracker_service.h).
 MAX_REQUEST_BYTES = 4 << 20
 MAX_STREAMS = 256
+MAX_STREAMS_PER_PEER = 32
+MAX_STREAMS_PER_CONNECTION = 16
+# How the tracker words each refusal of a stream.
+TRACKER_FULL = "too many open streams; retry later"
+PEER_FULL = "too many open streams from this address; retry later"
 # What the attacks may add to the tracker's resident memory, at most: gRPC's
 # quota (256 MiB) is the hard bound; what we see is far below it.
 RSS_GROWTH_LIMIT = 96 << 20
@@ -44,9 +49,11 @@ class HostilePeersTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="qfp-hostile-")
         cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
         cls.port = procs.free_port()
+        cls.metrics_port = procs.free_port()
         config = stack.butler_config(
             _NoPki(), [], influx_port=cls.influx.http_port,
-            tracker_port=cls.port)
+            tracker_port=cls.port,
+            tracker_extra={"metricsListen": f"127.0.0.1:{cls.metrics_port}"})
         config["Butler-SOS"]["errorTracking"]["logSummary"]["enable"] = False
         path = stack.write_config(os.path.join(cls.tmp, "c.yaml"), config)
         cls.tracker = stack.start_tracker(path, cls.tmp)
@@ -115,12 +122,16 @@ class HostilePeersTest(unittest.TestCase):
             channel.close()
         self.assert_still_serving()
 
+    def streams_refused(self, reason: str) -> float:
+        return stack.scrape_metrics(self.metrics_port).get(
+            ("qfp_tracker_streams_refused_total", (("reason", reason),)), 0)
+
     def test_many_streams(self):
         # A producer streaming before the attack keeps being answered while
-        # a peer opens more streams than the tracker allows (over many
-        # connections, sending nothing); the ones past the limit end at
-        # once with RESOURCE_EXHAUSTED, and once they are gone new streams
-        # are served again.
+        # ten peers (each under its own limit) open more streams than the
+        # tracker allows in all (over many connections, sending nothing);
+        # the ones past the limit end at once with RESOURCE_EXHAUSTED, and
+        # once they are gone new streams are served again.
         outbox: queue.Queue = queue.Queue()
 
         def requests():
@@ -151,30 +162,106 @@ class HostilePeersTest(unittest.TestCase):
             return
             yield  # a generator that sends nothing
 
+        # 10 peers x 30 streams, each peer over 2 connections: 300 streams,
+        # under every peer's limit, over the tracker's.
+        peers, per_peer = 10, 30
+        proxies = [_SourceProxy(f"127.0.0.{2 + p}", self.port)
+                   for p in range(peers)]
         channels = [grpc.insecure_channel(
-            self.address, options=[("grpc.use_local_subchannel_pool", 1)])
-            for _ in range(24)]
+            proxy.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for proxy in proxies for _ in range(2)]
         calls = []
+        before = self.streams_refused("max_streams")
         try:
-            for i in range(MAX_STREAMS + 40):
-                stub = pb_grpc.FailedPollTrackerStub(channels[i % 24])
+            for i in range(peers * per_peer):
+                stub = pb_grpc.FailedPollTrackerStub(channels[i % len(channels)])
                 calls.append(stub.ReportFailures(idle(), timeout=120))
 
             def refused():
-                return sum(1 for c in calls if c.done() and
-                           c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED)
-            procs.wait_until(lambda: refused() >= 40, timeout=30)
+                return [c for c in calls if c.done() and
+                        c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+            procs.wait_until(lambda: len(refused()) >= 40, timeout=30)
+            self.assertEqual({c.details() for c in refused()}, {TRACKER_FULL})
             # The steady producer's stream still works.
             got, want = ask()
             self.assertEqual(got, [want])
+            self.assertGreaterEqual(
+                self.streams_refused("max_streams") - before, 40)
         finally:
             stop.set()
             for call in calls:
                 call.cancel()
             for channel in channels:
                 channel.close()
+            for proxy in proxies:
+                proxy.close()
             outbox.put(None)
             good_channel.close()
+        procs.wait_until(self.try_good, timeout=20)
+        self.assert_still_serving()
+
+    def test_streams_per_peer(self):
+        # Peer A (127.0.0.1) opens more streams than one peer may, over
+        # several connections, sending nothing: the ones past its limit end
+        # at once with RESOURCE_EXHAUSTED, counted by reason, while peer B
+        # (127.0.0.2, through a proxy that connects from that address)
+        # still gets a stream and its failures accepted.
+        stop = threading.Event()
+
+        def idle():
+            stop.wait(120)
+            return
+            yield  # a generator that sends nothing
+
+        extra = 8
+        wanted = MAX_STREAMS_PER_PEER + extra
+        connections = -(-wanted // MAX_STREAMS_PER_CONNECTION)
+        channels = [grpc.insecure_channel(
+            self.address, options=[("grpc.use_local_subchannel_pool", 1)])
+            for _ in range(connections)]
+        proxy = _SourceProxy("127.0.0.2", self.port)
+        peer_b = TrackerClient(proxy.address)
+        calls = []
+        before = self.streams_refused("max_streams_per_peer")
+        try:
+            for i in range(wanted):
+                stub = pb_grpc.FailedPollTrackerStub(channels[i % connections])
+                calls.append(stub.ReportFailures(idle(), timeout=120))
+
+            def refused():
+                return [c for c in calls if c.done() and
+                        c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
+            # At least `extra`: more when a stream of an earlier test is
+            # still being closed on the tracker's side.
+            procs.wait_until(lambda: len(refused()) >= extra, timeout=30)
+            self.assertEqual({c.details() for c in refused()}, {PEER_FULL})
+            self.assertGreaterEqual(
+                self.streams_refused("max_streams_per_peer") - before, extra)
+
+            # A is at its limit: another stream of A is refused at once...
+            with self.assertRaises(grpc.RpcError) as caught:
+                self.report_good()
+            self.assertEqual(caught.exception.code(),
+                             grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertEqual(caught.exception.details(), PEER_FULL)
+            # ...while B is served.
+            self.__class__.sequence += 1
+            (response,) = peer_b.report(
+                [[failure(self.sequence, server="b", instance="b")]],
+                timeout=20)
+            self.assertEqual([a.sequence for a in response.accepted],
+                             [self.sequence])
+            self.assertEqual(self.tracker.log_text().count(
+                "the most one peer may (latest from ipv4:127.0.0.1:"), 1)
+        finally:
+            stop.set()
+            for call in calls:
+                call.cancel()
+            for channel in channels:
+                channel.close()
+            peer_b.close()
+            proxy.close()
+        # A's streams gone, A is served again.
         procs.wait_until(self.try_good, timeout=20)
         self.assert_still_serving()
 
@@ -286,6 +373,79 @@ def _headers() -> bytes:
         _literal(b"content-type", b"application/grpc"),
         _literal(b"te", b"trailers"),
     ])
+
+
+class _SourceProxy:
+    """A TCP proxy on 127.0.0.1 that connects to the tracker from another
+    loopback address (``source``), so that its clients are another peer to
+    the tracker: gRPC's Python client cannot choose its source address.
+    Threads end when close() shuts every socket down."""
+
+    def __init__(self, source: str, port: int):
+        self.source, self.port = source, port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.closed = False
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            try:
+                upstream = socket.create_connection(
+                    ("127.0.0.1", self.port), timeout=5,
+                    source_address=(self.source, 0))
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            with self.lock:
+                if self.closed:
+                    client.close()
+                    upstream.close()
+                    return
+                self.sockets += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    thread = threading.Thread(target=self._pump, args=(a, b),
+                                              daemon=True)
+                    self.threads.append(thread)
+                    thread.start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes accept()
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            self.closed = True
+            sockets, threads = list(self.sockets), list(self.threads)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+        for thread in threads:
+            thread.join(timeout=5)
 
 
 class _NoPki:
