@@ -21,6 +21,19 @@ constexpr absl::string_view kKeySpecials =
     ",= ";  // tag keys/values, field keys
 constexpr absl::string_view kStringFieldSpecials = "\"\\";
 
+// Whether a backslash in `name` comes right before a character InfluxDB
+// 1.x unescapes in a measurement or field key (pkg/escape: `,`, `"`, space,
+// `=`); `name` is cleaned, so a line break is already a space.
+bool BackslashBeforeUnescaped(absl::string_view name) {
+  for (size_t i = 1; i < name.size(); ++i) {
+    if (name[i - 1] == '\\' &&
+        absl::string_view(",\" =").find(name[i]) != absl::string_view::npos) {
+      return true;
+    }
+  }
+  return false;
+}
+
 void AppendEscaped(absl::string_view in, absl::string_view specials,
                    std::string* out) {
   for (char c : in) {
@@ -71,8 +84,8 @@ std::string CleanLineProtocolName(absl::string_view in) {
   return out;
 }
 
-absl::StatusOr<std::string> EncodeLine(const Point& point) {
-  const std::string measurement = CleanLineProtocolName(point.measurement);
+absl::Status CheckMeasurementName(absl::string_view name) {
+  const std::string measurement = CleanLineProtocolName(name);
   if (measurement.empty()) {
     return absl::InvalidArgumentError("line protocol: empty measurement name");
   }
@@ -83,6 +96,21 @@ absl::StatusOr<std::string> EncodeLine(const Point& point) {
         absl::StrCat("line protocol: measurement \"", measurement,
                      "\" starts with '#' and would be read as a comment"));
   }
+  if (BackslashBeforeUnescaped(measurement)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "line protocol: measurement \"", measurement,
+        "\" has a backslash before ',', '=', ' ' or '\"', which InfluxDB does "
+        "not store as written"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> EncodeLine(const Point& point) {
+  if (absl::Status checked = CheckMeasurementName(point.measurement);
+      !checked.ok()) {
+    return checked;
+  }
+  const std::string measurement = CleanLineProtocolName(point.measurement);
   if (point.fields.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat("line protocol: point of measurement \"", measurement,
@@ -134,6 +162,13 @@ absl::StatusOr<std::string> EncodeLine(const Point& point) {
       return absl::InvalidArgumentError(
           absl::StrCat("line protocol: empty field key in measurement \"",
                        measurement, "\""));
+    }
+    if (BackslashBeforeUnescaped(key)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "line protocol: field key \"", key, "\" in measurement \"",
+          measurement,
+          "\" has a backslash before ',', '=', ' ' or '\"', which InfluxDB "
+          "does not store as written"));
     }
     // InfluxDB 1.x keeps the last of two equal keys silently; a duplicate is
     // a bug in the caller, so say so instead of guessing. Points have a

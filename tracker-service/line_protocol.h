@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -36,13 +37,32 @@ struct Point {
 //  - A backslash at the end of a measurement, tag key, tag value or field key
 //    cannot be written (it would escape the delimiter after it; InfluxDB
 //    rejects the line): trailing backslashes are dropped from those.
+//  - Any other backslash is written as it is, never escaped, and reads back
+//    as written in tag keys, tag values and string field values (checked
+//    against InfluxDB 1.6: line_protocol_test's LineProtocolInfluxdTest). In
+//    a tag, InfluxDB 1.x takes a `,` `=` or space right after a backslash as
+//    escaped and then drops only the backslash just before it, so `a\,b`
+//    written as `a\\,b` reads back as `a\,b`; in a string field it reads
+//    `\\` and `\"` as `\` and `"`.
 //  - Floats use the shortest form that reads back exactly (`1`, `0.1`,
 //    `1e+21`); integers get the `i` suffix; bools are `true`/`false`.
 //  - The timestamp is always written, even 0.
 // Errors (InvalidArgument): empty measurement, a measurement starting with
-// `#` (InfluxDB would skip the line as a comment), no fields, an empty tag or
-// field key, a duplicate tag or field key, a non-finite float.
+// `#` (InfluxDB would skip the line as a comment), a measurement or field key
+// with a backslash right before `,`, `=`, a space or `"` (after the cleaning
+// above; see CheckMeasurementName), no fields, an empty tag or field key, a
+// duplicate tag or field key, a non-finite float.
 absl::StatusOr<std::string> EncodeLine(const Point& point);
+
+// Whether InfluxDB stores `name`, as a measurement, as EncodeLine writes it:
+// InvalidArgument when it is empty once cleaned (CleanLineProtocolName),
+// starts with `#`, or holds a backslash right before `,`, `=`, a space or
+// `"`. InfluxDB 1.x (checked against 1.6) unescapes `\,` `\ ` `\=` `\"` in
+// measurements and field keys but never `\\`, so no escaping carries such a
+// backslash: it rejects the line, stores another name (`m\=x` as `m=x`), or,
+// for a measurement, stores a series no query finds. Field keys follow the
+// same rule (ours are fixed names). For a config check of a measurement name.
+absl::Status CheckMeasurementName(absl::string_view name);
 
 // A measurement, tag key, tag value or field key as EncodeLine carries it,
 // before escaping: line breaks become spaces and trailing backslashes are

@@ -7,8 +7,13 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/testing/influxd_process.h"
+#include "tracker-service/influx_v1_writer.h"
 
 namespace qfp::tracker {
 namespace {
@@ -164,6 +169,19 @@ std::vector<ErrorCase> ErrorCases() {
        "duplicate tag key \"a b\""},
       {"DuplicateFieldKey", P("m", {}, {{"f", F(1)}, {"f", I(2)}}),
        "duplicate field key \"f\""},
+      // InfluxDB 1.x would store another name, or a series no query finds.
+      {"MeasurementBackslashBeforeSpace", P(R"(m\ x)", {}, {{"f", F(1)}}),
+       R"(measurement "m\ x" has a backslash before)"},
+      {"MeasurementBackslashBeforeEquals", P(R"(m\=x)", {}, {{"f", F(1)}}),
+       R"(measurement "m\=x" has a backslash before)"},
+      {"MeasurementBackslashBeforeQuote", P(R"(m\"x)", {}, {{"f", F(1)}}),
+       R"(measurement "m\"x" has a backslash before)"},
+      {"MeasurementBackslashBeforeLineBreak", P("m\\\nx", {}, {{"f", F(1)}}),
+       "has a backslash before"},
+      {"FieldKeyBackslashBeforeComma", P("m", {}, {{R"(a\,b)", F(1)}}),
+       R"(field key "a\,b" in measurement "m" has a backslash before)"},
+      {"FieldKeyBackslashBeforeQuote", P("m", {}, {{R"(a\\"b)", F(1)}}),
+       R"(field key "a\\"b" in measurement "m" has a backslash before)"},
       {"NaN", P("m", {}, {{"f", F(nan)}}), "field \"f\""},
       {"PositiveInfinity", P("m", {}, {{"f", F(inf)}}), "not a finite number"},
       {"NegativeInfinity", P("m", {}, {{"g", F(1)}, {"f", F(-inf)}}),
@@ -210,11 +228,99 @@ TEST(LineProtocolFloatTest, RoundTripsExactly) {
 // Whatever the input, one point is one line.
 TEST(LineProtocolLineBreakTest, NeverEmitsLineBreaks) {
   const std::string nasty = "\n\r\\\n,= \"\r";
-  Point point = P(nasty + "m", {{nasty + "k", nasty + "v"}},
-                  {{nasty + "f", S(nasty)}, {"g", F(1)}});
+  // Without the backslash, which EncodeLine refuses there before a space.
+  const std::string name = "\n\r\n,= \"\r";
+  Point point = P(name + "m", {{nasty + "k", nasty + "v"}},
+                  {{name + "f", S(nasty)}, {"g", F(1)}});
   absl::StatusOr<std::string> line = EncodeLine(point);
   ASSERT_TRUE(line.ok()) << line.status();
   EXPECT_EQ(line->find_first_of("\r\n"), std::string::npos) << *line;
+}
+
+// What EncodeLine writes is what InfluxDB 1.x stores: each text below goes
+// into a real influxd in a tag key, a tag value and a string field value,
+// and, when EncodeLine takes it there (CheckMeasurementName), in the
+// measurement and a field key; then it is read back. Names come back as
+// CleanLineProtocolName says (trailing backslashes dropped, the one
+// documented loss); string field values exactly. The texts are the ones
+// where a backslash meets a character line protocol escapes.
+TEST(LineProtocolInfluxdTest, BackslashesAndQuotesReadBackAsWritten) {
+  absl::StatusOr<std::unique_ptr<testing::InfluxdProcess>> influxd =
+      testing::InfluxdProcess::Start();
+  ASSERT_TRUE(influxd.ok()) << influxd.status();
+  ASSERT_TRUE((*influxd)->Query("CREATE DATABASE \"rt\"").ok());
+  InfluxV1Settings settings;
+  settings.host = (*influxd)->host();
+  settings.port = (*influxd)->http_port();
+  settings.database = "rt";
+  std::unique_ptr<InfluxWriter> writer = MakeInfluxV1Writer(settings);
+
+  const std::vector<std::string> texts = {
+      R"(a\ b)",  R"(a\,b)",  R"(a\=b)",    R"(a\)",    R"(a\\)",   R"(a\\ b)",
+      R"(a\\,b)", R"(a\\=b)", R"(a\\\ b)",  R"(\a)",    R"(\ a)",   R"(\,a)",
+      R"(\=a)",   R"(a\b)",   R"(a\\b)",    R"(a"b)",   R"(a\"b)",  R"(a\\"b)",
+      R"(")",     R"(\")",    R"(C:\dir\)", R"(a \ b)", R"(a=\,b)", R"(a,\=b)",
+      R"(\\)",    "a,b c=d"};
+  std::vector<std::string> lines;
+  // Whether the text is in the measurement and a field key too.
+  std::vector<bool> in_names;
+  for (size_t i = 0; i < texts.size(); ++i) {
+    const std::string& text = texts[i];
+    // The timestamp tells the cases apart when they are read back.
+    Point point = P(absl::StrCat("m", i, text),
+                    {{"t", text}, {absl::StrCat("k", text), "v"}},
+                    {{"s", S(text)}, {absl::StrCat("f", text), F(1)}},
+                    static_cast<int64_t>(i + 1));
+    in_names.push_back(CheckMeasurementName(point.measurement).ok());
+    absl::StatusOr<std::string> line = EncodeLine(point);
+    if (!in_names[i]) {
+      EXPECT_EQ(line.status().code(), absl::StatusCode::kInvalidArgument)
+          << text;
+      point.measurement = absl::StrCat("m", i);
+      point.fields[1].first = "f";
+      line = EncodeLine(point);
+    }
+    ASSERT_TRUE(line.ok()) << text << ": " << line.status();
+    lines.push_back(*std::move(line));
+  }
+  const WriteResult written = writer->Write(absl::StrJoin(lines, "\n"));
+  ASSERT_EQ(written.kind, WriteResult::Kind::kOk) << written.message << "\n"
+                                                  << absl::StrJoin(lines, "\n");
+
+  absl::StatusOr<std::string> answer =
+      (*influxd)->Query("SELECT * FROM /.*/ GROUP BY *", "rt");
+  ASSERT_TRUE(answer.ok()) << answer.status();
+  const nlohmann::json json = nlohmann::json::parse(*answer);
+  std::vector<bool> seen(texts.size(), false);
+  for (const nlohmann::json& series : json["results"][0]["series"]) {
+    ASSERT_EQ(series["values"].size(), 1u) << series.dump();
+    const nlohmann::json& row = series["values"][0];
+    const size_t i = row[0].get<size_t>() - 1;
+    ASSERT_LT(i, texts.size()) << series.dump();
+    seen[i] = true;
+    const std::string& text = texts[i];
+    const std::string name = CleanLineProtocolName(text);
+    const std::string in_name = in_names[i] ? name : "";
+    SCOPED_TRACE(absl::StrCat("text ", text, ", line ", lines[i]));
+    EXPECT_EQ(series["name"], absl::StrCat("m", i, in_name));
+    nlohmann::json want_tags = {{absl::StrCat("k", name), "v"}};
+    if (!name.empty()) want_tags["t"] = name;  // an empty value is left out
+    // GROUP BY * lists every tag key of the database, "" where absent.
+    nlohmann::json got_tags = nlohmann::json::object();
+    for (const auto& [key, value] : series["tags"].items()) {
+      if (value != "") got_tags[key] = value;
+    }
+    EXPECT_EQ(got_tags, want_tags);
+    nlohmann::json got_fields = nlohmann::json::object();
+    for (size_t c = 1; c < series["columns"].size(); ++c) {
+      if (!row[c].is_null()) got_fields[series["columns"][c]] = row[c];
+    }
+    EXPECT_EQ(got_fields,
+              (nlohmann::json{{"s", text}, {absl::StrCat("f", in_name), 1}}));
+  }
+  for (size_t i = 0; i < texts.size(); ++i) {
+    EXPECT_TRUE(seen[i]) << "not stored: " << lines[i];
+  }
 }
 
 }  // namespace
