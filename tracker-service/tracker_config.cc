@@ -9,6 +9,7 @@
 #include "common/config_node.h"
 #include "common/config_schema.h"
 #include "tracker-service/influx_api.h"
+#include "tracker-service/line_protocol.h"
 #include "tracker-service/retention_duration.h"
 
 namespace qfp::tracker {
@@ -149,6 +150,11 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
       tracking["influxdb"]["measurementName"].String(config.schema.measurement);
   if (config.schema.measurement.empty()) {
     tracking["influxdb"]["measurementName"].Error("must not be empty");
+  } else if (absl::Status writable =
+                 CheckMeasurementName(config.schema.measurement);
+             !writable.ok()) {
+    // Else every failure would be refused as unencodable at the stream.
+    tracking["influxdb"]["measurementName"].Error(writable.message());
   }
 
   ConfigNode influx = sos["influxdbConfig"];

@@ -38,10 +38,23 @@ std::string Clean(std::string s) {
   return s;
 }
 
+// Whether a measurement or field key (cleaned) has a backslash right before
+// a character InfluxDB 1.x unescapes there, which the header refuses.
+bool BackslashBeforeUnescaped(const std::string& name) {
+  for (size_t i = 0; i + 1 < name.size(); ++i) {
+    if (name[i] == '\\' && (name[i + 1] == ',' || name[i + 1] == '=' ||
+                             name[i + 1] == ' ' || name[i + 1] == '"')) {
+      return true;
+    }
+  }
+  return false;
+}
+
 // The point EncodeLine should write for `in`, or false when it must refuse.
 bool Expected(const Point& in, Point* out) {
   out->measurement = Clean(in.measurement);
   if (out->measurement.empty() || out->measurement[0] == '#') return false;
+  if (BackslashBeforeUnescaped(out->measurement)) return false;
   if (in.fields.empty()) return false;
   for (const auto& [key, value] : in.tags) {
     std::string k = Clean(key);
@@ -57,7 +70,7 @@ bool Expected(const Point& in, Point* out) {
   }
   for (const auto& [key, value] : in.fields) {
     std::string k = Clean(key);
-    if (k.empty()) return false;
+    if (k.empty() || BackslashBeforeUnescaped(k)) return false;
     for (const auto& [seen, unused] : out->fields) {
       if (seen == k) return false;
     }

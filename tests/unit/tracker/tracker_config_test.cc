@@ -399,6 +399,16 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"AuthWithoutUser", "username: u, ", "",
                    "Butler-SOS.influxdbConfig.v1Config.auth.username: "
                    "missing"},
+        // InfluxDB would not store such a measurement as written.
+        BrokenCase{"MeasurementWithBackslashBeforeSpace",
+                   "measurementName: my_errors",
+                   "measurementName: 'my\\ errors'",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: line "
+                   "protocol: measurement \"my\\ errors\" has a backslash"},
+        BrokenCase{"MeasurementStartingWithHash", "measurementName: my_errors",
+                   "measurementName: '#errors'",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: line "
+                   "protocol: measurement \"#errors\" starts with '#'"},
         BrokenCase{"EnableNotBool", "    enable: true\n    logSummary",
                    "    enable: often\n    logSummary",
                    "Butler-SOS.errorTracking.enable: expected true or false, "
