@@ -379,39 +379,60 @@ TEST_F(TrackerServiceTest, APeerAtItsLimitIsRefusedWhileAnotherIsServed) {
   }
   listen_ipv6_ = true;
   Start(1000);
-  auto stub_b = failedpolls::v1::FailedPollTracker::NewStub(grpc::CreateChannel(
-      absl::StrCat("[::1]:", port6_), grpc::InsecureChannelCredentials()));
+  // Each stub on a connection of its own, so that a peer's streams come
+  // from several ports: the limit counts the address.
+  auto stubs = [](const std::string& target, int n) {
+    std::vector<std::unique_ptr<failedpolls::v1::FailedPollTracker::Stub>> out;
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    for (int i = 0; i < n; ++i) {
+      out.push_back(
+          failedpolls::v1::FailedPollTracker::NewStub(grpc::CreateCustomChannel(
+              target, grpc::InsecureChannelCredentials(), args)));
+    }
+    return out;
+  };
+  const int limit = TrackerService::kMaxStreamsPerPeer;
+  auto a = stubs(absl::StrCat("127.0.0.1:", port_), 5);
+  auto b = stubs(absl::StrCat("[::1]:", port6_), 5);
+  const std::string peer_full =
+      "too many open streams from this address; retry later";
   uint64_t sequence = 0;
   std::vector<std::unique_ptr<OpenStream>> peer_a;
-  for (int i = 0; i < TrackerService::kMaxStreamsPerPeer; ++i) {
-    absl::StatusOr<std::unique_ptr<OpenStream>> open = Open(*stub_, ++sequence);
+  for (int i = 0; i < limit; ++i) {
+    absl::StatusOr<std::unique_ptr<OpenStream>> open =
+        Open(*a[static_cast<size_t>(i % 4)], ++sequence);
     ASSERT_TRUE(open.ok()) << "stream " << i << ": " << open.status();
     peer_a.push_back(*std::move(open));
   }
-  EXPECT_EQ(service_->open_streams(), TrackerService::kMaxStreamsPerPeer);
+  EXPECT_EQ(service_->open_streams(), limit);
 
-  absl::StatusOr<std::unique_ptr<OpenStream>> refused =
-      Open(*stub_, ++sequence);
-  ASSERT_FALSE(refused.ok());
-  EXPECT_EQ(refused.status(),
-            absl::ResourceExhaustedError(
-                "too many open streams from this address; retry later"));
+  // A's next stream, on a new connection, is refused at once.
+  absl::StatusOr<std::unique_ptr<OpenStream>> refused = Open(*a[4], ++sequence);
+  EXPECT_EQ(refused.status(), absl::ResourceExhaustedError(peer_full));
   EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams_"
                    "per_peer\"}"),
             1);
 
-  // Peer B is served, as often as it likes.
-  for (int i = 0; i < 3; ++i) {
-    absl::StatusOr<std::unique_ptr<OpenStream>> b = Open(*stub_b, ++sequence);
-    ASSERT_TRUE(b.ok()) << b.status();
-    (*b)->stream->WritesDone();
-    EXPECT_TRUE((*b)->stream->Finish().ok());
+  // Peer B is served, up to its own limit.
+  std::vector<std::unique_ptr<OpenStream>> peer_b;
+  for (int i = 0; i < limit; ++i) {
+    absl::StatusOr<std::unique_ptr<OpenStream>> open =
+        Open(*b[static_cast<size_t>(i % 4)], ++sequence);
+    ASSERT_TRUE(open.ok()) << "stream " << i << " of B: " << open.status();
+    peer_b.push_back(*std::move(open));
   }
+  EXPECT_EQ(Open(*b[4], ++sequence).status(),
+            absl::ResourceExhaustedError(peer_full));
   EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams_"
                    "per_peer\"}"),
-            1);
+            2);
   EXPECT_EQ(Metric("qfp_tracker_streams_refused_total{reason=\"max_streams\"}"),
             0);
+  for (auto& open : peer_b) {
+    open->stream->WritesDone();
+    EXPECT_TRUE(open->stream->Finish().ok());
+  }
 
   // One of A's streams ends: its place is A's again (the server counts the
   // end when the call is done, a moment after Finish returns).
@@ -421,7 +442,7 @@ TEST_F(TrackerServiceTest, APeerAtItsLimitIsRefusedWhileAnotherIsServed) {
   ASSERT_TRUE(WaitUntil([&] {
     return service_->open_streams() < TrackerService::kMaxStreamsPerPeer;
   }));
-  absl::StatusOr<std::unique_ptr<OpenStream>> again = Open(*stub_, ++sequence);
+  absl::StatusOr<std::unique_ptr<OpenStream>> again = Open(*a[4], ++sequence);
   ASSERT_TRUE(again.ok()) << again.status();
   peer_a.push_back(*std::move(again));
   for (auto& open : peer_a) {
