@@ -87,7 +87,11 @@ TrackerService::TrackerService(const TrackerConfig& config,
           "ReportFailures streams refused at once with RESOURCE_EXHAUSTED, by "
           "reason: max_streams (all the tracker's places taken) or "
           "max_streams_per_peer (the client's address holds its share).",
-          {"reason"})) {
+          {"reason"})),
+      streams_open_(metrics.AddGauge(
+          "qfp_tracker_streams_open",
+          "ReportFailures streams open now (at most 256, 32 per client "
+          "address).")) {
   // Both series from the start, so a scraper sees 0 before the first.
   streams_refused_.WithLabels({"max_streams"});
   streams_refused_.WithLabels({"max_streams_per_peer"});
@@ -266,6 +270,7 @@ class TrackerService::Stream final
       } else {
         ++service_.open_streams_;
         ++service_.peer_streams_[peer_address_];
+        service_.streams_open_.Set(service_.open_streams_);
         counted_ = true;
       }
     }
@@ -366,6 +371,7 @@ class TrackerService::Stream final
       spdlog::info("producer {} disconnected", peer_);
       absl::MutexLock lock(&service_.streams_mu_);
       --service_.open_streams_;
+      service_.streams_open_.Set(service_.open_streams_);
       auto it = service_.peer_streams_.find(peer_address_);
       if (--it->second == 0) service_.peer_streams_.erase(it);
     }

@@ -202,6 +202,7 @@ class TrackerService final
   // Streams refused at once: reason max_streams (kMaxStreams) or
   // max_streams_per_peer (kMaxStreamsPerPeer).
   Counter& streams_refused_;
+  Gauge& streams_open_;  // open_streams_, for scrapers
   mutable absl::Mutex streams_mu_;
   int open_streams_ ABSL_GUARDED_BY(streams_mu_) = 0;
   // Open streams by PeerAddress; a peer leaves when its last stream ends,

@@ -126,12 +126,21 @@ class HostilePeersTest(unittest.TestCase):
         return stack.scrape_metrics(self.metrics_port).get(
             ("qfp_tracker_streams_refused_total", (("reason", reason),)), 0)
 
+    def wait_for_no_streams(self):
+        # Streams a test cancelled end on the tracker a moment later; the
+        # next test counts on their places.
+        procs.wait_until(
+            lambda: stack.scrape_metrics(self.metrics_port).get(
+                ("qfp_tracker_streams_open", ())) == 0,
+            timeout=30, message="streams of an earlier test still open")
+
     def test_many_streams(self):
         # A producer streaming before the attack keeps being answered while
         # ten peers (each under its own limit) open more streams than the
         # tracker allows in all (over many connections, sending nothing);
         # the ones past the limit end at once with RESOURCE_EXHAUSTED, and
         # once they are gone new streams are served again.
+        self.wait_for_no_streams()
         outbox: queue.Queue = queue.Queue()
 
         def requests():
@@ -213,6 +222,7 @@ class HostilePeersTest(unittest.TestCase):
             return
             yield  # a generator that sends nothing
 
+        self.wait_for_no_streams()
         extra = 8
         wanted = MAX_STREAMS_PER_PEER + extra
         connections = -(-wanted // MAX_STREAMS_PER_CONNECTION)
@@ -231,12 +241,12 @@ class HostilePeersTest(unittest.TestCase):
             def refused():
                 return [c for c in calls if c.done() and
                         c.code() == grpc.StatusCode.RESOURCE_EXHAUSTED]
-            # At least `extra`: more when a stream of an earlier test is
-            # still being closed on the tracker's side.
             procs.wait_until(lambda: len(refused()) >= extra, timeout=30)
             self.assertEqual({c.details() for c in refused()}, {PEER_FULL})
-            self.assertGreaterEqual(
+            self.assertEqual(
                 self.streams_refused("max_streams_per_peer") - before, extra)
+            self.assertEqual(stack.scrape_metrics(self.metrics_port)[
+                ("qfp_tracker_streams_open", ())], MAX_STREAMS_PER_PEER)
 
             # A is at its limit: another stream of A is refused at once...
             with self.assertRaises(grpc.RpcError) as caught:

@@ -406,6 +406,7 @@ TEST_F(TrackerServiceTest, APeerAtItsLimitIsRefusedWhileAnotherIsServed) {
     peer_a.push_back(*std::move(open));
   }
   EXPECT_EQ(service_->open_streams(), limit);
+  EXPECT_EQ(Metric("qfp_tracker_streams_open"), limit);
 
   // A's next stream, on a new connection, is refused at once.
   absl::StatusOr<std::unique_ptr<OpenStream>> refused = Open(*a[4], ++sequence);
