@@ -43,7 +43,7 @@ std::string Clean(std::string s) {
 bool BackslashBeforeUnescaped(const std::string& name) {
   for (size_t i = 0; i + 1 < name.size(); ++i) {
     if (name[i] == '\\' && (name[i + 1] == ',' || name[i + 1] == '=' ||
-                             name[i + 1] == ' ' || name[i + 1] == '"')) {
+                            name[i + 1] == ' ' || name[i + 1] == '"')) {
       return true;
     }
   }
