@@ -5,6 +5,7 @@
 #   scripts/fuzz.sh                  # CI: a few thousand runs per target
 #   scripts/fuzz.sh --long           # 1,000,000 runs per target (README)
 #   scripts/fuzz.sh --runs N [TARGET...]
+#   scripts/fuzz.sh --build-only     # builds the targets, runs nothing
 # QFP_FUZZ_JOBS=N splits each target's runs over N libFuzzer processes
 # (-jobs, sharing the found-inputs directory): the same number of runs in
 # less time where cores are idle.
@@ -20,7 +21,11 @@ all_targets=(config_fuzzer line_protocol_fuzzer json_shape_fuzzer
 # CI's runs per target: chosen so that all five together run in about a
 # minute on CI's two cores (tests/fuzz/README.md has the measured rates).
 runs=${QFP_FUZZ_RUNS:-20000}
-if [ "${1:-}" = "--long" ]; then
+build_only=false
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=true
+  shift
+elif [ "${1:-}" = "--long" ]; then
   shift
   runs=1000000
 elif [ "${1:-}" = "--runs" ]; then
@@ -37,6 +42,7 @@ CC=${QFP_FUZZ_CC:-clang} CXX=${QFP_FUZZ_CXX:-clang++} \
   cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DQFP_FUZZ=ON -DQFP_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build_dir" --target "${targets[@]}"
+$build_only && exit 0
 
 # Leaks are checked for every input; the sanitizers stop at the first error.
 export ASAN_OPTIONS="abort_on_error=1:${ASAN_OPTIONS:-}"
