@@ -53,6 +53,9 @@ class TrackerService final
                  DurableQueue* queue, MetricsRegistry& metrics,
                  FailureLimits limits = {},
                  const Clock& clock = SystemClock::Get());
+  // Destroy only after the gRPC server serving it has shut down (then every
+  // stream's OnDone has returned).
+  ~TrackerService() override;
 
   // Requests read from one stream and not yet answered, at most. Bounds a
   // stream's memory to this many messages (each at most
