@@ -50,13 +50,13 @@ if [ ! -f "$absl_dir/done" ]; then
   # deb entries already configured.
   if ! apt-cache showsrc abseil 2>/dev/null | grep -qx "Version: $absl_version"; then
     src_list=/etc/apt/sources.list.d/qfp-deb-src.sources
-    {
+    (
       shopt -s nullglob
       for f in /etc/apt/sources.list.d/*.sources; do
         [ "$f" = "$src_list" ] || sed 's/^Types: deb$/Types: deb-src/' "$f"
         echo
       done
-    } >"$src_list.tmp"
+    ) >"$src_list.tmp"
     src_one_line=/etc/apt/sources.list.d/qfp-deb-src.list
     sed -n 's/^deb /deb-src /p' /etc/apt/sources.list 2>/dev/null >"$src_one_line" || true
     [ -s "$src_one_line" ] || rm -f "$src_one_line"
@@ -66,7 +66,8 @@ if [ ! -f "$absl_dir/done" ]; then
   mkdir -p "$cache"
   work=$(mktemp -d "$cache/abseil-build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && apt-get source -qq --only-source "abseil=$absl_version" >/dev/null 2>&1)
+  (cd "$work" && apt-get source -qq --only-source "abseil=$absl_version") \
+    >"$work/source.log" 2>&1 || { cat "$work/source.log" >&2; exit 1; }
   src=$(echo "$work"/abseil-*/)
   # Debian's build (debian/rules): C++17, shared libraries, the default build
   # type (no NDEBUG); its patches (options.h, SONAME) are applied by
