@@ -556,13 +556,14 @@ TEST_F(TrackerServiceTest, ACancelledStreamLeavesTheServiceServing) {
   EXPECT_EQ(response.accepted(0).sequence(), sequence);
   // Everything admitted was stored (cancelling loses no commit), once. A
   // cancelled stream's last read may be admitted after the request above,
-  // and is concluded (counted) after its commit: wait for it, bounded.
+  // and is concluded (counted) after its commit; a stream ends only once
+  // all it admitted is concluded, so wait for every stream to end, bounded
+  // (the two counts can be equal for a moment before that last read).
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (static_cast<double>(queue_->backlog()) !=
-             Metric("qfp_tracker_failures_accepted_total") &&
-         absl::Now() < deadline) {
+  while (Metric("qfp_tracker_streams_open") != 0 && absl::Now() < deadline) {
     absl::SleepFor(absl::Milliseconds(5));
   }
+  ASSERT_EQ(Metric("qfp_tracker_streams_open"), 0);
   EXPECT_EQ(static_cast<double>(queue_->backlog()),
             Metric("qfp_tracker_failures_accepted_total"));
 }
