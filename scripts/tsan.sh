@@ -3,6 +3,7 @@
 # ThreadSanitizer in build-tsan/ and runs them; any report fails the run.
 #   scripts/tsan.sh              # CI
 #   scripts/tsan.sh -R Sqlite    # extra arguments go to ctest
+#   scripts/tsan.sh --build-only # builds abseil and the tests, runs nothing
 # ThreadSanitizer sees absl::Mutex only when abseil itself is built with
 # -fsanitize=thread, and Debian's is not: the first run rebuilds Debian's own
 # abseil source package (the installed version, its options.h, its SONAMEs)
@@ -12,6 +13,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
+build_only=false
+if [ "${1:-}" = "--build-only" ]; then
+  build_only=true
+  shift
+fi
 
 # The test binaries that run our code on more than one thread (a thread of
 # the test's, or one our code starts: writer, reader, scheduler, listener,
@@ -115,6 +121,7 @@ for t in "${tests[@]}"; do
     exit 1
   fi
 done
+$build_only && exit 0
 
 # halt_on_error: the first report ends the test binary with exit code 66, so
 # ctest counts it failed. second_deadlock_stack: both stacks of a lock-order
