@@ -86,11 +86,14 @@ class PeriodicHeapTrim {
  public:
   explicit PeriodicHeapTrim(absl::Duration interval)
       : thread_([this, interval] {
-          absl::MutexLock lock(&mu_);
-          while (!mu_.AwaitWithTimeout(absl::Condition(&stop_), interval)) {
-            mu_.Unlock();
+          while (true) {
+            {
+              absl::MutexLock lock(&mu_);
+              if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval)) {
+                return;
+              }
+            }
             malloc_trim(0);
-            mu_.Lock();
           }
         }) {}
   ~PeriodicHeapTrim() {
