@@ -34,13 +34,16 @@ Figures per poller run:
   all of them: the goal is exactly 1 everywhere);
 * false failures: failed polls logged for healthy servers (must be 0);
 * RSS: the largest VmRSS sampled every 0.5 s during the rounds, and VmHWM
-  (which includes the config parse's transient peak);
+  (which includes the config parse's transient peak); at each new largest
+  sample, where the memory is (/proc/PID/smaps by kind: proc_memory.py),
+  printed for the worst run after the table;
 * CPU per round: utime+stime from /proc/PID/stat over the rounds, divided
   by the rounds.
 
 Printed as min / median / max over the runs with the ratio of the medians
 to the baseline's, and a verdict against each goal (exit status 3 when one
-is missed). ``--quick``: 1000 servers, one round, one run.
+is missed). ``--quick``: 1000 servers, one round, one run; ``--baseline
+none``: the measured poller only (e.g. a quick RSS check).
 
 Run from the repository root (``ulimit -n`` must allow the ports: the site
 raises its own soft limit up to the hard one):
@@ -412,7 +415,7 @@ def print_table(size: int, dead: int, args, results: dict) -> bool:
                      else f"{ours[1] / base[1]:.2f}")
         else:
             base = None
-            ratio = "-" 
+            ratio = "-"
         goal = goals(size, key, args.interval)
         verdict = ""
         if goal is not None:
