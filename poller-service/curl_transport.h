@@ -25,6 +25,12 @@ namespace qfp::poller {
 // kept. libcurl's own limit (100 KiB per header) is above it.
 inline constexpr size_t kMaxHeaderBytes = 64 * 1024;
 
+// Size of libcurl's receive buffer of each request (CURLOPT_BUFFERSIZE;
+// libcurl's default is 16 KiB, its minimum 1 KiB): memory every request in
+// flight holds, a black-holed server's too. Bodies of any size still arrive
+// whole (in more pieces).
+inline constexpr size_t kReceiveBufferBytes = 4 * 1024;
+
 // Calls curl_global_init once for the process and returns its result (0 is
 // CURLE_OK); later calls return the first result. Safe from any thread: a
 // function-local static, and Debian's libcurl 7.88 reports
@@ -66,7 +72,7 @@ struct CurlTransportLimits {
   // on any sane link, short enough that even all-black-holed servers start
   // at max_handshakes per grace (256/s by default).
   absl::Duration handshake_grace = absl::Milliseconds(250);
-  // Requests handed to libcurl at once (each holds a socket and ~80 KB); 0:
+  // Requests handed to libcurl at once (each holds a socket and ~70 KB); 0:
   // half the process's soft RLIMIT_NOFILE, at most 4096, at least 16.
   size_t max_open = 0;
   // How long TLS sessions with one server (host and port) are resumed after
@@ -130,7 +136,7 @@ struct CurlTransportLimits {
 // least 1). With 3 ms and a 5 s timeout that is 416, above the default 64;
 // it matters when maxConcurrentPolls is set high or the CPU is starved.
 // Waiting requests (handshake done or grace passed) are bounded only by
-// max_open (file descriptors and memory, about 80 KB each). A redirect's new
+// max_open (file descriptors and memory, about 70 KB each). A redirect's new
 // connection is not admitted again. Admission is FIFO.
 //
 // A request's timeout never runs while it waits in OUR queue: libcurl starts

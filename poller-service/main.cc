@@ -9,9 +9,12 @@
 #include <string>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/command_line.h"
 #include "common/config_node.h"
@@ -57,6 +60,57 @@ namespace qfp::poller {
 namespace {
 
 constexpr int kExitConfigError = 2;
+
+// glibc malloc arenas (issue 10: one poller at 1000 servers within 30 MiB).
+// glibc gives each new thread that allocates an arena of its own, up to 8
+// per core, and each arena keeps its own free pages, which the others never
+// reuse. The poller's allocations are almost all on the poll thread (libcurl
+// and OpenSSL, thousands per poll); its other threads (gRPC's, the metrics
+// server's, the tracker client's) allocate little and rarely, so two arenas
+// leave them almost no lock contention and no dozen of partly used arenas.
+constexpr int kMallocArenas = 2;
+
+// How often the heap's free pages are given back (PeriodicHeapTrim).
+constexpr absl::Duration kHeapTrimInterval = absl::Seconds(1);
+
+// Gives the heap's free pages back to the system every `interval`, on its
+// own thread, until destroyed. glibc's free() returns memory only from the
+// top of the heap; free pages below live allocations stay resident
+// (measured at 1000 servers: about 3 MB free of a 6 MB resident heap, the
+// holes left by the config parse's peak being filled and emptied by each
+// poll's libcurl and OpenSSL objects). malloc_trim(0) gives them back
+// (madvise MADV_DONTNEED on each whole free page, every arena); it holds
+// each arena's lock while it walks that arena's free chunks: about 1 ms at
+// 1000 servers, so a poll may start that much later.
+class PeriodicHeapTrim {
+ public:
+  explicit PeriodicHeapTrim(absl::Duration interval)
+      : thread_([this, interval] {
+          while (true) {
+            {
+              absl::MutexLock lock(&mu_);
+              if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval)) {
+                return;
+              }
+            }
+            malloc_trim(0);
+          }
+        }) {}
+  ~PeriodicHeapTrim() {
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    thread_.join();
+  }
+  PeriodicHeapTrim(const PeriodicHeapTrim&) = delete;
+  PeriodicHeapTrim& operator=(const PeriodicHeapTrim&) = delete;
+
+ private:
+  absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;  // last: started once mu_ and stop_ exist
+};
 
 void PrintPlan(const PollerConfig& config,
                const std::vector<PollTarget>& plan) {
@@ -147,6 +201,8 @@ std::string ShutdownSummary(const ShutdownCounts& c,
 }
 
 int Main(int argc, char** argv) {
+  // Before any thread starts, so that no thread has an arena of its own yet.
+  mallopt(M_ARENA_MAX, kMallocArenas);
   BlockTerminationSignals();
   ParseCommandLine(
       argc, argv,
@@ -289,6 +345,7 @@ int Main(int argc, char** argv) {
       target_count, config.tracker_address, config.poller_id,
       scheduler.instance_id(), absl::ToInt64Milliseconds(heartbeat_interval));
 
+  PeriodicHeapTrim heap_trim(kHeapTrimInterval);
   std::atomic<bool> stop{false};
   std::thread signal_waiter([&] {
     const int signal_number = WaitForTerminationSignal();

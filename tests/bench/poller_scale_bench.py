@@ -34,13 +34,16 @@ Figures per poller run:
   all of them: the goal is exactly 1 everywhere);
 * false failures: failed polls logged for healthy servers (must be 0);
 * RSS: the largest VmRSS sampled every 0.5 s during the rounds, and VmHWM
-  (which includes the config parse's transient peak);
+  (which includes the config parse's transient peak); at each new largest
+  sample, where the memory is (/proc/PID/smaps by kind: proc_memory.py),
+  printed for the worst run after the table;
 * CPU per round: utime+stime from /proc/PID/stat over the rounds, divided
   by the rounds.
 
 Printed as min / median / max over the runs with the ratio of the medians
 to the baseline's, and a verdict against each goal (exit status 3 when one
-is missed). ``--quick``: 1000 servers, one round, one run.
+is missed). ``--quick``: 1000 servers, one round, one run; ``--baseline
+none``: the measured poller only (e.g. a quick RSS check).
 
 Run from the repository root (``ulimit -n`` must allow the ports: the site
 raises its own soft limit up to the hard one):
@@ -69,6 +72,7 @@ import time
 TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, TESTS)
 
+from bench import proc_memory  # noqa: E402
 from support import certs, procs, stack  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -248,8 +252,13 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
         before = stack.scrape_metrics(metrics_port)
         rounds_end = t0 + args.rounds * args.interval
         rss_max = 0
+        breakdown = None
         while time.time() < rounds_end:
-            rss_max = max(rss_max, status_kib(proc.pid, "VmRSS"))
+            rss = status_kib(proc.pid, "VmRSS")
+            if rss > rss_max:
+                # Where the memory is, at the largest RSS seen.
+                rss_max = rss
+                breakdown = proc_memory.memory_breakdown(proc.pid)
             time.sleep(min(0.5, max(0.0, rounds_end - time.time())))
         cpu1 = cpu_seconds(proc.pid)
         site_cpu1 = site.cpu_seconds()
@@ -332,6 +341,7 @@ def run_poller(args, work: str, pki, site: Site, tracker_port: int,
         "cpu_ms_per_round": 1000 * (cpu1 - cpu0) / args.rounds,
         "cpu_ms_per_poll": 1000 * (cpu1 - cpu0) / polls if polls else 0,
         "site_cpu_ms_per_round": 1000 * (site_cpu1 - site_cpu0) / args.rounds,
+        "breakdown": breakdown,
     }
 
 
@@ -391,16 +401,21 @@ def print_table(size: int, dead: int, args, results: dict) -> bool:
     print(f"\n### {size} servers ({dead} black-holed), interval "
           f"{args.interval:g} s, timeout {args.timeout_ms} ms, "
           f"{args.rounds} rounds, {args.runs} run(s)\n")
-    baseline = ("maxConcurrentPolls 1" if args.baseline == "sequential"
-                else "in rounds, --spread_polls=false")
+    baseline = {"sequential": "maxConcurrentPolls 1",
+                "rounds": "in rounds, --spread_polls=false",
+                "none": "not run"}[args.baseline]
     print("| figure | goal | poller min / median / max | baseline "
           f"({baseline}) min / median / max | ratio | verdict |")
     print("|---|---|---|---|---|---|")
     for key, label, fmt in ROWS:
         ours = summary([r[key] for r in results["spread"]])
-        base = summary([r[key] for r in results["baseline"]])
-        ratio = ("-" if base[1] == 0 or base[1] == float("inf")
-                 else f"{ours[1] / base[1]:.2f}")
+        if results["baseline"]:
+            base = summary([r[key] for r in results["baseline"]])
+            ratio = ("-" if base[1] == 0 or base[1] == float("inf")
+                     else f"{ours[1] / base[1]:.2f}")
+        else:
+            base = None
+            ratio = "-"
         goal = goals(size, key, args.interval)
         verdict = ""
         if goal is not None:
@@ -409,8 +424,16 @@ def print_table(size: int, dead: int, args, results: dict) -> bool:
             met = met and ok
         print(f"| {label} | {goal[0] if goal else 'reported'} | "
               + " / ".join(fmt.format(v) for v in ours) + " | "
-              + " / ".join(fmt.format(v) for v in base)
+              + (" / ".join(fmt.format(v) for v in base) if base else "-")
               + f" | {ratio} | {verdict} |")
+    for variant in ("spread", "baseline"):
+        runs = [r for r in results[variant] if r.get("breakdown")]
+        if runs:
+            worst = max(runs, key=lambda r: r["rss_mib"])
+            print("\n" + proc_memory.format_breakdown(
+                f"{variant}: where the memory is at its largest VmRSS "
+                f"({worst['rss_mib']:.1f} MiB, worst run; /proc/PID/smaps)",
+                worst["breakdown"]))
     return met
 
 
@@ -430,11 +453,14 @@ def main(argv=None) -> int:
     parser.add_argument("--max-concurrent", type=int, default=0,
                         help="maxConcurrentPolls of the measured poller "
                         "(default: the poller's own default)")
-    parser.add_argument("--baseline", choices=("sequential", "rounds"),
+    parser.add_argument("--baseline", choices=("sequential", "rounds",
+                                               "none"),
                         default="sequential",
                         help="sequential: maxConcurrentPolls 1 (the issue's "
                         "baseline); rounds: every target at once each "
-                        "interval (--spread_polls=false), as before issue 10")
+                        "interval (--spread_polls=false), as before issue 10; "
+                        "none: only the measured poller (a quick check, no "
+                        "ratios)")
     parser.add_argument("--quick", action="store_true",
                         help="1000 servers, 1 round, 1 run")
     parser.add_argument("--keep", action="store_true",
@@ -477,6 +503,8 @@ def main(argv=None) -> int:
                 for run in range(args.runs):
                     order = (("spread", "baseline") if run % 2 == 0
                              else ("baseline", "spread"))
+                    if args.baseline == "none":
+                        order = ("spread",)
                     for variant in order:
                         print(f"  {size} servers, run {run + 1}, {variant} ...",
                               flush=True)
