@@ -510,10 +510,17 @@ class TrackerService::Stream final
   grpc::Status end_status_ ABSL_GUARDED_BY(mu_);
 };
 
-void TrackerService::ApplyLimits(grpc::ServerBuilder& builder) {
+void TrackerService::ApplyLimits(grpc::ServerBuilder& builder,
+                                 const ConnectionLimits& connections) {
   builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              kMaxStreamsPerConnection);
+  builder.AddChannelArgument(
+      GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(connections.handshake)));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      static_cast<int>(absl::ToInt64Milliseconds(connections.idle)));
   grpc::ResourceQuota quota("qs-error-tracker");
   quota.Resize(kGrpcMemoryBytes);
   builder.SetResourceQuota(quota);

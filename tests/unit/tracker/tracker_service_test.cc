@@ -3,12 +3,15 @@
 // accepted stays queued and countable).
 #include "tracker-service/tracker_service.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -84,6 +87,9 @@ class TrackerServiceTest : public ::testing::Test {
       builder.AddListeningPort("[::1]:0", grpc::InsecureServerCredentials(),
                                &port6_);
     }
+    if (connection_limits_.has_value()) {
+      TrackerService::ApplyLimits(builder, *connection_limits_);
+    }
     builder.RegisterService(service_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
@@ -122,6 +128,8 @@ class TrackerServiceTest : public ::testing::Test {
   std::unique_ptr<failedpolls::v1::FailedPollTracker::Stub> stub_;
   int port_ = 0;
   bool listen_ipv6_ = false;  // also serve on [::1]:port6_
+  // The server's connection limits (TrackerService::ApplyLimits) when set.
+  std::optional<ConnectionLimits> connection_limits_;
   int port6_ = 0;
 };
 
@@ -360,6 +368,79 @@ absl::StatusOr<std::unique_ptr<OpenStream>> Open(
   const grpc::Status status = open->stream->Finish();
   return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
                       status.error_message());
+}
+
+// A TCP connection to 127.0.0.1:`port` that has sent `bytes`; -1 on error.
+int ConnectRaw(int port, const std::string& bytes) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&address),
+              sizeof(address)) != 0 ||
+      (!bytes.empty() && send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) !=
+                             static_cast<ssize_t>(bytes.size()))) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Whether the server closed `fd` within `timeout` (reads and drops what it
+// sends before: its SETTINGS, a GOAWAY).
+bool ClosedByServer(int fd, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  char buffer[4096];
+  while (absl::Now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
+    if (n <= 0) return true;  // EOF, or reset
+  }
+  return false;
+}
+
+// A connection that never finishes its handshake, and one that does (the
+// HTTP/2 preface and SETTINGS) but never opens a call, are both closed by
+// the server; a stream held open past the idle limit is not.
+TEST_F(TrackerServiceTest, ConnectionsLeftUnusedAreClosed) {
+  connection_limits_ =
+      ConnectionLimits{absl::Milliseconds(500), absl::Milliseconds(1500)};
+  Start(100);
+  // A client's HTTP/2 connection preface: the magic, then an empty SETTINGS
+  // frame (length 0, type 4, flags 0, stream 0); RFC 9113 section 3.4.
+  const std::string preface = std::string("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n") +
+                              std::string("\0\0\0\4\0\0\0\0\0", 9);
+
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       std::chrono::seconds(30));
+  auto held = stub_->ReportFailures(&context);
+  ReportFailuresRequest first;
+  *first.add_failures() = Failure(1);
+  ASSERT_TRUE(held->Write(first));
+  ReportFailuresResponse answer;
+  ASSERT_TRUE(held->Read(&answer));
+
+  const int silent = ConnectRaw(port_, "");
+  const int idle = ConnectRaw(port_, preface);
+  ASSERT_GE(silent, 0);
+  ASSERT_GE(idle, 0);
+  EXPECT_TRUE(ClosedByServer(silent, absl::Seconds(10)));
+  EXPECT_TRUE(ClosedByServer(idle, absl::Seconds(10)));
+  close(silent);
+  close(idle);
+
+  // Well past the idle limit: the stream with a call open still serves.
+  ReportFailuresRequest second;
+  *second.add_failures() = Failure(2);
+  ASSERT_TRUE(held->Write(second));
+  ASSERT_TRUE(held->Read(&answer));
+  EXPECT_EQ(answer.accepted_size(), 1);
+  held->WritesDone();
+  EXPECT_TRUE(held->Finish().ok());
 }
 
 // Peer A (127.0.0.1) at kMaxStreamsPerPeer is refused at once while peer B
