@@ -39,6 +39,14 @@ class LogRateLimiter {
     return report;
   }
 
+  // Ends the current interval: the next event is logged at once (with the
+  // count of any held back). For a line about a state that ended (an
+  // outage over), so the next occurrence is reported when it starts.
+  void Reset() {
+    absl::MutexLock lock(&mu_);
+    reported_once_ = false;
+  }
+
  private:
   const absl::Duration interval_;
   const Clock& clock_;

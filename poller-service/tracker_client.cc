@@ -341,6 +341,8 @@ void TrackerClient::OnResponse(const ReportFailuresResponse& response) {
     }
   }
   if (outage_seconds.has_value() && *outage_seconds >= 0) {
+    // The outage is over: the next one is reported when it starts.
+    outage_log_.Reset();
     // Before this answer releases anything: the backlog the outage left.
     const QueueStats spool = spool_->stats();
     spdlog::info(

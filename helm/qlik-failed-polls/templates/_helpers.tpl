@@ -105,7 +105,7 @@ checked and printed as YAML; callers read it back with fromYaml. */}}
 {{- $_ := unset $tracker "walDirectory" }}
 {{- end }}
 {{- include "qfp.mtlsKeys" (dict "root" . "side" "tracker" "section" $tracker) }}
-{{- if and (kindIs "map" $tracker.coverage) $tracker.coverage.enable }}
+{{- if and (kindIs "map" $tracker.coverage) (eq (toString $tracker.coverage.enable) "true") }}
 {{- include "qfp.coverageNeedsOnePlan" . }}
 {{- end }}
 {{- toYaml $config }}

@@ -59,6 +59,20 @@ TEST(LogRateLimiterTest, HeldCountsAreExactAndReportedOnceTheIntervalPasses) {
   EXPECT_EQ(reported, added);  // no event lost, none counted twice
 }
 
+TEST(LogRateLimiterTest, ResetReportsTheNextEventAtOnceWithWhatWasHeld) {
+  FakeClock clock = MakeClock();
+  LogRateLimiter limiter(kInterval, clock);
+  EXPECT_EQ(limiter.Add(), 1u);
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(limiter.Add(2), 0u);  // held: 2
+  limiter.Reset();
+  clock.Advance(absl::Seconds(1));
+  EXPECT_EQ(limiter.Add(), 3u);  // at once, 1 s into the interval
+  EXPECT_EQ(limiter.Add(), 0u);  // and a new interval from here
+  clock.Advance(kInterval);
+  EXPECT_EQ(limiter.Add(), 2u);
+}
+
 TEST(LogRateLimiterTest, WallClockStepsDoNotMatter) {
   FakeClock clock = MakeClock();
   LogRateLimiter limiter(kInterval, clock);

@@ -360,8 +360,8 @@ TEST(TrackerClientTest, OutageIsLoggedOnceThenTheReconnect) {
   EXPECT_THAT(warnings[0], ::testing::HasSubstr("at most every 30s"));
   EXPECT_TRUE(log.Lines("reconnected").empty()) << log.text();
 
-  TestServer server(&tracker, port);
-  ASSERT_TRUE(server.ok());
+  auto server = std::make_unique<TestServer>(&tracker, port);
+  ASSERT_TRUE(server->ok());
   ASSERT_TRUE(WaitFor([&] { return c.acknowledged() == 25; }));
   ASSERT_TRUE(WaitFor([&] { return !log.Lines("reconnected").empty(); }));
   const std::vector<std::string> up = log.Lines("reconnected");
@@ -369,6 +369,19 @@ TEST(TrackerClientTest, OutageIsLoggedOnceThenTheReconnect) {
   EXPECT_THAT(up[0], ::testing::ContainsRegex(
                          "reconnected to tracker " + address +
                          " after [0-9]+\\.[0-9] s; 25 failures waiting"));
+
+  // A second outage, a few seconds after the first warning: reported when
+  // it starts, not when the first warning's 30 s have passed.
+  const size_t before =
+      log.Lines("cannot reach").size() + log.Lines("stream to tracker").size();
+  server.reset();
+  const absl::Time down = absl::Now();
+  ASSERT_TRUE(WaitFor([&] {
+    return log.Lines("cannot reach").size() +
+               log.Lines("stream to tracker").size() >
+           before;
+  })) << log.text();
+  EXPECT_LT(absl::Now() - down, absl::Seconds(10)) << log.text();
   EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
