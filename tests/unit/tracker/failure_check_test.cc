@@ -154,22 +154,22 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"TagKeyOfBackslashesOnly",
              [](PollFailure& f) { (*f.mutable_server_tags())[R"(\\)"] = "v"; },
              "bad_tag_key",
-             "a server_tags key is only backslashes, which line protocol "
-             "cannot carry"},
+             "a server_tags key: a tag key that is only backslashes cannot be "
+             "written in line protocol"},
         Case{"TagKeyThatWouldBeHost",
              [](PollFailure& f) {
                (*f.mutable_server_tags())[R"(host\)"] = "x";
              },
              "bad_tag_key",
-             "a server_tags key ends in a backslash and would be written as "
-             "the tag host"},
+             "a server_tags key: the tag key ends in a backslash and would be "
+             "written as the failure's own tag host"},
         Case{"TagKeyThatWouldBeVirtualProxy",
              [](PollFailure& f) {
                (*f.mutable_server_tags())[R"(virtual_proxy\\)"] = "/x";
              },
              "bad_tag_key",
-             "a server_tags key ends in a backslash and would be written as "
-             "the tag virtual_proxy"},
+             "a server_tags key: the tag key ends in a backslash and would be "
+             "written as the failure's own tag virtual_proxy"},
         Case{"TagKeysThatWouldBeOne",
              [](PollFailure& f) {
                (*f.mutable_server_tags())[R"(site\)"] = "Malmö";
@@ -185,6 +185,23 @@ INSTANTIATE_TEST_SUITE_P(
              "bad_tag_key",
              "two server_tags keys differ only in trailing backslashes, which "
              "line protocol cannot carry: they would be one tag"},
+        // InfluxDB 1.x and 2.x refuse a point with the tag key `time`.
+        Case{"TagKeyTime",
+             [](PollFailure& f) { (*f.mutable_server_tags())["time"] = "x"; },
+             "bad_tag_key",
+             "a server_tags key: InfluxDB refuses the tag key \"time\" (it "
+             "names the timestamp)"},
+        Case{"TagKeyThatWouldBeTime",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(time\)"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key: InfluxDB refuses the tag key \"time\" (it "
+             "names the timestamp)"},
+        // Case matters to InfluxDB: `Time` is an ordinary key.
+        Case{"TagKeyTimeInAnotherCase",
+             [](PollFailure& f) { (*f.mutable_server_tags())["Time"] = "x"; },
+             nullptr, ""},
         // Exactly a failure's own tag: FailureToPoint keeps the failure's.
         Case{"TagKeyHostIsLeftToFailureToPoint",
              [](PollFailure& f) { (*f.mutable_server_tags())["host"] = "x"; },
