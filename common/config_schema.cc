@@ -85,7 +85,7 @@ std::vector<std::string> ReadServerTagsDefinition(const ConfigNode& sos) {
        sos["serversToMonitor"]["serverTagsDefinition"].Items()) {
     std::string key = item.String();
     if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
-      item.Error(checked.message());
+      item.Error(absl::StrCat("tag \"", key, "\" ", checked.message()));
     } else if (auto [it, inserted] =
                    written.emplace(CleanLineProtocolName(key), key);
                !inserted && it->second != key) {
@@ -114,7 +114,7 @@ void CheckStaticTagKeys(const ConfigNode& tags,
       continue;
     }
     if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
-      tags[key].Error(checked.message());
+      tags[key].Error(absl::StrCat("tag \"", key, "\" ", checked.message()));
       continue;
     }
     auto [it, inserted] = written.emplace(CleanLineProtocolName(key), key);

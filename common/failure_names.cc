@@ -102,23 +102,23 @@ bool IsFailureTag(absl::string_view key) {
 
 absl::Status CheckTagKey(absl::string_view key) {
   const std::string written = CleanLineProtocolName(key);
+  if (key.empty()) return absl::InvalidArgumentError("is empty");
   if (written.empty()) {
     return absl::InvalidArgumentError(
-        key.empty() ? "a tag key must not be empty"
-                    : "a tag key that is only backslashes cannot be written "
-                      "in line protocol");
+        "is only backslashes, which line protocol cannot carry");
   }
   // InfluxDB 1.x and 2.x refuse a point with a tag key `time` ("invalid tag
   // key: input tag \"time\" is invalid"): the whole point is lost.
   if (written == "time") {
     return absl::InvalidArgumentError(
-        "InfluxDB refuses the tag key \"time\" (it names the timestamp)");
+        written.size() == key.size()
+            ? "is \"time\", which InfluxDB refuses as a tag key"
+            : "ends in a backslash and would be written as \"time\", which "
+              "InfluxDB refuses as a tag key");
   }
   if (written.size() != key.size() && IsFailureTag(written)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the tag key ends in a backslash and would be written as "
-                     "the failure's own tag ",
-                     written));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ends in a backslash and would be written as the tag ", written));
   }
   return absl::OkStatus();
 }

@@ -48,7 +48,7 @@ std::string CleanLineProtocolName(absl::string_view name);
 bool IsFailureTag(absl::string_view key);
 
 // Whether the tracker can write `key` as an extra tag key (a server tag or a
-// static tag) as the user meant it. InvalidArgument, with why, when the key
+// static tag) as the user meant it. InvalidArgument when the key
 //   * is empty once cleaned (CleanLineProtocolName): no tag can carry it;
 //   * loses a trailing backslash and becomes one of the failure's own tags
 //     (`host\` -> `host`): it would pose as that tag. A key that is exactly
@@ -57,6 +57,8 @@ bool IsFailureTag(absl::string_view key);
 //   * is `time` once cleaned: InfluxDB 1.x and 2.x refuse the whole point
 //     ("invalid tag key: input tag \"time\" is invalid"; `time` is the
 //     timestamp's column in InfluxQL, influxdb issue 1834).
+// The message is a predicate ("ends in a backslash and would be written as
+// the tag host"): the caller puts the key, or its key path, before it.
 // Two keys that clean to the same key are the caller's to find (compare
 // CleanLineProtocolName of each). The tracker refuses a failure whose server
 // tag key fails this (failure_check.h) and both services' configs refuse such

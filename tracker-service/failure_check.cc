@@ -101,8 +101,8 @@ std::optional<FailureProblem> CheckFailure(const PollFailure& failure,
   absl::flat_hash_set<std::string> written_keys;
   for (const auto& [key, value] : failure.server_tags()) {
     if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
-      return FailureProblem{"bad_tag_key", absl::StrCat("a server_tags key: ",
-                                                        checked.message())};
+      return FailureProblem{
+          "bad_tag_key", absl::StrCat("a server_tags key ", checked.message())};
     }
     std::string written = CleanLineProtocolName(key);
     if (written.size() == key.size()) continue;

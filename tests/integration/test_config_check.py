@@ -336,9 +336,9 @@ class ConfigCheckTest(unittest.TestCase):
             "        serverTags: {\"host\\\\\": dc1}\n")
         self.assertRefused(
             BOTH, text,
-            "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: the tag "
-            "key ends in a backslash and would be written as the failure's "
-            "own tag host")
+            "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+            "\"host\\\" ends in a backslash and would be written as the tag "
+            "host")
 
     def test_static_tag_key_time_is_refused(self):
         # InfluxDB refuses a point with a tag key `time`.
@@ -346,8 +346,8 @@ class ConfigCheckTest(unittest.TestCase):
             "      walDirectory: __TMP__/wal/tracker\n",
             "      walDirectory: __TMP__/wal/tracker\n"
             "      tags: {time: x}\n"),
-            "Butler-SOS.failedPolls.tracker.tags.time: InfluxDB refuses the "
-            "tag key \"time\"")
+            "Butler-SOS.failedPolls.tracker.tags.time: tag \"time\" is "
+            "\"time\", which InfluxDB refuses as a tag key")
 
     # -- the command line ---------------------------------------------------------
 

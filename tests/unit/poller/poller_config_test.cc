@@ -423,20 +423,22 @@ INSTANTIATE_TEST_SUITE_P(
         BrokenCase{"ServerTagKeyThatWouldBeHost", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "    serverTagsDefinition: ['host\\']\n",
-                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: the "
-                   "tag key ends in a backslash and would be written as the "
-                   "failure's own tag host"},
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"host\\\" ends in a backslash and would be written as "
+                   "the tag host"},
         BrokenCase{"ServerTagKeyTime", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "    serverTagsDefinition: [site, time]\n",
-                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: "
-                   "InfluxDB refuses the tag key \"time\""},
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"time\" is \"time\", which InfluxDB refuses as a tag "
+                   "key"},
         BrokenCase{"ServerTagKeyOfBackslashesOnly",
                    "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "    serverTagsDefinition: ['\\\\']\n",
-                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: a "
-                   "tag key that is only backslashes cannot be written"},
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"\\\\\" is only backslashes, which line protocol "
+                   "cannot carry"},
         BrokenCase{"ServerTagKeysThatWouldBeOne", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "    serverTagsDefinition: [site, 'site\\']\n",

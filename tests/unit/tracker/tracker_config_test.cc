@@ -540,28 +540,31 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS:\n"
                    "  serversToMonitor:\n"
                    "    serverTagsDefinition: ['host\\']\n",
-                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: the "
-                   "tag key ends in a backslash and would be written as the "
-                   "failure's own tag host"},
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"host\\\" ends in a backslash and would be written as "
+                   "the tag host"},
         BrokenCase{"ServerTagKeyTime", "Butler-SOS:\n",
                    "Butler-SOS:\n"
                    "  serversToMonitor:\n"
                    "    serverTagsDefinition: [site, 'time\\']\n",
-                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: "
-                   "InfluxDB refuses the tag key \"time\""},
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"time\\\" ends in a backslash and would be written as "
+                   "\"time\", which InfluxDB refuses as a tag key"},
         BrokenCase{"StaticTagKeyTime", "duration: 10d}\n",
                    "duration: 10d}\n"
                    "  failedPolls:\n"
                    "    tracker:\n"
                    "      tags: {time: x}\n",
-                   "Butler-SOS.failedPolls.tracker.tags.time: InfluxDB "
-                   "refuses the tag key \"time\""},
+                   "Butler-SOS.failedPolls.tracker.tags.time: tag \"time\" is "
+                   "\"time\", which InfluxDB refuses as a tag key"},
         BrokenCase{"StaticTagKeyThatWouldBeServerName", "duration: 10d}\n",
                    "duration: 10d}\n"
                    "  failedPolls:\n"
                    "    tracker:\n"
                    "      tags: {'server_name\\': x}\n",
-                   "would be written as the failure's own tag server_name"},
+                   "Butler-SOS.failedPolls.tracker.tags.server_name\\: tag "
+                   "\"server_name\\\" ends in a backslash and would be "
+                   "written as the tag server_name"},
         BrokenCase{"StaticTagKeysThatWouldBeOne", "duration: 10d}\n",
                    "duration: 10d}\n"
                    "  failedPolls:\n"
