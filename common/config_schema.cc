@@ -2,8 +2,11 @@
 
 #include <algorithm>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/failure_names.h"
 #include "common/grpc_tls.h"
 
 namespace qfp {
@@ -72,6 +75,57 @@ std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback) {
                             ", got \"", level, "\""));
   }
   return level;
+}
+
+std::vector<std::string> ReadServerTagsDefinition(const ConfigNode& sos) {
+  std::vector<std::string> keys;
+  // Cleaned key -> the key that first cleaned to it.
+  absl::flat_hash_map<std::string, std::string> written;
+  for (const ConfigNode& item :
+       sos["serversToMonitor"]["serverTagsDefinition"].Items()) {
+    std::string key = item.String();
+    if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
+      item.Error(absl::StrCat("tag \"", key, "\" ", checked.message()));
+    } else if (auto [it, inserted] =
+                   written.emplace(CleanLineProtocolName(key), key);
+               !inserted && it->second != key) {
+      item.Error(absl::StrCat("tag \"", key, "\" and tag \"", it->second,
+                              "\" would be written as the one tag key \"",
+                              it->first,
+                              "\" (line protocol drops trailing backslashes)"));
+    }
+    keys.push_back(std::move(key));
+  }
+  return keys;
+}
+
+void CheckStaticTagKeys(const ConfigNode& tags,
+                        const std::map<std::string, std::string>& static_tags,
+                        const std::vector<std::string>* server_tag_keys) {
+  absl::flat_hash_map<std::string, std::string> written;
+  if (server_tag_keys != nullptr) {
+    for (const std::string& key : *server_tag_keys) {
+      written.emplace(CleanLineProtocolName(key), key);
+    }
+  }
+  for (const auto& [key, value] : static_tags) {
+    if (key.empty()) {
+      tags.Error("a tag name must not be empty");
+      continue;
+    }
+    if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
+      tags[key].Error(absl::StrCat("tag \"", key, "\" ", checked.message()));
+      continue;
+    }
+    auto [it, inserted] = written.emplace(CleanLineProtocolName(key), key);
+    // The same key as a server tag is fine: the server's value wins.
+    if (!inserted && it->second != key) {
+      tags[key].Error(
+          absl::StrCat("tag \"", key, "\" and tag \"", it->second,
+                       "\" would be written as the one tag key \"", it->first,
+                       "\" (line protocol drops trailing backslashes)"));
+    }
+  }
 }
 
 }  // namespace qfp

@@ -11,6 +11,7 @@
 #ifndef QFP_COMMON_CONFIG_SCHEMA_H_
 #define QFP_COMMON_CONFIG_SCHEMA_H_
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,24 @@ void CheckFailedPollsKeys(const ConfigNode& sos);
 // plus trace and warning (common/logging.h); not set: `fallback`. Anything
 // else is an error with the key path.
 std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback);
+
+// Butler-SOS.serversToMonitor.serverTagsDefinition, the server tag keys
+// every server lists (a missing or null list: none). Records, with the key
+// path of the item, a key the tracker would refuse on every failure
+// (CheckTagKey in common/failure_names.h: empty once line protocol cleans it,
+// `time`, or a failure tag once cleaned, as `host\`) and a key that cleans to
+// the same key as an earlier one (`site` and `site\`): Butler SOS configs may
+// hold such keys, and InfluxDB refuses or renames them, so both services
+// refuse the file at load rather than lose every failure at run time.
+std::vector<std::string> ReadServerTagsDefinition(const ConfigNode& sos);
+
+// Records, with the key path of the key, a key of the map `tags` (the
+// tracker's static tags) that CheckTagKey refuses or that cleans to the same
+// key as another of `tags` or, when `server_tag_keys` is not null, as a
+// different key of it (the two would be one tag on every point).
+void CheckStaticTagKeys(const ConfigNode& tags,
+                        const std::map<std::string, std::string>& static_tags,
+                        const std::vector<std::string>* server_tag_keys);
 
 }  // namespace qfp
 

@@ -1,5 +1,7 @@
 #include "common/failure_names.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace qfp {
@@ -77,6 +79,48 @@ bool HasControlCharacter(absl::string_view text) {
     if (u < 0x20 || u == 0x7f) return true;
   }
   return false;
+}
+
+// A line break would end the point, so it becomes a space. A trailing
+// backslash cannot be written at all (it escapes the delimiter that follows
+// it, and InfluxDB 1.6 rejects the line with "invalid tag format" whether or
+// not it is doubled), so it is dropped: losing one character beats losing the
+// point.
+std::string CleanLineProtocolName(absl::string_view in) {
+  std::string out(in);
+  std::replace_if(
+      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; },
+      ' ');
+  while (!out.empty() && out.back() == '\\') out.pop_back();
+  return out;
+}
+
+bool IsFailureTag(absl::string_view key) {
+  return key == "error_type" || key == "server_name" || key == "host" ||
+         key == "virtual_proxy";
+}
+
+absl::Status CheckTagKey(absl::string_view key) {
+  const std::string written = CleanLineProtocolName(key);
+  if (key.empty()) return absl::InvalidArgumentError("is empty");
+  if (written.empty()) {
+    return absl::InvalidArgumentError(
+        "is only backslashes, which line protocol cannot carry");
+  }
+  // InfluxDB 1.x and 2.x refuse a point with a tag key `time` ("invalid tag
+  // key: input tag \"time\" is invalid"): the whole point is lost.
+  if (written == "time") {
+    return absl::InvalidArgumentError(
+        written.size() == key.size()
+            ? "is \"time\", which InfluxDB refuses as a tag key"
+            : "ends in a backslash and would be written as \"time\", which "
+              "InfluxDB refuses as a tag key");
+  }
+  if (written.size() != key.size() && IsFailureTag(written)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ends in a backslash and would be written as the tag ", written));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace qfp

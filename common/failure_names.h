@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 
@@ -31,6 +32,38 @@ inline constexpr size_t kMaxFailureNameBytes = 1024;
 // Whether `text` holds a control character (U+0000..U+001F, U+007F), which
 // the tracker refuses in every string of a PollFailure.
 bool HasControlCharacter(absl::string_view text);
+
+// A measurement, tag key, tag value or field key as the tracker's line
+// protocol encoder (tracker-service/line_protocol.h) carries it, before
+// escaping: line breaks become spaces and trailing backslashes are dropped
+// (line protocol cannot carry one). Two names that clean to the same text are
+// one key in InfluxDB, and one that cleans to "" cannot be written. Here, not
+// in the tracker, so that the poller's config can apply the same rule
+// (CheckTagKey). Pure.
+std::string CleanLineProtocolName(absl::string_view name);
+
+// Whether `key` is one of the four tags Butler SOS writes from the failure
+// itself (error_type, server_name, host, virtual_proxy), which no static or
+// server tag replaces (tracker-service/failure_point.h).
+bool IsFailureTag(absl::string_view key);
+
+// Whether the tracker can write `key` as an extra tag key (a server tag or a
+// static tag) as the user meant it. InvalidArgument when the key
+//   * is empty once cleaned (CleanLineProtocolName): no tag can carry it;
+//   * loses a trailing backslash and becomes one of the failure's own tags
+//     (`host\` -> `host`): it would pose as that tag. A key that is exactly
+//     a failure tag is not refused: the failure's own tag wins (see
+//     IsFailureTag);
+//   * is `time` once cleaned: InfluxDB 1.x and 2.x refuse the whole point
+//     ("invalid tag key: input tag \"time\" is invalid"; `time` is the
+//     timestamp's column in InfluxQL, influxdb issue 1834).
+// The message is a predicate ("ends in a backslash and would be written as
+// the tag host"): the caller puts the key, or its key path, before it.
+// Two keys that clean to the same key are the caller's to find (compare
+// CleanLineProtocolName of each). The tracker refuses a failure whose server
+// tag key fails this (failure_check.h) and both services' configs refuse such
+// a key at load. Pure.
+absl::Status CheckTagKey(absl::string_view key);
 
 }  // namespace qfp
 

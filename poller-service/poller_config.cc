@@ -379,8 +379,7 @@ absl::StatusOr<PollerConfig> ParsePollerConfig(const YAML::Node& root,
     config.app_names_host = apps["hostIP"].Host(PortRule::kOptional);
   }
 
-  std::vector<std::string> tag_names =
-      monitor["serverTagsDefinition"].StringList();
+  std::vector<std::string> tag_names = ReadServerTagsDefinition(sos);
   // `servers:` with nothing under it is an empty list (Butler SOS's reading;
   // a site may use it for app names only); a missing key is a mistake.
   std::vector<ConfigNode> servers = monitor["servers"].Items();

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "common/failure_names.h"
@@ -93,27 +94,18 @@ std::optional<FailureProblem> CheckFailure(const PollFailure& failure,
       return problem;
     }
   }
-  // Only trailing backslashes change a key here (control characters were
-  // refused above), so a key that loses none is written as it is, meets no
-  // other such key and is one of the failure's own tags only by its exact
-  // name, which FailureToPoint resolves (the failure's tag wins).
+  // The rule on one key is CheckTagKey's, which both configs apply at load
+  // (common/failure_names.h). Only trailing backslashes change a key here
+  // (control characters were refused above), so a key that loses none meets
+  // no other key once cleaned.
   absl::flat_hash_set<std::string> written_keys;
   for (const auto& [key, value] : failure.server_tags()) {
+    if (absl::Status checked = CheckTagKey(key); !checked.ok()) {
+      return FailureProblem{
+          "bad_tag_key", absl::StrCat("a server_tags key ", checked.message())};
+    }
     std::string written = CleanLineProtocolName(key);
     if (written.size() == key.size()) continue;
-    if (written.empty()) {
-      return FailureProblem{
-          "bad_tag_key",
-          "a server_tags key is only backslashes, which line protocol "
-          "cannot carry"};
-    }
-    if (IsFailureTag(written)) {
-      return FailureProblem{
-          "bad_tag_key",
-          absl::StrCat("a server_tags key ends in a backslash and would be "
-                       "written as the tag ",
-                       written)};
-    }
     if (failure.server_tags().count(written) > 0 ||
         !written_keys.insert(std::move(written)).second) {
       return FailureProblem{

@@ -24,8 +24,10 @@
 //     and the key non-empty.
 //   * No server tag key that line protocol would change into a key that is
 //     empty, or one of the failure's own tags (IsFailureTag: `host\` would
-//     become `host`), or another server tag key (`site` and `site\`):
-//     reason bad_tag_key. Line protocol cannot carry a trailing backslash in
+//     become `host`), or another server tag key (`site` and `site\`), and
+//     no key `time` (InfluxDB refuses the point; CheckTagKey in
+//     common/failure_names.h, which both configs apply at load): reason
+//     bad_tag_key. Line protocol cannot carry a trailing backslash in
 //     a key, so EncodeLine drops it (line_protocol.h); such a failure would
 //     otherwise be refused later as unencodable, or written with the server
 //     tag posing as `host`. Checked whatever includeServerTags says, so a

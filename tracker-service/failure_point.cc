@@ -37,14 +37,6 @@ int64_t TimestampNs(const google::protobuf::Timestamp& ts) {
 
 }  // namespace
 
-// They always come from the failure itself: a static or server tag of the
-// same name never replaces them (nor fills them in when the failure leaves one
-// empty), so dashboards that group by them see only what the poller reported.
-bool IsFailureTag(absl::string_view key) {
-  return key == "error_type" || key == "server_name" || key == "host" ||
-         key == "virtual_proxy";
-}
-
 Point FailureToPoint(const PollFailure& failure, const PointSchema& schema) {
   Point point;
   point.measurement = schema.measurement;

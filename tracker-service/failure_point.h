@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "common/failure_names.h"
 #include "failedpolls/v1/failed_polls.pb.h"
 #include "tracker-service/line_protocol.h"
 
@@ -25,8 +26,9 @@ struct PointSchema {
 
 // Whether `key` is one of the four tags Butler SOS writes from the failure
 // itself (error_type, server_name, host, virtual_proxy), which no static or
-// server tag replaces.
-bool IsFailureTag(absl::string_view key);
+// server tag replaces. In common/failure_names.h so both configs check
+// tag keys by it (CheckTagKey).
+using ::qfp::IsFailureTag;
 
 // Tags: error_type, server_name, host, virtual_proxy (PROXY_API, when not
 // empty), then the schema's static tags and, when asked for, the failure's

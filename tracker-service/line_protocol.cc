@@ -70,20 +70,6 @@ struct FieldAppender {
 
 }  // namespace
 
-// A line break would end the point, so it becomes a space. A trailing
-// backslash cannot be written at all (it escapes the delimiter that follows
-// it, and InfluxDB 1.6 rejects the line with "invalid tag format" whether or
-// not it is doubled), so it is dropped: losing one character beats losing the
-// point.
-std::string CleanLineProtocolName(absl::string_view in) {
-  std::string out(in);
-  std::replace_if(
-      out.begin(), out.end(), [](char c) { return c == '\n' || c == '\r'; },
-      ' ');
-  while (!out.empty() && out.back() == '\\') out.pop_back();
-  return out;
-}
-
 absl::Status CheckMeasurementName(absl::string_view name) {
   const std::string measurement = CleanLineProtocolName(name);
   if (measurement.empty()) {

@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/failure_names.h"
 
 namespace qfp::tracker {
 
@@ -66,10 +67,10 @@ absl::Status CheckMeasurementName(absl::string_view name);
 
 // A measurement, tag key, tag value or field key as EncodeLine carries it,
 // before escaping: line breaks become spaces and trailing backslashes are
-// dropped (see above). Two names that clean to the same text are one key in
-// InfluxDB, and one that cleans to "" cannot be written; failure_check.h
-// uses this to refuse such server tag keys on the item. Pure.
-std::string CleanLineProtocolName(absl::string_view name);
+// dropped (see above). Lives in common/failure_names.h so that the poller's
+// config applies the same rule (CheckTagKey); failure_check.h uses it to
+// refuse server tag keys that clash once cleaned. Pure.
+using ::qfp::CleanLineProtocolName;
 
 }  // namespace qfp::tracker
 

@@ -184,11 +184,16 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
   ConfigNode own = sos["failedPolls"]["tracker"];
   config.listen = own["listen"].Host(PortRule::kListen, config.listen);
   config.schema.static_tags = own["tags"].StringMap();
-  if (config.schema.static_tags.count("") > 0) {
-    own["tags"].Error("a tag name must not be empty");
-  }
   config.schema.include_server_tags =
       own["includeServerTags"].Bool(config.schema.include_server_tags);
+  // The tracker refuses a failure whose server tag key it cannot write
+  // whatever includeServerTags says (failure_check.h), so a definition that
+  // would make it refuse every failure is refused here too.
+  const std::vector<std::string> server_tag_keys =
+      ReadServerTagsDefinition(sos);
+  CheckStaticTagKeys(
+      own["tags"], config.schema.static_tags,
+      config.schema.include_server_tags ? &server_tag_keys : nullptr);
   config.flush_interval = absl::Milliseconds(own["flushIntervalMs"].Int(
       absl::ToInt64Milliseconds(config.flush_interval), 10, 600000));
   config.max_buffered_points = static_cast<size_t>(own["maxBufferedPoints"].Int(

@@ -318,6 +318,37 @@ class ConfigCheckTest(unittest.TestCase):
             "Butler-SOS.failedPolls.tracker.walDirectry: unknown key (did "
             "you mean walDirectory?)")
 
+    # -- server and static tag keys InfluxDB cannot take as written ----------------
+
+    def test_server_tag_key_the_tracker_would_refuse_is_refused_by_both(self):
+        # Butler SOS writes `host\` as it is; line protocol drops the
+        # trailing backslash, so the tracker would refuse every failure of
+        # this server (bad_tag_key) and the poller would lose them.
+        text = replaced(
+            "    serverTagsDefinition: []\n"
+            "    servers:\n"
+            "      - host: sense1.example.com:4747\n"
+            "        serverName: sense1\n",
+            "    serverTagsDefinition: [\"host\\\\\"]\n"
+            "    servers:\n"
+            "      - host: sense1.example.com:4747\n"
+            "        serverName: sense1\n"
+            "        serverTags: {\"host\\\\\": dc1}\n")
+        self.assertRefused(
+            BOTH, text,
+            "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+            "\"host\\\" ends in a backslash and would be written as the tag "
+            "host")
+
+    def test_static_tag_key_time_is_refused(self):
+        # InfluxDB refuses a point with a tag key `time`.
+        self.assertRefused((TRACKER,), replaced(
+            "      walDirectory: __TMP__/wal/tracker\n",
+            "      walDirectory: __TMP__/wal/tracker\n"
+            "      tags: {time: x}\n"),
+            "Butler-SOS.failedPolls.tracker.tags.time: tag \"time\" is "
+            "\"time\", which InfluxDB refuses as a tag key")
+
     # -- the command line ---------------------------------------------------------
 
     def test_both_binaries_describe_check_config(self):

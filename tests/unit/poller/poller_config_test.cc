@@ -310,6 +310,22 @@ TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
   EXPECT_EQ(config->tls.key_passphrase, "correct horse");
 }
 
+// Keys the tracker writes: one that only loses a trailing backslash, one that
+// is exactly a failure tag (the failure's own tag wins), `time` in another
+// case (InfluxDB's keys are case-sensitive).
+TEST_F(PollerConfigTest, ServerTagKeysTheTrackerWritesAreAccepted) {
+  std::string yaml = absl::StrReplaceAll(
+      Minimal("        serverTags: {'dc\\': a, host: b, Time: c}\n"),
+      {{"    pollingInterval: 1000\n",
+        "    pollingInterval: 1000\n"
+        "    serverTagsDefinition: ['dc\\', host, Time]\n"}});
+  absl::StatusOr<PollerConfig> config = Parse(yaml);
+  ASSERT_TRUE(config.ok()) << config.status();
+  ASSERT_EQ(config->servers.size(), 1u);
+  EXPECT_EQ(config->servers[0].server_tags.size(), 3u);
+  EXPECT_EQ(config->servers[0].server_tags.at("dc\\"), "a");
+}
+
 struct BrokenCase {
   std::string name;
   // Replacements applied to Minimal() (or a whole file when `from` is "*").
@@ -402,6 +418,33 @@ INSTANTIATE_TEST_SUITE_P(
                    "    serverTagsDefinition: [site]\n",
                    "Butler-SOS.serversToMonitor.servers[0].serverTags: "
                    "missing tag \"site\""},
+        // Keys the tracker would refuse on every failure (CheckTagKey):
+        // refused at load, where the tracker would refuse every failure.
+        BrokenCase{"ServerTagKeyThatWouldBeHost", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: ['host\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"host\\\" ends in a backslash and would be written as "
+                   "the tag host"},
+        BrokenCase{"ServerTagKeyTime", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: [site, time]\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"time\" is \"time\", which InfluxDB refuses as a tag "
+                   "key"},
+        BrokenCase{"ServerTagKeyOfBackslashesOnly",
+                   "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: ['\\\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"\\\\\" is only backslashes, which line protocol "
+                   "cannot carry"},
+        BrokenCase{"ServerTagKeysThatWouldBeOne", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: [site, 'site\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"site\\\" and tag \"site\" would be written as the one "
+                   "tag key \"site\""},
         BrokenCase{
             "AppNamesWithoutHost", "    pollingInterval: 1000\n",
             "    pollingInterval: 1000\n"

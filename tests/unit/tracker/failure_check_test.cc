@@ -185,6 +185,23 @@ INSTANTIATE_TEST_SUITE_P(
              "bad_tag_key",
              "two server_tags keys differ only in trailing backslashes, which "
              "line protocol cannot carry: they would be one tag"},
+        // InfluxDB 1.x and 2.x refuse a point with the tag key `time`.
+        Case{"TagKeyTime",
+             [](PollFailure& f) { (*f.mutable_server_tags())["time"] = "x"; },
+             "bad_tag_key",
+             "a server_tags key is \"time\", which InfluxDB refuses as a tag "
+             "key"},
+        Case{"TagKeyThatWouldBeTime",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(time\)"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key ends in a backslash and would be written as "
+             "\"time\", which InfluxDB refuses as a tag key"},
+        // Case matters to InfluxDB: `Time` is an ordinary key.
+        Case{"TagKeyTimeInAnotherCase",
+             [](PollFailure& f) { (*f.mutable_server_tags())["Time"] = "x"; },
+             nullptr, ""},
         // Exactly a failure's own tag: FailureToPoint keeps the failure's.
         Case{"TagKeyHostIsLeftToFailureToPoint",
              [](PollFailure& f) { (*f.mutable_server_tags())["host"] = "x"; },

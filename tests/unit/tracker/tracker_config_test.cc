@@ -358,6 +358,37 @@ TEST(TrackerConfigTest, ProductionTemplateLoads) {
   EXPECT_EQ(config->v3.host, "influxdb.mycompany.com");
 }
 
+// Static and server tag keys the tracker writes: the same key in both (the
+// server's value wins), keys that would clash only if server tags were
+// written, `Time` (InfluxDB's keys are case-sensitive).
+TEST(TrackerConfigTest, TagKeysTheTrackerWritesAreAccepted) {
+  const std::string with_server_tags = absl::StrReplaceAll(
+      kV1, {{"Butler-SOS:\n",
+             "Butler-SOS:\n"
+             "  serversToMonitor:\n"
+             "    serverTagsDefinition: [site, 'dc\\', host]\n"
+             "  failedPolls:\n"
+             "    tracker:\n"
+             "      includeServerTags: true\n"
+             "      tags: {site: a, Time: b}\n"}});
+  absl::StatusOr<TrackerConfig> config = Parse(with_server_tags);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_TRUE(config->schema.include_server_tags);
+  EXPECT_EQ(config->schema.static_tags.size(), 2u);
+
+  const std::string without =
+      absl::StrReplaceAll(kV1, {{"Butler-SOS:\n",
+                                 "Butler-SOS:\n"
+                                 "  serversToMonitor:\n"
+                                 "    serverTagsDefinition: ['dc\\']\n"
+                                 "  failedPolls:\n"
+                                 "    tracker:\n"
+                                 "      tags: {dc: a}\n"}});
+  config = Parse(without);
+  ASSERT_TRUE(config.ok()) << config.status();
+  EXPECT_EQ(config->schema.static_tags.at("dc"), "a");
+}
+
 struct BrokenCase {
   std::string name;
   std::string from;
@@ -502,6 +533,55 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.failedPolls.tracker.metricsListen: expected "
                    "HOST:PORT, got \"http://0.0.0.0:9090/metrics\": a URL is "
                    "not a host"},
+        // Tag keys the tracker cannot write (CheckTagKey): a server tag key
+        // it would refuse on every failure, a static one InfluxDB refuses
+        // or that would pose as a failure's tag, two that would be one.
+        BrokenCase{"ServerTagKeyThatWouldBeHost", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: ['host\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"host\\\" ends in a backslash and would be written as "
+                   "the tag host"},
+        BrokenCase{"ServerTagKeyTime", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: [site, 'time\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"time\\\" ends in a backslash and would be written as "
+                   "\"time\", which InfluxDB refuses as a tag key"},
+        BrokenCase{"StaticTagKeyTime", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {time: x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags.time: tag \"time\" is "
+                   "\"time\", which InfluxDB refuses as a tag key"},
+        BrokenCase{"StaticTagKeyThatWouldBeServerName", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {'server_name\\': x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags.server_name\\: tag "
+                   "\"server_name\\\" ends in a backslash and would be "
+                   "written as the tag server_name"},
+        BrokenCase{"StaticTagKeysThatWouldBeOne", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {site: a, 'site\\': b}\n",
+                   "tag \"site\\\" and tag \"site\" would be written as the "
+                   "one tag key \"site\""},
+        BrokenCase{"StaticAndServerTagKeysThatWouldBeOne", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: [site]\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      includeServerTags: true\n"
+                   "      tags: {'site\\': b}\n",
+                   "tag \"site\\\" and tag \"site\" would be written as the "
+                   "one tag key \"site\""},
         BrokenCase{"EmptyTagName", "duration: 10d}\n",
                    "duration: 10d}\n"
                    "  failedPolls:\n"
