@@ -10,7 +10,10 @@ x86-64 Linux:
   (glibc's HEAP_MAX_SIZE on 64-bit), one or more per arena;
 * thread stacks: anonymous read-write mappings of exactly the default stack
   size (RLIMIT_STACK, usually 8 MiB) right after a guard page;
-* other anonymous memory (mmap'ed large allocations, OpenSSL/gRPC caches).
+* other anonymous memory (mmap'ed large allocations, OpenSSL/gRPC caches);
+* our SQLite queue's files when mapped (failures.db, its -shm WAL index).
+
+Used by poller_scale_bench.py and tracker_rss_bench.py.
 """
 
 from __future__ import annotations
@@ -63,6 +66,11 @@ def memory_breakdown(pid: int) -> dict:
                     current = "malloc main arena ([heap])"
                 elif path == "[stack]":
                     current = "main thread stack"
+                elif path.endswith("failures.db-shm"):
+                    # The SQLite queue's WAL index (tracker or poller spool).
+                    current = "SQLite WAL index (failures.db-shm)"
+                elif path.startswith("/") and "failures.db" in path:
+                    current = "failures.db mapped"
                 elif path.startswith("/"):
                     current = "binary and shared libraries (file-backed)"
                 elif path.startswith("["):
@@ -92,6 +100,7 @@ def memory_breakdown(pid: int) -> dict:
             files.items(), key=lambda kv: -kv[1])[:6]},
         "rollup_rss": rollup.get("Rss", 0) / 1024,
         "rollup_pss": rollup.get("Pss", 0) / 1024,
+        "rollup_anonymous": rollup.get("Anonymous", 0) / 1024,
         "rss_anon": status.get("RssAnon", 0) / 1024,
         "rss_file": status.get("RssFile", 0) / 1024,
         "rss_shmem": status.get("RssShmem", 0) / 1024,

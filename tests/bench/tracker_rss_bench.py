@@ -57,6 +57,7 @@ sys.path.insert(0, str(TESTS_DIR))
 
 from support import certs, procs, stack  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
+from bench.proc_memory import memory_breakdown  # noqa: E402
 
 GOAL_MIB = 40.0
 MIB = 1024 * 1024
@@ -97,64 +98,6 @@ def proc_status(pid: int) -> dict:
 
 def rss_mib(pid: int) -> float:
     return proc_status(pid)["VmRSS"] / 1024
-
-
-def memory_breakdown(pid: int) -> dict:
-    """RSS in MiB by kind of mapping, from /proc/PID/smaps, plus the
-    smaps_rollup totals and the thread count."""
-    kinds: dict[str, int] = {}
-    files: dict[str, int] = {}
-    current = path = None
-    arena_align = 64 * MIB   # glibc's per-thread heaps are 64 MiB aligned
-    with open(f"/proc/{pid}/smaps", encoding="utf-8",
-              errors="replace") as f:
-        for line in f:
-            first = line.split(None, 5)
-            if "-" in first[0] and len(first) >= 5 and ":" in first[3]:
-                start = int(first[0].split("-")[0], 16)
-                path = first[5].strip() if len(first) > 5 else ""
-                if path == "[heap]":
-                    current = "malloc main arena ([heap])"
-                elif path == "[stack]":
-                    current = "main stack"
-                elif path.endswith("failures.db-shm"):
-                    current = "SQLite WAL index (failures.db-shm)"
-                elif path.startswith("/") and "failures.db" in path:
-                    current = "failures.db mapped"
-                elif path.startswith("/"):
-                    current = "binary and shared libraries"
-                elif path.startswith("["):
-                    current = f"other {path}"
-                elif start % arena_align == 0:
-                    current = "malloc thread arenas (64 MiB-aligned anon)"
-                else:
-                    current = "other anonymous (thread stacks, big mallocs)"
-            elif line.startswith("Rss:") and current is not None:
-                kb = int(line.split()[1])
-                kinds[current] = kinds.get(current, 0) + kb
-                if path.startswith("/"):
-                    name = os.path.basename(path)
-                    files[name] = files.get(name, 0) + kb
-    rollup = {}
-    with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            parts = value.split()
-            if parts and parts[0].isdigit():
-                rollup[key] = int(parts[0])
-    status = proc_status(pid)
-    return {
-        "kinds": {k: v / 1024 for k, v in sorted(kinds.items(),
-                                                 key=lambda kv: -kv[1])},
-        "top_files": {k: v / 1024 for k, v in sorted(
-            files.items(), key=lambda kv: -kv[1])[:6]},
-        "rollup_rss": rollup.get("Rss", 0) / 1024,
-        "rollup_pss": rollup.get("Pss", 0) / 1024,
-        "rollup_anonymous": rollup.get("Anonymous", 0) / 1024,
-        "rss_file": status.get("RssFile", 0) / 1024,
-        "rss_shmem": status.get("RssShmem", 0) / 1024,
-        "threads": status.get("Threads", 0),
-    }
 
 
 # --------------------------------------------------------------------------
