@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 import unittest
 
 from support import procs, stack
