@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <string>
@@ -23,7 +24,7 @@
 #include "grpc/grpc.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
-#include "spdlog/sinks/ostream_sink.h"
+#include "spdlog/sinks/base_sink.h"
 #include "spdlog/spdlog.h"
 #include "tests/testing/grpc_library.h"
 #include "tests/testing/metric_value.h"
@@ -307,19 +308,38 @@ TEST(TrackerClientTest, TrackerStartedLaterStillGetsEverything) {
   EXPECT_EQ(c.client.Shutdown(absl::Seconds(5)), 0u);
 }
 
+// Keeps what it is given, formatted; Text() may be read while other threads
+// log (under the sink's own mutex, which sink_it_ runs under).
+class StringSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  std::string Text() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return text_;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    text_.append(formatted.data(), formatted.size());
+  }
+  void flush_() override {}
+
+ private:
+  std::string text_;
+};
+
 // Captures what is logged through spdlog's default logger while it lives.
 class LogCapture {
  public:
-  LogCapture() : previous_(spdlog::default_logger()) {
-    auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text_);
-    spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", sink));
+  LogCapture()
+      : sink_(std::make_shared<StringSink>()),
+        previous_(spdlog::default_logger()) {
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>("t", sink_));
     spdlog::set_level(spdlog::level::info);
   }
   ~LogCapture() { spdlog::set_default_logger(previous_); }
-  std::string text() {
-    spdlog::default_logger()->flush();
-    return text_.str();
-  }
+  std::string text() { return sink_->Text(); }
   // Lines holding `needle`.
   std::vector<std::string> Lines(const std::string& needle) {
     std::vector<std::string> lines;
@@ -331,7 +351,7 @@ class LogCapture {
   }
 
  private:
-  std::ostringstream text_;
+  std::shared_ptr<StringSink> sink_;
   std::shared_ptr<spdlog::logger> previous_;
 };
 
