@@ -43,6 +43,11 @@ def _numeric_fields(path: str) -> dict:
     return fields
 
 
+def proc_status(pid: int) -> dict:
+    """Numeric fields of /proc/PID/status (kB values as kB)."""
+    return _numeric_fields(f"/proc/{pid}/status")
+
+
 def memory_breakdown(pid: int) -> dict:
     """RSS in MiB by kind of mapping, the smaps_rollup totals, the thread
     count and the number of thread arenas and stacks seen."""
@@ -92,7 +97,7 @@ def memory_breakdown(pid: int) -> dict:
                     name = os.path.basename(path)
                     files[name] = files.get(name, 0) + kb
     rollup = _numeric_fields(f"/proc/{pid}/smaps_rollup")
-    status = _numeric_fields(f"/proc/{pid}/status")
+    status = proc_status(pid)
     return {
         "kinds": {k: v / 1024 for k, v in sorted(kinds.items(),
                                                  key=lambda kv: -kv[1])},

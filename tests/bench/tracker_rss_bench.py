@@ -57,7 +57,7 @@ sys.path.insert(0, str(TESTS_DIR))
 
 from support import certs, procs, stack  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
-from bench.proc_memory import memory_breakdown  # noqa: E402
+from bench.proc_memory import memory_breakdown, proc_status  # noqa: E402
 
 GOAL_MIB = 40.0
 MIB = 1024 * 1024
@@ -83,18 +83,6 @@ class BenchError(RuntimeError):
 # --------------------------------------------------------------------------
 # /proc readings
 # --------------------------------------------------------------------------
-
-def proc_status(pid: int) -> dict:
-    """Numeric fields of /proc/PID/status (kB values as kB)."""
-    fields = {}
-    with open(f"/proc/{pid}/status", encoding="ascii") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            parts = value.split()
-            if parts and parts[0].isdigit():
-                fields[key] = int(parts[0])
-    return fields
-
 
 def rss_mib(pid: int) -> float:
     return proc_status(pid)["VmRSS"] / 1024
