@@ -369,7 +369,7 @@ CURLcode Configure(Transfer& t) {
   check(curl_easy_setopt(easy, CURLOPT_CA_CACHE_TIMEOUT, 0L));
 
   // Advertise and decode every encoding this libcurl was built with
-  // (Debian's: deflate, gzip, br, zstd), as Butler SOS's client does; a
+  // (scripts/build-curl.sh: deflate, gzip, br), as Butler SOS's client does; a
   // proxy may compress even unasked, and libcurl decodes what it knows
   // whenever this is set. WriteBody sees the decoded bytes.
   check(curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, ""));

@@ -7,6 +7,7 @@ PACKAGES=(
   build-essential cmake ninja-build ccache pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libcurl4-openssl-dev libssl-dev zlib1g-dev libyaml-cpp-dev libabsl-dev
+  dpkg-dev libbrotli-dev  # scripts/build-curl.sh: Debian's curl source, built lean
   libgtest-dev libgmock-dev libspdlog-dev nlohmann-json3-dev libbenchmark-dev
   libboost-json1.81-dev  # the poller's streaming JSON check
   libcpp-httplib-dev
@@ -63,3 +64,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
   (cd "$dashboards_test" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >/dev/null)
   echo "$lock_sum" >"$stamp"
 fi
+
+# The static, HTTPS-only libcurl both services link (CMake's QFP_LEAN_CURL),
+# built from Debian's source of the installed libcurl version; once per
+# version (a no-op after).
+"$(dirname "$0")/build-curl.sh"

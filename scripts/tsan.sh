@@ -41,6 +41,7 @@ tests=(
 )
 
 scripts/install-deps.sh
+. scripts/debian-source.sh
 
 # --- abseil with -fsanitize=thread, once per Debian version -----------------
 absl_version=$(dpkg-query -W -f='${source:Version}' libabsl-dev)
@@ -52,29 +53,10 @@ absl_lib=$absl_dir/lib
 if [ ! -f "$absl_dir/done" ]; then
   start=$(date +%s)
   echo "Building abseil $absl_version with -fsanitize=thread into $absl_dir"
-  # Debian's source package needs a deb-src entry: the same archives as the
-  # deb entries already configured.
-  if ! apt-cache showsrc abseil 2>/dev/null | grep -qx "Version: $absl_version"; then
-    src_list=/etc/apt/sources.list.d/qfp-deb-src.sources
-    (
-      shopt -s nullglob
-      for f in /etc/apt/sources.list.d/*.sources; do
-        [ "$f" = "$src_list" ] || sed 's/^Types: deb$/Types: deb-src/' "$f"
-        echo
-      done
-    ) >"$src_list.tmp"
-    src_one_line=/etc/apt/sources.list.d/qfp-deb-src.list
-    sed -n 's/^deb /deb-src /p' /etc/apt/sources.list 2>/dev/null >"$src_one_line" || true
-    [ -s "$src_one_line" ] || rm -f "$src_one_line"
-    mv "$src_list.tmp" "$src_list"
-    apt-get update -qq
-  fi
   mkdir -p "$cache"
   work=$(mktemp -d "$cache/abseil-build.XXXXXX")
   trap 'rm -rf "$work"' EXIT
-  (cd "$work" && apt-get source -qq --only-source "abseil=$absl_version") \
-    >"$work/source.log" 2>&1 || { cat "$work/source.log" >&2; exit 1; }
-  src=$(echo "$work"/abseil-*/)
+  src=$(debian_source abseil "$absl_version" "$work")
   # Debian's build (debian/rules): C++17, shared libraries, the default build
   # type (no NDEBUG); its patches (options.h, SONAME) are applied by
   # apt-get source. Optimisation and debug level do not change the ABI.

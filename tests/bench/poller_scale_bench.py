@@ -479,6 +479,7 @@ def main(argv=None) -> int:
     pki = certs.ensure_pki(pki_dir)
     all_met = True
     print(f"poller_scale_bench: work directory {work}")
+    print(f"poller_scale_bench: {proc_memory.linked_libraries(args.bin_poller)}")
     try:
         for size in [int(s) for s in args.servers.split(",")]:
             dead = round(size * args.dead_fraction)

@@ -57,7 +57,8 @@ sys.path.insert(0, str(TESTS_DIR))
 
 from support import certs, procs, stack  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
-from bench.proc_memory import memory_breakdown, proc_status  # noqa: E402
+from bench.proc_memory import (  # noqa: E402
+    linked_libraries, memory_breakdown, proc_status)
 
 GOAL_MIB = 40.0
 MIB = 1024 * 1024
@@ -653,6 +654,7 @@ def main(argv=None) -> int:
           f"), {args.failures:,} failures, {args.runs} run(s), "
           f"{args.producers} producers, batches of {args.batch}; "
           f"work dir {tmp}", flush=True)
+    print(linked_libraries(os.path.join(bin_dir, "qs-error-tracker")))
     try:
         pki = certs.make_pki(os.path.join(tmp, "pki"), key_type="ec")
         results = [one_run(i, args, pki, bin_dir, tmp)

@@ -39,9 +39,10 @@ ACCEPT = ("Accept", "application/json, text/plain, */*")
 CONTENT_TYPE = ("Content-Type", "application/json")
 CACHE_CONTROL = ("Cache-Control", "no-cache")
 QLIK_USER = ("X-Qlik-User", "UserDirectory=Internal; UserId=sa_repository")
-# Every encoding Debian's libcurl decodes (Butler SOS's axios: gzip, compress,
-# deflate, br); libcurl puts it right after Host.
-ACCEPT_ENCODING = ("Accept-Encoding", "deflate, gzip, br, zstd")
+# Every encoding our libcurl decodes (scripts/build-curl.sh: zlib and brotli;
+# Butler SOS's axios: gzip, compress, deflate, br); libcurl puts it right
+# after Host.
+ACCEPT_ENCODING = ("Accept-Encoding", "deflate, gzip, br")
 USER_AGENT = ("User-Agent", "qlik-failed-polls-qs-poller")
 
 ALPHA_HEADERS = {"X-Custom-Route": "sense-alpha", "X-Trace": "qfp test 1"}

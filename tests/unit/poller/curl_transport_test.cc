@@ -1214,8 +1214,8 @@ TEST_F(CurlTlsTest, GzippedAnswerIsDecodedAndChecked) {
   EXPECT_FALSE(ClassifyOutcome(o).has_value());
   server.Stop();
   ASSERT_EQ(server.heads().size(), 1u);
-  // Every encoding this libcurl decodes is advertised (Debian's: deflate,
-  // gzip, br, zstd), gzip always among them.
+  // Every encoding this libcurl decodes is advertised (scripts/build-curl.sh:
+  // deflate, gzip, br; Debian's libcurl.so adds zstd), gzip always among them.
   const std::string head = server.heads()[0];
   const size_t at = head.find("\r\nAccept-Encoding: ");
   ASSERT_NE(at, std::string::npos) << head;
