@@ -117,6 +117,12 @@ void CheckStaticTagKeys(const ConfigNode& tags,
       tags[key].Error(absl::StrCat("tag \"", key, "\" ", checked.message()));
       continue;
     }
+    if (IsOwnTag(key)) {
+      tags[key].Error(absl::StrCat("tag \"", key, "\" is the tag ", key,
+                                   " the tracker writes itself, which a "
+                                   "static tag never replaces"));
+      continue;
+    }
     auto [it, inserted] = written.emplace(CleanLineProtocolName(key), key);
     // The same key as a server tag is fine: the server's value wins.
     if (!inserted && it->second != key) {

@@ -43,14 +43,19 @@ std::string ReadLogLevel(const ConfigNode& sos, absl::string_view fallback);
 // every server lists (a missing or null list: none). Records, with the key
 // path of the item, a key the tracker would refuse on every failure
 // (CheckTagKey in common/failure_names.h: empty once line protocol cleans it,
-// `time`, or a failure tag once cleaned, as `host\`) and a key that cleans to
-// the same key as an earlier one (`site` and `site\`): Butler SOS configs may
-// hold such keys, and InfluxDB refuses or renames them, so both services
-// refuse the file at load rather than lose every failure at run time.
+// `time`, one of our own tags once cleaned, as `host\` or `poller_id\`, or
+// exactly one of them but `host` and `server_name`, as `error_type`) and a
+// key that cleans to the same key as an earlier one (`site` and `site\`):
+// Butler SOS configs may hold such keys, and InfluxDB refuses or renames
+// them, so both services refuse the file at load rather than lose every
+// failure at run time.
 std::vector<std::string> ReadServerTagsDefinition(const ConfigNode& sos);
 
 // Records, with the key path of the key, a key of the map `tags` (the
-// tracker's static tags) that CheckTagKey refuses or that cleans to the same
+// tracker's static tags) that CheckTagKey refuses, that is exactly one of our
+// own tags (IsOwnTag: even `host` and `server_name`, which CheckTagKey keeps
+// for Butler SOS's server tags; a static tag is ours, and would be left off
+// every point without a word), or that cleans to the same
 // key as another of `tags` or, when `server_tag_keys` is not null, as a
 // different key of it (the two would be one tag on every point).
 void CheckStaticTagKeys(const ConfigNode& tags,

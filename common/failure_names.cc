@@ -100,6 +100,10 @@ bool IsFailureTag(absl::string_view key) {
          key == "virtual_proxy";
 }
 
+bool IsOwnTag(absl::string_view key) {
+  return IsFailureTag(key) || key == "poller_id";
+}
+
 absl::Status CheckTagKey(absl::string_view key) {
   const std::string written = CleanLineProtocolName(key);
   if (key.empty()) return absl::InvalidArgumentError("is empty");
@@ -116,11 +120,18 @@ absl::Status CheckTagKey(absl::string_view key) {
             : "ends in a backslash and would be written as \"time\", which "
               "InfluxDB refuses as a tag key");
   }
-  if (written.size() != key.size() && IsFailureTag(written)) {
+  if (!IsOwnTag(written)) return absl::OkStatus();
+  if (written.size() != key.size()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "ends in a backslash and would be written as the tag ", written));
   }
-  return absl::OkStatus();
+  // Butler SOS lets a server tag replace these two on its own points: kept
+  // for its files' sake (failure_names.h).
+  if (key == "host" || key == "server_name") return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("is the tag ", key,
+                   " the tracker writes itself, which a server or static tag "
+                   "never replaces"));
 }
 
 }  // namespace qfp

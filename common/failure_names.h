@@ -47,13 +47,29 @@ std::string CleanLineProtocolName(absl::string_view name);
 // server tag replaces (tracker-service/failure_point.h).
 bool IsFailureTag(absl::string_view key);
 
+// Whether the tracker writes `key` as a tag of its own on some point: the
+// failure tags (IsFailureTag) on error points, and those plus poller_id on
+// poll attempts points (tracker-service/heartbeat.h). No static or server
+// tag replaces one of them.
+bool IsOwnTag(absl::string_view key);
+
 // Whether the tracker can write `key` as an extra tag key (a server tag or a
 // static tag) as the user meant it. InvalidArgument when the key
-//   * is empty once cleaned (CleanLineProtocolName): no tag can carry it;
-//   * loses a trailing backslash and becomes one of the failure's own tags
-//     (`host\` -> `host`): it would pose as that tag. A key that is exactly
-//     a failure tag is not refused: the failure's own tag wins (see
-//     IsFailureTag);
+//   * is empty, or empty once cleaned (CleanLineProtocolName): no tag can
+//     carry it;
+//   * loses a trailing backslash and becomes one of our own tags
+//     (IsOwnTag: `host\` -> `host`, `poller_id\` -> `poller_id`): it would
+//     pose as that tag, or make the point unencodable;
+//   * is exactly one of our own tags other than `host` and `server_name`
+//     (error_type, virtual_proxy, poller_id): the tracker would leave it
+//     off, without a word, every point that carries ours (a static tag
+//     `poller_id` off every poll attempts point), and on the other points
+//     one tag key would mean two things. `host` and `server_name` are accepted
+//     and left off our points (the failure's own value wins) because Butler
+//     SOS writes both on its own health points and lets a server tag of the
+//     same name replace its value there (getServerTags, Butler SOS
+//     src/lib/servertags.js): a Butler SOS file may define them for Butler
+//     SOS's sake, and both services read that file unmodified;
 //   * is `time` once cleaned: InfluxDB 1.x and 2.x refuse the whole point
 //     ("invalid tag key: input tag \"time\" is invalid"; `time` is the
 //     timestamp's column in InfluxQL, influxdb issue 1834).
@@ -62,7 +78,7 @@ bool IsFailureTag(absl::string_view key);
 // Two keys that clean to the same key are the caller's to find (compare
 // CleanLineProtocolName of each). The tracker refuses a failure whose server
 // tag key fails this (failure_check.h) and both services' configs refuse such
-// a key at load. Pure.
+// a key at load (common/config_schema.h), so one rule decides both. Pure.
 absl::Status CheckTagKey(absl::string_view key);
 
 }  // namespace qfp

@@ -83,7 +83,7 @@ std::optional<FailureProblem> CheckFailure(const PollFailure& failure,
   }
   for (const auto& [key, value] : failure.server_tags()) {
     if (key.empty()) {
-      return FailureProblem{"bad_text", "a server_tags key is empty"};
+      return FailureProblem{"bad_tag_key", "a server_tags key is empty"};
     }
     if (auto problem =
             CheckText("a server_tags key", key, limits.max_name_bytes)) {

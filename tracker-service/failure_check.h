@@ -21,17 +21,18 @@
 //     send one (protobuf 3.21 serializes it with only a logged error; our
 //     poller refuses a config file that is not UTF-8).
 //   * At most max_server_tags server tags, each key and value within limits
-//     and the key non-empty.
-//   * No server tag key that line protocol would change into a key that is
-//     empty, or one of the failure's own tags (IsFailureTag: `host\` would
-//     become `host`), or another server tag key (`site` and `site\`), and
-//     no key `time` (InfluxDB refuses the point; CheckTagKey in
-//     common/failure_names.h, which both configs apply at load): reason
-//     bad_tag_key. Line protocol cannot carry a trailing backslash in
-//     a key, so EncodeLine drops it (line_protocol.h); such a failure would
-//     otherwise be refused later as unencodable, or written with the server
-//     tag posing as `host`. Checked whatever includeServerTags says, so a
-//     failure's fate does not depend on the tracker's config. A key that
+//     (too_long, bad_text).
+//   * No server tag key that is empty, or that line protocol would change
+//     into a key that is empty, or one of our own tags (IsOwnTag: `host\`
+//     would become `host`), or another server tag key (`site` and `site\`);
+//     no key exactly one of our own tags but `host` and `server_name` (kept
+//     for Butler SOS's files), and no key `time` (InfluxDB refuses the
+//     point; CheckTagKey in common/failure_names.h, which both configs apply
+//     at load): reason bad_tag_key. Line protocol cannot carry a trailing
+//     backslash in a key, so EncodeLine drops it (line_protocol.h); such a
+//     failure would otherwise be refused later as unencodable, or written with
+//     the server tag posing as `host`. Checked whatever includeServerTags says,
+//     so a failure's fate does not depend on the tracker's config. A key that
 //     only loses its backslash and meets nothing (`site\` alone) is
 //     accepted and written as `site`. The one clash left to the encoder is
 //     with a static tag (failedPolls.tracker.tags), which this check does

@@ -71,6 +71,31 @@ std::optional<std::string> MeasurementNameProblem(const std::string& name) {
   return std::nullopt;
 }
 
+// Why the line protocol encoder would not write `name` (Butler SOS's
+// errorTracking.influxdb.measurementName, which may hold any text) as
+// given, if it would not: a control character (a line break becomes a
+// space, line_protocol.h) or a trailing backslash (dropped). The encoder
+// cleans these in names from a producer; one in the config is the user's
+// to fix, so it is refused at load rather than written as another name.
+std::optional<std::string> MeasurementChangedByEncoder(
+    const std::string& name) {
+  for (const char c : name) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7f) {
+      return absl::StrCat("holds the control character 0x",
+                          absl::Hex(u, absl::kZeroPad2),
+                          ", which line protocol cannot carry as written");
+    }
+  }
+  if (!name.empty() && name.back() == '\\') {
+    return absl::StrCat(
+        "ends in a backslash, which line protocol cannot carry: it would be "
+        "written as \"",
+        CleanLineProtocolName(name), "\"");
+  }
+  return std::nullopt;
+}
+
 void ReadV1(const ConfigNode& v1, const std::string& host, int port,
             InfluxV1Settings* settings) {
   settings->host = host;
@@ -150,6 +175,9 @@ absl::StatusOr<TrackerConfig> ParseTrackerConfig(const YAML::Node& root,
       tracking["influxdb"]["measurementName"].String(config.schema.measurement);
   if (config.schema.measurement.empty()) {
     tracking["influxdb"]["measurementName"].Error("must not be empty");
+  } else if (std::optional<std::string> changed =
+                 MeasurementChangedByEncoder(config.schema.measurement)) {
+    tracking["influxdb"]["measurementName"].Error(*changed);
   } else if (absl::Status writable =
                  CheckMeasurementName(config.schema.measurement);
              !writable.ok()) {

@@ -340,6 +340,55 @@ class ConfigCheckTest(unittest.TestCase):
             "\"host\\\" ends in a backslash and would be written as the tag "
             "host")
 
+    def test_server_tag_key_one_of_our_tags_is_refused_by_both(self):
+        # `error_type` would be left off every point without a word;
+        # `poller_id\` would be written as the poll attempts points' own
+        # poller_id tag.
+        # (the key as YAML double quotes write it, the key)
+        for quoted, key in (("error_type", "error_type"),
+                            ("poller_id\\\\", "poller_id\\")):
+            with self.subTest(key=key):
+                text = replaced(
+                    "    serverTagsDefinition: []\n"
+                    "    servers:\n"
+                    "      - host: sense1.example.com:4747\n"
+                    "        serverName: sense1\n",
+                    f"    serverTagsDefinition: [\"{quoted}\"]\n"
+                    "    servers:\n"
+                    "      - host: sense1.example.com:4747\n"
+                    "        serverName: sense1\n"
+                    f"        serverTags: {{\"{quoted}\": dc1}}\n")
+                self.assertRefused(
+                    BOTH, text,
+                    "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                    f"\"{key}\" ")
+
+    def test_server_tag_keys_host_and_server_name_are_accepted_by_both(self):
+        # Butler SOS lets a server tag replace its own host and server_name
+        # tags (on its health points): a Butler SOS file may hold them.
+        text = replaced(
+            "    serverTagsDefinition: []\n"
+            "    servers:\n"
+            "      - host: sense1.example.com:4747\n"
+            "        serverName: sense1\n",
+            "    serverTagsDefinition: [host, server_name]\n"
+            "    servers:\n"
+            "      - host: sense1.example.com:4747\n"
+            "        serverName: sense1\n"
+            "        serverTags: {host: sense1, server_name: Sense 1}\n")
+        self.assertAccepted(BOTH, text)
+
+    def test_measurement_name_the_encoder_would_change_is_refused(self):
+        for name, why in (("\"butler\\nsos\"", "holds the control character "
+                           "0x0a"),
+                          ("'butler_sos\\'", "ends in a backslash")):
+            with self.subTest(name=name):
+                self.assertRefused((TRACKER,), replaced(
+                    "      measurementName: butler_sos_errors\n",
+                    f"      measurementName: {name}\n"),
+                    "Butler-SOS.errorTracking.influxdb.measurementName: "
+                    + why)
+
     def test_static_tag_key_time_is_refused(self):
         # InfluxDB refuses a point with a tag key `time`.
         self.assertRefused((TRACKER,), replaced(

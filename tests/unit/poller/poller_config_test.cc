@@ -310,19 +310,21 @@ TEST_F(PollerConfigTest, EncryptedKeyOpensWithPassphrase) {
   EXPECT_EQ(config->tls.key_passphrase, "correct horse");
 }
 
-// Keys the tracker writes: one that only loses a trailing backslash, one that
-// is exactly a failure tag (the failure's own tag wins), `time` in another
-// case (InfluxDB's keys are case-sensitive).
+// Keys the tracker writes: one that only loses a trailing backslash, `host`
+// and `server_name` (Butler SOS lets a server tag replace those on its own
+// points; the failure's own tag wins on ours), `time` in another case
+// (InfluxDB's keys are case-sensitive).
 TEST_F(PollerConfigTest, ServerTagKeysTheTrackerWritesAreAccepted) {
   std::string yaml = absl::StrReplaceAll(
-      Minimal("        serverTags: {'dc\\': a, host: b, Time: c}\n"),
+      Minimal("        serverTags: {'dc\\': a, host: b, Time: c, "
+              "server_name: d}\n"),
       {{"    pollingInterval: 1000\n",
         "    pollingInterval: 1000\n"
-        "    serverTagsDefinition: ['dc\\', host, Time]\n"}});
+        "    serverTagsDefinition: ['dc\\', host, Time, server_name]\n"}});
   absl::StatusOr<PollerConfig> config = Parse(yaml);
   ASSERT_TRUE(config.ok()) << config.status();
   ASSERT_EQ(config->servers.size(), 1u);
-  EXPECT_EQ(config->servers[0].server_tags.size(), 3u);
+  EXPECT_EQ(config->servers[0].server_tags.size(), 4u);
   EXPECT_EQ(config->servers[0].server_tags.at("dc\\"), "a");
 }
 
@@ -426,6 +428,27 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
                    "\"host\\\" ends in a backslash and would be written as "
                    "the tag host"},
+        // Exactly one of our own tags, or one once cleaned (poller_id is a
+        // tag of the poll attempts points).
+        BrokenCase{"ServerTagKeyErrorType", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: [error_type]\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"error_type\" is the tag error_type the tracker writes "
+                   "itself, which a server or static tag never replaces"},
+        BrokenCase{"ServerTagKeyVirtualProxy", "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: [site, virtual_proxy]\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"virtual_proxy\" is the tag virtual_proxy the tracker "
+                   "writes itself"},
+        BrokenCase{"ServerTagKeyThatWouldBePollerId",
+                   "    pollingInterval: 1000\n",
+                   "    pollingInterval: 1000\n"
+                   "    serverTagsDefinition: ['poller_id\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"poller_id\\\" ends in a backslash and would be written "
+                   "as the tag poller_id"},
         BrokenCase{"ServerTagKeyTime", "    pollingInterval: 1000\n",
                    "    pollingInterval: 1000\n"
                    "    serverTagsDefinition: [site, time]\n",

@@ -144,7 +144,7 @@ INSTANTIATE_TEST_SUITE_P(
              "too_many_tags", "65 server_tags, over the limit of 64"},
         Case{"EmptyTagKey",
              [](PollFailure& f) { (*f.mutable_server_tags())[""] = "v"; },
-             "bad_text", "a server_tags key is empty"},
+             "bad_tag_key", "a server_tags key is empty"},
         Case{"TabInATagValue",
              [](PollFailure& f) { (*f.mutable_server_tags())["k"] = "a\tb"; },
              "bad_text", "a server_tags value holds a control character"},
@@ -202,10 +202,46 @@ INSTANTIATE_TEST_SUITE_P(
         Case{"TagKeyTimeInAnotherCase",
              [](PollFailure& f) { (*f.mutable_server_tags())["Time"] = "x"; },
              nullptr, ""},
-        // Exactly a failure's own tag: FailureToPoint keeps the failure's.
+        // Exactly one of our own tags: refused, but `host` and
+        // `server_name`, which Butler SOS lets a server tag replace on its
+        // own points; FailureToPoint keeps the failure's value of those.
         Case{"TagKeyHostIsLeftToFailureToPoint",
              [](PollFailure& f) { (*f.mutable_server_tags())["host"] = "x"; },
              nullptr, ""},
+        Case{"TagKeyServerNameIsLeftToFailureToPoint",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())["server_name"] = "x";
+             },
+             nullptr, ""},
+        Case{"TagKeyErrorType",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())["error_type"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key is the tag error_type the tracker writes "
+             "itself, which a server or static tag never replaces"},
+        Case{"TagKeyVirtualProxy",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())["virtual_proxy"] = "/x";
+             },
+             "bad_tag_key",
+             "a server_tags key is the tag virtual_proxy the tracker writes "
+             "itself, which a server or static tag never replaces"},
+        // poller_id is a tag of the poll attempts points.
+        Case{"TagKeyPollerId",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())["poller_id"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key is the tag poller_id the tracker writes "
+             "itself, which a server or static tag never replaces"},
+        Case{"TagKeyThatWouldBePollerId",
+             [](PollFailure& f) {
+               (*f.mutable_server_tags())[R"(poller_id\)"] = "x";
+             },
+             "bad_tag_key",
+             "a server_tags key ends in a backslash and would be written as "
+             "the tag poller_id"},
         // Loses its backslash and meets nothing: written as `dc`.
         Case{"TagKeyWithATrailingBackslashAlone",
              [](PollFailure& f) { (*f.mutable_server_tags())[R"(dc\)"] = "a"; },

@@ -360,13 +360,15 @@ TEST(TrackerConfigTest, ProductionTemplateLoads) {
 
 // Static and server tag keys the tracker writes: the same key in both (the
 // server's value wins), keys that would clash only if server tags were
-// written, `Time` (InfluxDB's keys are case-sensitive).
+// written, `Time` (InfluxDB's keys are case-sensitive), server tags `host`
+// and `server_name` (Butler SOS lets them replace its own tags; ours keep
+// the failure's).
 TEST(TrackerConfigTest, TagKeysTheTrackerWritesAreAccepted) {
   const std::string with_server_tags = absl::StrReplaceAll(
       kV1, {{"Butler-SOS:\n",
              "Butler-SOS:\n"
              "  serversToMonitor:\n"
-             "    serverTagsDefinition: [site, 'dc\\', host]\n"
+             "    serverTagsDefinition: [site, 'dc\\', host, server_name]\n"
              "  failedPolls:\n"
              "    tracker:\n"
              "      includeServerTags: true\n"
@@ -436,6 +438,26 @@ INSTANTIATE_TEST_SUITE_P(
                    "measurementName: 'my\\ errors'",
                    "Butler-SOS.errorTracking.influxdb.measurementName: line "
                    "protocol: measurement \"my\\ errors\" has a backslash"},
+        // The encoder would write another name: refused here, where the
+        // user can fix it (the encoder's cleaning is for producers' names).
+        BrokenCase{"MeasurementWithLineBreak", "measurementName: my_errors",
+                   "measurementName: \"my\\nerrors\"",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: holds "
+                   "the control character 0x0a, which line protocol cannot "
+                   "carry as written"},
+        BrokenCase{"MeasurementWithTab", "measurementName: my_errors",
+                   "measurementName: \"my\\terrors\"",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: holds "
+                   "the control character 0x09"},
+        BrokenCase{"MeasurementWithDelete", "measurementName: my_errors",
+                   "measurementName: \"my\\x7Ferrors\"",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: holds "
+                   "the control character 0x7f"},
+        BrokenCase{"MeasurementEndingInBackslash", "measurementName: my_errors",
+                   "measurementName: 'my_errors\\'",
+                   "Butler-SOS.errorTracking.influxdb.measurementName: ends in "
+                   "a backslash, which line protocol cannot carry: it would be "
+                   "written as \"my_errors\""},
         BrokenCase{"MeasurementStartingWithHash", "measurementName: my_errors",
                    "measurementName: '#errors'",
                    "Butler-SOS.errorTracking.influxdb.measurementName: line "
@@ -565,6 +587,55 @@ INSTANTIATE_TEST_SUITE_P(
                    "Butler-SOS.failedPolls.tracker.tags.server_name\\: tag "
                    "\"server_name\\\" ends in a backslash and would be "
                    "written as the tag server_name"},
+        // Exactly one of our own tags, or one once cleaned: poller_id is a
+        // tag of the poll attempts points.
+        BrokenCase{"ServerTagKeyErrorType", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: [site, error_type]\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[1]: tag "
+                   "\"error_type\" is the tag error_type the tracker writes "
+                   "itself, which a server or static tag never replaces"},
+        BrokenCase{"ServerTagKeyPollerId", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: [poller_id]\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"poller_id\" is the tag poller_id the tracker writes "
+                   "itself"},
+        BrokenCase{"ServerTagKeyThatWouldBePollerId", "Butler-SOS:\n",
+                   "Butler-SOS:\n"
+                   "  serversToMonitor:\n"
+                   "    serverTagsDefinition: ['poller_id\\']\n",
+                   "Butler-SOS.serversToMonitor.serverTagsDefinition[0]: tag "
+                   "\"poller_id\\\" ends in a backslash and would be written "
+                   "as the tag poller_id"},
+        BrokenCase{"StaticTagKeyThatWouldBePollerId", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {'poller_id\\': x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags.poller_id\\: tag "
+                   "\"poller_id\\\" ends in a backslash and would be written "
+                   "as the tag poller_id"},
+        BrokenCase{"StaticTagKeyPollerId", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {poller_id: x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags.poller_id: tag "
+                   "\"poller_id\" is the tag poller_id the tracker writes "
+                   "itself"},
+        // A static tag is ours: even `host`, which a Butler SOS server tag
+        // may be, is refused rather than left off every point.
+        BrokenCase{"StaticTagKeyHost", "duration: 10d}\n",
+                   "duration: 10d}\n"
+                   "  failedPolls:\n"
+                   "    tracker:\n"
+                   "      tags: {host: x}\n",
+                   "Butler-SOS.failedPolls.tracker.tags.host: tag \"host\" is "
+                   "the tag host the tracker writes itself, which a static "
+                   "tag never replaces"},
         BrokenCase{"StaticTagKeysThatWouldBeOne", "duration: 10d}\n",
                    "duration: 10d}\n"
                    "  failedPolls:\n"
@@ -669,6 +740,12 @@ TEST(TrackerConfigTest, HeartbeatKeysErrorsNameTheKey) {
        "hold only ASCII letters, digits, '_', '-' and '.' (found ',')"},
       {"      pollAttempts: {measurementName: \"a\\tb\"}\n",
        "(found byte 0x09)"},
+      {"      pollAttempts: {measurementName: \"a\\nb\"}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: may "
+       "hold only ASCII letters, digits, '_', '-' and '.' (found byte 0x0a)"},
+      {"      pollAttempts: {measurementName: 'attempts\\'}\n",
+       "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: may "
+       "hold only ASCII letters, digits, '_', '-' and '.' (found '\\')"},
       {"      pollAttempts: {measurementName: _attempts}\n",
        "Butler-SOS.failedPolls.tracker.pollAttempts.measurementName: must "
        "not start with '_'"},
