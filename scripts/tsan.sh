@@ -8,7 +8,8 @@
 # -fsanitize=thread, and Debian's is not: the first run rebuilds Debian's own
 # abseil source package (the installed version, its options.h, its SONAMEs)
 # with it into $QFP_TSAN_CACHE (default ~/.cache/qfp-tsan), reused after.
-# gRPC, protobuf, libcurl, OpenSSL and SQLite stay Debian's (uninstrumented):
+# gRPC, protobuf, OpenSSL and SQLite stay Debian's, libcurl the static one of
+# scripts/build-curl.sh (all uninstrumented):
 # tests/tsan.supp lists what is suppressed in them and why (docs/threading.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -116,5 +117,5 @@ $build_only && exit 0
 export TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:die_after_fork=0:history_size=7:suppressions=$repo/tests/tsan.supp:${TSAN_OPTIONS:-}"
 start=$(date +%s)
 ctest --test-dir "$build_dir" --output-on-failure --timeout 600 -j2 \
-  -LE 'integration|helm|dashboards' -E '_NOT_BUILT$' "$@"
+  -LE 'integration|helm|dashboards|binaries' -E '_NOT_BUILT$' "$@"
 echo "TSan tests ran in $(($(date +%s) - start)) s"
