@@ -2,14 +2,14 @@
 //
 // Why glibc keeps freed memory: free() returns memory to the system only
 // from the top of an arena (the main arena's brk heap, or a thread arena's
-// 64 MiB mapping); a free chunk below a live allocation stays resident, and
-// so does everything an arena holds once the thread that filled it went
-// quiet (glibc gives each thread that allocates an arena of its own, up to
-// 8 per core). A burst that allocated and freed tens of MiB (a thousand
-// polls' libcurl and OpenSSL objects, a million failures, 4000 connections'
-// TLS and HTTP/2 state) thus leaves the process's RSS at its peak.
-// malloc_trim(0) gives the whole free pages back (madvise MADV_DONTNEED on
-// every free chunk of every arena, and shrinks the top of each).
+// 64 MiB mapping); a free chunk below a live allocation stays resident, in
+// each of the arenas (glibc gives each thread that allocates an arena of its
+// own, up to 8 per core, unless M_ARENA_MAX says fewer). A burst that allocated
+// and freed tens of MiB (a thousand polls' libcurl and OpenSSL objects, a
+// million failures, 4000 connections' TLS and HTTP/2 state) thus leaves the
+// process's RSS near its peak. malloc_trim(0) gives the whole free pages back
+// (madvise MADV_DONTNEED on every free chunk of every arena, and shrinks the
+// top of each).
 //
 // Cost (measured; tests/bench/README.md, "Tracker memory after a
 // connection flood"): malloc_trim(0) holds each arena's lock in turn while
