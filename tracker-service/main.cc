@@ -316,7 +316,7 @@ int Main(int argc, char** argv) {
         const HeapTrimResult trim = TrimHeap();
         if (trim.resident_before && trim.resident_after &&
             *trim.resident_before >= *trim.resident_after + (1 << 20)) {
-          spdlog::debug("heap trim: resident {} -> {} MiB in {} ms",
+          spdlog::debug("heap trim: resident {} -> {} MiB in {:.1f} ms",
                         *trim.resident_before >> 20, *trim.resident_after >> 20,
                         absl::ToDoubleMilliseconds(trim.duration));
         }
