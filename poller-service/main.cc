@@ -9,11 +9,9 @@
 #include <string>
 #include <thread>
 
-#include "absl/base/thread_annotations.h"
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/clock.h"
 #include "common/command_line.h"
@@ -21,6 +19,7 @@
 #include "common/failure_queue.h"
 #include "common/failure_queue_factory.h"
 #include "common/grpc_tls.h"
+#include "common/heap_trim.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -70,47 +69,12 @@ constexpr int kExitConfigError = 2;
 // leave them almost no lock contention and no dozen of partly used arenas.
 constexpr int kMallocArenas = 2;
 
-// How often the heap's free pages are given back (PeriodicHeapTrim).
+// How often the heap's free pages are given back (PeriodicHeapTrim,
+// common/heap_trim.h): about 1 ms at 1000 servers, so a poll may start that
+// much later; the holes the config parse's peak left are filled and emptied
+// by each poll's libcurl and OpenSSL objects (measured at 1000 servers: about
+// 3 MB free of a 6 MB resident heap without it).
 constexpr absl::Duration kHeapTrimInterval = absl::Seconds(1);
-
-// Gives the heap's free pages back to the system every `interval`, on its
-// own thread, until destroyed. glibc's free() returns memory only from the
-// top of the heap; free pages below live allocations stay resident
-// (measured at 1000 servers: about 3 MB free of a 6 MB resident heap, the
-// holes left by the config parse's peak being filled and emptied by each
-// poll's libcurl and OpenSSL objects). malloc_trim(0) gives them back
-// (madvise MADV_DONTNEED on each whole free page, every arena); it holds
-// each arena's lock while it walks that arena's free chunks: about 1 ms at
-// 1000 servers, so a poll may start that much later.
-class PeriodicHeapTrim {
- public:
-  explicit PeriodicHeapTrim(absl::Duration interval)
-      : thread_([this, interval] {
-          while (true) {
-            {
-              absl::MutexLock lock(&mu_);
-              if (mu_.AwaitWithTimeout(absl::Condition(&stop_), interval)) {
-                return;
-              }
-            }
-            malloc_trim(0);
-          }
-        }) {}
-  ~PeriodicHeapTrim() {
-    {
-      absl::MutexLock lock(&mu_);
-      stop_ = true;
-    }
-    thread_.join();
-  }
-  PeriodicHeapTrim(const PeriodicHeapTrim&) = delete;
-  PeriodicHeapTrim& operator=(const PeriodicHeapTrim&) = delete;
-
- private:
-  absl::Mutex mu_;
-  bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread thread_;  // last: started once mu_ and stop_ exist
-};
 
 void PrintPlan(const PollerConfig& config,
                const std::vector<PollTarget>& plan) {

@@ -17,6 +17,7 @@
 #include "common/command_line.h"
 #include "common/config_node.h"
 #include "common/grpc_tls.h"
+#include "common/heap_trim.h"
 #include "common/logging.h"
 #include "common/metrics.h"
 #include "common/metrics_server.h"
@@ -298,19 +299,27 @@ int Main(int argc, char** argv) {
     const Clock& clock = SystemClock::Get();
     bool last_serving = true;
     uint64_t last_accepted = 0;
-    bool trimmed = true;
+    uint64_t last_backlog = 0;
+    HeapTrimPolicy heap_trim;
     absl::Duration next_summary = clock.Monotonic();
     do {
-      // After a burst glibc keeps the freed memory in its per-thread arenas
-      // (tens of MiB after a million failures); hand it back once the
-      // burst is over: nothing accepted for a second, nothing waiting.
-      if (const uint64_t accepted = service.accepted();
-          accepted != last_accepted) {
-        last_accepted = accepted;
-        trimmed = false;
-      } else if (!trimmed && (queue == nullptr || queue->backlog() == 0)) {
-        malloc_trim(0);
-        trimmed = true;
+      // glibc keeps what a burst of failures, a flood of connections or
+      // stream churn freed (tens of MiB): give it back on every tick that
+      // saw no failure accepted and no backlog move, and every 30 s while
+      // they keep coming (common/heap_trim.h).
+      const uint64_t accepted = service.accepted();
+      const uint64_t backlog = queue == nullptr ? 0 : queue->backlog();
+      const bool busy = accepted != last_accepted || backlog != last_backlog;
+      last_accepted = accepted;
+      last_backlog = backlog;
+      if (heap_trim.ShouldTrim(busy, clock.Monotonic())) {
+        const HeapTrimResult trim = TrimHeap();
+        if (trim.resident_before && trim.resident_after &&
+            *trim.resident_before >= *trim.resident_after + (1 << 20)) {
+          spdlog::debug("heap trim: resident {} -> {} MiB in {:.1f} ms",
+                        *trim.resident_before >> 20, *trim.resident_after >> 20,
+                        absl::ToDoubleMilliseconds(trim.duration));
+        }
       }
       if (counter) {
         if (std::optional<std::string> ended = counter->RollOver()) {
