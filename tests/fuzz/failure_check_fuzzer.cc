@@ -71,14 +71,22 @@ bool KeepsTheRules(const PollFailure& f, const qfp::tracker::FailureLimits& l,
     }
   }
   // No key that loses trailing backslashes on the way (line_protocol.h)
-  // becomes empty, one of the four failure tags, or another key.
+  // becomes empty, one of our own tags (the four failure tags, poll attempts'
+  // poller_id), "time", or another key; and no key is exactly one of our own
+  // tags but host and server_name (which Butler SOS lets a server tag
+  // replace).
   std::set<std::string> written;
   for (const auto& [key, value] : f.server_tags()) {
     std::string k = key;
     while (!k.empty() && k.back() == '\\') k.pop_back();
-    if (k.size() == key.size()) continue;
-    if (k.empty() || k == "error_type" || k == "server_name" || k == "host" ||
-        k == "virtual_proxy" || f.server_tags().count(k) > 0 ||
+    const bool own = k == "error_type" || k == "server_name" || k == "host" ||
+                     k == "virtual_proxy" || k == "poller_id";
+    if (k == "time") return false;
+    if (k.size() == key.size()) {
+      if (own && k != "host" && k != "server_name") return false;
+      continue;
+    }
+    if (k.empty() || own || f.server_tags().count(k) > 0 ||
         !written.insert(k).second) {
       return false;
     }
