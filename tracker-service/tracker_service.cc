@@ -28,7 +28,10 @@ namespace {
 // started (StartRead, StartWrite, Finish; the reactor's construction before
 // the first), possibly on another thread, ordered inside Debian's gRPC, which
 // is not instrumented: these state that order to ThreadSanitizer
-// (scripts/tsan.sh). Empty in every other build.
+// (scripts/tsan.sh). Empty in every other build. The release covers only
+// what the thread did before it: read what the callback may change (next_,
+// for a read's buffer) before calling BeforeGrpcOperation, not in the
+// StartRead call's argument after it.
 #if defined(__SANITIZE_THREAD__)
 void BeforeGrpcOperation(void* reactor) { __tsan_release(reactor); }
 void InGrpcCallback(void* reactor) { __tsan_acquire(reactor); }
@@ -323,8 +326,9 @@ class TrackerService::Stream final
     spdlog::info("producer connected from {}", peer_);
     next_ = std::make_unique<Admission>();
     reading_ = true;
+    grpc::ByteBuffer* const buffer = &next_->raw_request;
     BeforeGrpcOperation(this);
-    StartRead(&next_->raw_request);
+    StartRead(buffer);
   }
 
   void OnReadDone(bool ok) override {
@@ -424,7 +428,9 @@ class TrackerService::Stream final
   // What to start once mu_ is released.
   struct Actions {
     grpc::ByteBuffer* write = nullptr;
-    bool read = false;
+    // next_'s buffer, taken under mu_: once the read is started,
+    // OnReadDone may take next_ on another thread.
+    grpc::ByteBuffer* read = nullptr;
     bool finish = false;
     grpc::Status status;  // with `finish`
   };
@@ -468,7 +474,7 @@ class TrackerService::Stream final
             static_cast<size_t>(kRequestsInFlightPerStream)) {
       reading_ = true;
       next_ = std::make_unique<Admission>();
-      actions.read = true;
+      actions.read = &next_->raw_request;
     }
     // Finish only when nothing can call back: no read, no write, and every
     // request the store holds has been answered for.
@@ -484,7 +490,7 @@ class TrackerService::Stream final
   void Act(const Actions& actions) {
     BeforeGrpcOperation(this);
     if (actions.write != nullptr) StartWrite(actions.write);
-    if (actions.read) StartRead(&next_->raw_request);
+    if (actions.read != nullptr) StartRead(actions.read);
     if (actions.finish) Finish(actions.status);
   }
 
