@@ -65,7 +65,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]; then
   echo "$lock_sum" >"$stamp"
 fi
 
-# The static, HTTPS-only libcurl both services link (CMake's QFP_LEAN_CURL),
+# The static, HTTP(S)-only libcurl both services link (CMake's QFP_LEAN_CURL),
 # built from Debian's source of the installed libcurl version; once per
 # version (a no-op after).
 "$(dirname "$0")/build-curl.sh"
