@@ -282,7 +282,13 @@ std::string NodeSslCode(absl::string_view text) {
 
 // kTlsHandshake: the TLS handshake did not complete.
 Classification HandshakeFailure(const RequestOutcome& outcome) {
-  if (SeenErrno(outcome) == ECONNRESET) return Reset(outcome);
+  // A reset; one that arrives before the ClientHello is written leaves a
+  // broken pipe (EPIPE) or a socket no longer connected (ENOTCONN: libcurl's
+  // getpeername() fails first), never a word about certificates.
+  const int err = SeenErrno(outcome);
+  if (err == ECONNRESET || err == EPIPE || err == ENOTCONN) {
+    return Reset(outcome);
+  }
   // libcurl 7.88's words for the peer closing mid-handshake (OpenSSL 3 says
   // SSL_ERROR_SYSCALL with no errno, or "unexpected eof while reading").
   if (absl::StrContains(outcome.error_text, "SSL_ERROR_SYSCALL") ||
