@@ -39,8 +39,6 @@ import os
 import selectors
 import shutil
 import socket
-import ssl
-import statistics
 import sys
 import tempfile
 import threading
@@ -53,6 +51,8 @@ sys.path.insert(0, str(TESTS_DIR))
 from support import certs, procs, stack  # noqa: E402
 from support.grpc_client import TrackerClient, failure  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
+from support.tls_bytes import client_hello  # noqa: E402
+from bench.figures import ratio_spread, spread  # noqa: E402
 from bench.proc_memory import format_breakdown, memory_breakdown, \
     proc_status  # noqa: E402
 
@@ -72,19 +72,6 @@ class BenchError(RuntimeError):
 def rss_mib(pid: int) -> float:
     return proc_status(pid)["VmRSS"] / 1024
 
-
-def client_hello() -> bytes:
-    """The bytes of a TLS ClientHello, as any TLS client's first flight."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 class Sampler:
@@ -234,15 +221,6 @@ def make_pki(directory: str) -> dict:
     return {"ca": ca, "cert": cert, "key": key,
             "client_credentials": credentials}
 
-
-def spread(values) -> str:
-    return (f"{min(values):6.1f} / {statistics.median(values):6.1f} / "
-            f"{max(values):6.1f}")
-
-
-def ratio_spread(values) -> str:
-    return (f"x{min(values):.2f} / x{statistics.median(values):.2f} / "
-            f"x{max(values):.2f}")
 
 
 def report(sides: dict, args) -> None:

@@ -43,7 +43,6 @@ import queue
 import shutil
 import signal
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -57,6 +56,7 @@ sys.path.insert(0, str(TESTS_DIR))
 
 from support import certs, procs, stack  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
+from bench.figures import ratio_spread, spread  # noqa: E402
 from bench.proc_memory import (  # noqa: E402
     linked_libraries, memory_breakdown, proc_status)
 
@@ -517,15 +517,6 @@ def producer_main(argv) -> int:
 # --------------------------------------------------------------------------
 # Report
 # --------------------------------------------------------------------------
-
-def spread(values) -> str:
-    return (f"{min(values):6.1f} / {statistics.median(values):6.1f} / "
-            f"{max(values):6.1f}")
-
-
-def ratio_spread(values) -> str:
-    return (f"x{min(values):.2f} / x{statistics.median(values):.2f} / "
-            f"x{max(values):.2f}")
 
 
 def print_breakdown(title: str, breakdown: dict) -> None:

@@ -13,7 +13,6 @@ import os
 import selectors
 import shutil
 import socket
-import ssl
 import tempfile
 import threading
 import time
@@ -25,6 +24,8 @@ import grpc
 from support import certs, procs, stack
 from support.grpc_client import TrackerClient, failure
 from support.influxd import InfluxD
+from support.procs import rss_bytes
+from support.tls_bytes import client_hello
 
 CONNECTIONS = 1000
 CLOSE_TIMEOUT_S = 60      # the tracker's handshake limit is 10 s
@@ -34,25 +35,6 @@ GIVE_BACK_TIMEOUT_S = 15  # a trim runs on every quiet second
 KEPT_FRACTION = 0.5
 
 
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def client_hello() -> bytes:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
-    try:
-        tls.do_handshake()
-    except ssl.SSLWantReadError:
-        pass
-    return outgoing.read()
 
 
 class _NoQlikPki:

@@ -19,6 +19,7 @@ import grpc
 from support import procs, stack
 from support.grpc_client import TrackerClient, failure, pb, pb_grpc
 from support.influxd import InfluxD
+from support.procs import rss_bytes
 
 # The tracker's limits (tracker-service/tracker_service.h).
 MAX_REQUEST_BYTES = 4 << 20
@@ -32,13 +33,6 @@ PEER_FULL = "too many open streams from this address; retry later"
 # quota (256 MiB) is the hard bound; what we see is far below it.
 RSS_GROWTH_LIMIT = 96 << 20
 
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
 
 
 class HostilePeersTest(unittest.TestCase):

@@ -195,10 +195,19 @@ class Proc:
         return f"Proc({self.name!r}, pid={self.pid}, rc={self.returncode})"
 
 
-def peak_rss_kib(pid: int) -> int:
-    """VmHWM of a running process: its peak resident set, in KiB."""
+def _status_kib(pid: int, field: str) -> int:
     with open(f"/proc/{pid}/status", encoding="ascii") as status:
         for line in status:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
-    raise AssertionError(f"no VmHWM for pid {pid}")
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+def peak_rss_kib(pid: int) -> int:
+    """VmHWM of a running process: its peak resident set, in KiB."""
+    return _status_kib(pid, "VmHWM")
+
+
+def rss_bytes(pid: int) -> int:
+    """VmRSS of a running process: its resident set now, in bytes."""
+    return _status_kib(pid, "VmRSS") * 1024
