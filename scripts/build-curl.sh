@@ -22,11 +22,20 @@ installed=$(dpkg-query -W -f='${source:Version}' libcurl4-openssl-dev)
 # Bump when the options below change.
 recipe=2
 root=${QFP_CURL_ROOT:-/opt/qfp-curl}
+while [ "${root%/}" != "$root" ] && [ "$root" != / ]; do root=${root%/}; done
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
 
 # Two scripts may call this at once (CI builds several trees in parallel).
-exec 9>"${TMPDIR:-/tmp}/qfp-build-curl.lock"
+# The lock file is shared by every user (root's run and a user's later one):
+# opened for reading when it is another user's.
+lock="${TMPDIR:-/tmp}/qfp-build-curl.lock"
+if [ ! -e "$lock" ] || [ -w "$lock" ]; then
+  exec 9>>"$lock"
+  chmod 0666 "$lock" 2>/dev/null || true
+else
+  exec 9<"$lock"
+fi
 flock 9
 # The stamp names the source built and the libcurl4-openssl-dev it was
 # built for: a Debian update of libcurl rebuilds it.

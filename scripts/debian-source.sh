@@ -33,16 +33,19 @@ _qfp_deb_src_update() {
   (
     shopt -s nullglob
     for f in /etc/apt/sources.list.d/*.sources; do
-      # deb822 stanzas of type deb on a Debian archive, as type deb-src.
+      # deb822 stanzas whose types include deb, on a Debian archive, as
+      # type deb-src.
       awk 'BEGIN { RS = ""; ORS = "\n\n" }
-           /(^|\n)Types:[ \t]*deb[ \t]*(\n|$)/ &&
+           /(^|\n)Types:[^\n]*[ \t]deb([ \t]|\n|$)/ &&
            /(^|\n)URIs:[^\n]*\/debian(-security)?\/?([ \t]|\n|$)/ {
-             sub(/(^|\n)Types:[ \t]*deb[ \t]*(\n|$)/, "\nTypes: deb-src\n")
+             sub(/(^|\n)Types:[^\n]*/, "\nTypes: deb-src")
              sub(/^\n/, ""); print }' "$f"
     done
   ) >"$tmp.sources"
-  awk '$1 == "deb" && $0 ~ /\/debian(-security)?\/?[ \t]/ { $1 = "deb-src"; print }' \
-    /etc/apt/sources.list 2>/dev/null >"$tmp" || true
+  # One-line entries, in sources.list and sources.list.d/*.list.
+  cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list 2>/dev/null |
+    awk '$1 == "deb" && $0 ~ /\/debian(-security)?\/?[ \t]/ { $1 = "deb-src"; print }' \
+    >"$tmp" || true
   $sudo mkdir -p "$_qfp_deb_src_state/sources.list.d" \
     "$_qfp_deb_src_state/lists/partial"
   $sudo install -m 0644 "$tmp" "$_qfp_deb_src_state/sources.list"
