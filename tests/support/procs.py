@@ -12,6 +12,7 @@ Every wait here is bounded; nothing signals a process it did not start.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,13 +29,38 @@ KNOWN_BINARIES = {
 }
 
 
-def free_port(host: str = LOOPBACK) -> int:
-    """Return a TCP port that nothing listens on right now.
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range",
+                  encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
-    Another process can still take it before the caller binds it; callers
-    that start a server on it should be ready to retry.
+
+def free_port(host: str = LOOPBACK) -> int:
+    """Return a TCP port that nothing is bound to right now.
+
+    Chosen at random below the kernel's ephemeral range (from 10000), where
+    no outgoing connection of any process on the machine (an apt download, a
+    client's connect) can take it before the caller binds it; a port the
+    kernel hands out (bind to 0) is from that range, and was seen taken in the
+    moment between. Another test could still pick the same port: callers that
+    start a server on it should be ready to retry.
     """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    low = _ephemeral_low()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if low > 10000:
+        rng = random.SystemRandom()
+        for _ in range(200):
+            port = rng.randrange(10000, low)
+            with socket.socket(family, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
 
