@@ -3,7 +3,6 @@
 #include <malloc.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 
 namespace qfp {
@@ -21,12 +20,12 @@ std::optional<uint64_t> ResidentBytes() {
   return static_cast<uint64_t>(resident) * static_cast<uint64_t>(page);
 }
 
-HeapTrimResult TrimHeap() {
+HeapTrimResult TrimHeap(const Clock& clock) {
   HeapTrimResult result;
   result.resident_before = ResidentBytes();
-  const auto start = std::chrono::steady_clock::now();
+  const absl::Duration start = clock.Monotonic();
   malloc_trim(0);
-  result.duration = absl::FromChrono(std::chrono::steady_clock::now() - start);
+  result.duration = clock.Monotonic() - start;
   result.resident_after = ResidentBytes();
   return result;
 }

@@ -23,7 +23,7 @@
 // Two ways to use it:
 // * PeriodicHeapTrim: a thread of its own trimming every interval (the
 //   poller: its heap is small, the trim cheap, and the RSS goal tight).
-// * HeapTrimPolicy + TrimHeap() from a thread the service already has (the
+// * HeapTrimPolicy + TrimHeap(clock) from a thread the service already has (the
 //   tracker's housekeeping): trims whenever a tick saw no work, and while
 //   work keeps coming, at most every `busy_interval`.
 #ifndef QFP_COMMON_HEAP_TRIM_H_
@@ -36,6 +36,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 
 namespace qfp {
 
@@ -48,8 +49,9 @@ struct HeapTrimResult {
   std::optional<uint64_t> resident_after;
 };
 
-// malloc_trim(0), timed. Thread-safe (glibc locks each arena).
-HeapTrimResult TrimHeap();
+// malloc_trim(0), timed on `clock`'s monotonic time. Thread-safe (glibc
+// locks each arena).
+HeapTrimResult TrimHeap(const Clock& clock);
 
 // The process's resident memory in bytes (/proc/self/statm's second field
 // times the page size), or nullopt if it cannot be read.

@@ -313,7 +313,7 @@ int Main(int argc, char** argv) {
       last_accepted = accepted;
       last_backlog = backlog;
       if (heap_trim.ShouldTrim(busy, clock.Monotonic())) {
-        const HeapTrimResult trim = TrimHeap();
+        const HeapTrimResult trim = TrimHeap(clock);
         if (trim.resident_before && trim.resident_after &&
             *trim.resident_before >= *trim.resident_after + (1 << 20)) {
           spdlog::debug("heap trim: resident {} -> {} MiB in {:.1f} ms",

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import selectors
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -48,10 +46,11 @@ from pathlib import Path
 TESTS_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(TESTS_DIR))
 
-from support import certs, procs, stack  # noqa: E402
+from support import procs, stack  # noqa: E402
 from support.grpc_client import TrackerClient, failure  # noqa: E402
 from support.influxd import InfluxD  # noqa: E402
-from support.tls_bytes import client_hello  # noqa: E402
+from support.stranger import (TrackerMtls, client_hello,  # noqa: E402
+                              flood_until_closed, tracker_mtls)
 from bench.figures import ratio_spread, spread  # noqa: E402
 from bench.proc_memory import format_breakdown, memory_breakdown, \
     proc_status  # noqa: E402
@@ -103,70 +102,39 @@ class Sampler:
 def flood(port: int, count: int, hello: bytes, pid: int,
           sampler: Sampler) -> dict:
     """Opens `count` connections, sends `hello` on each, and waits until the
-    tracker has closed them all. Returns times and counts."""
-    selector = selectors.DefaultSelector()
-    sockets = []
-    started = time.monotonic()
+    tracker has closed them all. Returns times, counts and where the memory
+    was with all of them open."""
+    at_open = {}
+
+    def when_all_open():
+        # The connections are still held unless opening them took longer
+        # than the handshake limit.
+        at_open["breakdown"] = memory_breakdown(pid)
+        at_open["breakdown_rss"] = rss_mib(pid)
+
     try:
-        for _ in range(count):
-            if time.monotonic() - started > OPEN_TIMEOUT_S:
-                raise BenchError(f"opened only {len(sockets)} connections "
-                                 f"in {OPEN_TIMEOUT_S:.0f} s")
-            sock = socket.create_connection(("127.0.0.1", port),
-                                            timeout=CONNECT_TIMEOUT_S)
-            if hello:
-                sock.sendall(hello)
-            sock.setblocking(False)
-            selector.register(sock, selectors.EVENT_READ)
-            sockets.append(sock)
-        opened_s = time.monotonic() - started
-        # All open: where the memory is (the connections are still held
-        # unless opening them took longer than the handshake limit).
-        breakdown = memory_breakdown(pid)
-        breakdown_rss = rss_mib(pid)
-        open_count = len(sockets)
-        closed = 0
-        deadline = time.monotonic() + CLOSE_TIMEOUT_S
-        while open_count > 0:
-            if time.monotonic() > deadline:
-                raise BenchError(f"{open_count} connections still open "
-                                 f"{CLOSE_TIMEOUT_S:.0f} s after the last")
-            for key, _ in selector.select(timeout=1.0):
-                sock = key.fileobj
-                try:
-                    data = sock.recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if not data:  # closed by the tracker
-                    selector.unregister(sock)
-                    sock.close()
-                    open_count -= 1
-                    closed += 1
-        all_closed_s = time.monotonic() - started
-        return {"opened_s": opened_s, "all_closed_s": all_closed_s,
-                "closed": closed, "breakdown": breakdown,
-                "breakdown_rss": breakdown_rss,
-                "peak_so_far": sampler.peak}
-    finally:
-        for sock in sockets:
-            if sock.fileno() >= 0:
-                try:
-                    selector.unregister(sock)
-                except (KeyError, ValueError):
-                    pass
-                sock.close()
-        selector.close()
+        result = flood_until_closed(port, count, hello,
+                                    open_timeout_s=OPEN_TIMEOUT_S,
+                                    close_timeout_s=CLOSE_TIMEOUT_S,
+                                    connect_timeout_s=CONNECT_TIMEOUT_S,
+                                    when_all_open=when_all_open)
+    except RuntimeError as error:
+        raise BenchError(str(error)) from error
+    if result.still_open:
+        raise BenchError(f"{result.still_open} connections still open "
+                         f"{CLOSE_TIMEOUT_S:.0f} s after the last")
+    return {"opened_s": result.opened_s, "all_closed_s": result.all_closed_s,
+            "closed": count, "breakdown": at_open["breakdown"],
+            "breakdown_rss": at_open["breakdown_rss"],
+            "peak_so_far": sampler.peak}
 
 
-def one_side(name: str, binary: str, args, run_dir: str, pki: dict,
+def one_side(name: str, binary: str, args, run_dir: str, pki: TrackerMtls,
              influx: InfluxD, env: dict | None, hello: bytes) -> dict:
     port = procs.free_port()
     config = stack.butler_config(
-        _NoQlikPki(), [], influx_port=influx.http_port, tracker_port=port,
-        tracker_extra={"tls": {"enable": True, "certFile": pki["cert"],
-                               "keyFile": pki["key"], "caFile": pki["ca"]}})
+        stack.NoQlikPki(), [], influx_port=influx.http_port, tracker_port=port,
+        tracker_extra=pki.tracker_tls())
     config["Butler-SOS"]["errorTracking"]["logSummary"]["enable"] = False
     path = stack.write_config(os.path.join(run_dir, f"{name}.yaml"), config)
     tracker = procs.Proc([binary, "--config", path, "--log_level", "debug"],
@@ -174,7 +142,7 @@ def one_side(name: str, binary: str, args, run_dir: str, pki: dict,
     tracker.start()
     try:
         tracker.wait_for_log("listening on", timeout=30)
-        client = TrackerClient(f"127.0.0.1:{port}", pki["client_credentials"])
+        client = TrackerClient(f"127.0.0.1:{port}", pki.client_credentials)
         try:
             (response,) = client.report([[failure(1, server="good")]],
                                         timeout=20)
@@ -201,26 +169,6 @@ def one_side(name: str, binary: str, args, run_dir: str, pki: dict,
                 "trims": trims}
     finally:
         tracker.stop(timeout=20)
-
-
-class _NoQlikPki:
-    """The cert.* keys of a tracker-only config (the tracker ignores them)."""
-    client_cert = client_key = root_ca = ""
-
-
-def make_pki(directory: str) -> dict:
-    ca, ca_key = certs.issue_ca(directory, "ca", "Flood bench CA")
-    cert, key = certs.issue_leaf(directory, "server", ca, ca_key, server=True)
-    client, client_key = certs.issue_leaf(directory, "client", ca, ca_key,
-                                          server=False)
-    import grpc  # only here: the rest needs no gRPC
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=Path(ca).read_bytes(),
-        private_key=Path(client_key).read_bytes(),
-        certificate_chain=Path(client).read_bytes())
-    return {"ca": ca, "cert": cert, "key": key,
-            "client_credentials": credentials}
-
 
 
 def report(sides: dict, args) -> None:
@@ -312,7 +260,7 @@ def main(argv=None) -> int:
           f"{tmp}", flush=True)
     influx = None
     try:
-        pki = make_pki(os.path.join(tmp, "pki"))
+        pki = tracker_mtls(os.path.join(tmp, "pki"))
         influx = InfluxD(os.path.join(tmp, "influxd")).start()
         hello = b"" if args.silent else client_hello()
         sides: dict[str, list] = {name: [] for name in binaries}

@@ -10,22 +10,17 @@ closed it was at 103 MiB)."""
 from __future__ import annotations
 
 import os
-import selectors
 import shutil
-import socket
 import tempfile
 import threading
 import time
 import unittest
-from pathlib import Path
 
-import grpc
-
-from support import certs, procs, stack
+from support import procs, stack
 from support.grpc_client import TrackerClient, failure
 from support.influxd import InfluxD
 from support.procs import rss_bytes
-from support.tls_bytes import client_hello
+from support.stranger import client_hello, flood_until_closed, tracker_mtls
 
 CONNECTIONS = 1000
 CLOSE_TIMEOUT_S = 60      # the tracker's handshake limit is 10 s
@@ -37,10 +32,6 @@ KEPT_FRACTION = 0.5
 
 
 
-class _NoQlikPki:
-    client_cert = client_key = root_ca = ""
-
-
 @unittest.skipIf(procs.SANITIZED, "RSS under ASan is its quarantine's")
 class FloodMemoryTest(unittest.TestCase):
 
@@ -48,22 +39,13 @@ class FloodMemoryTest(unittest.TestCase):
     def setUpClass(cls):
         cls.addClassCleanup(cls._cleanup)
         cls.tmp = tempfile.mkdtemp(prefix="qfp-flood-")
-        pki = os.path.join(cls.tmp, "pki")
-        ca, ca_key = certs.issue_ca(pki, "ca", "Flood test CA")
-        cert, key = certs.issue_leaf(pki, "server", ca, ca_key, server=True)
-        client, client_key = certs.issue_leaf(pki, "client", ca, ca_key,
-                                              server=False)
-        cls.credentials = grpc.ssl_channel_credentials(
-            root_certificates=Path(ca).read_bytes(),
-            private_key=Path(client_key).read_bytes(),
-            certificate_chain=Path(client).read_bytes())
+        mtls = tracker_mtls(os.path.join(cls.tmp, "pki"))
+        cls.credentials = mtls.client_credentials
         cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
         cls.port = procs.free_port()
         config = stack.butler_config(
-            _NoQlikPki(), [], influx_port=cls.influx.http_port,
-            tracker_port=cls.port,
-            tracker_extra={"tls": {"enable": True, "certFile": cert,
-                                   "keyFile": key, "caFile": ca}})
+            stack.NoQlikPki(), [], influx_port=cls.influx.http_port,
+            tracker_port=cls.port, tracker_extra=mtls.tracker_tls())
         config["Butler-SOS"]["errorTracking"]["logSummary"]["enable"] = False
         path = stack.write_config(os.path.join(cls.tmp, "c.yaml"), config)
         cls.tracker = stack.start_tracker(path, cls.tmp)
@@ -100,38 +82,15 @@ class FloodMemoryTest(unittest.TestCase):
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        hello = client_hello()
-        selector = selectors.DefaultSelector()
-        sockets = []
         try:
-            for _ in range(CONNECTIONS):
-                sock = socket.create_connection(("127.0.0.1", self.port),
-                                                timeout=10)
-                sock.sendall(hello)
-                sock.setblocking(False)
-                selector.register(sock, selectors.EVENT_READ)
-                sockets.append(sock)
-            open_count = len(sockets)
-            deadline = time.monotonic() + CLOSE_TIMEOUT_S
-            while open_count > 0 and time.monotonic() < deadline:
-                for key, _ in selector.select(timeout=1.0):
-                    try:
-                        data = key.fileobj.recv(65536)
-                    except (BlockingIOError, InterruptedError):
-                        continue
-                    except OSError:
-                        data = b""
-                    if not data:
-                        selector.unregister(key.fileobj)
-                        open_count -= 1
-            self.assertEqual(open_count, 0,
-                             "the tracker did not close the connections")
+            flood = flood_until_closed(self.port, CONNECTIONS, client_hello(),
+                                       open_timeout_s=CLOSE_TIMEOUT_S,
+                                       close_timeout_s=CLOSE_TIMEOUT_S)
         finally:
             stop_sampling.set()
             sampler.join(timeout=5)
-            for sock in sockets:
-                sock.close()
-            selector.close()
+        self.assertEqual(flood.still_open, 0,
+                         "the tracker did not close the connections")
         growth = peak - start
         self.assertGreater(growth, 16 << 20,
                            "the flood took too little memory to tell")

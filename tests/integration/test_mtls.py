@@ -84,11 +84,6 @@ def _replace(path: str, source: str) -> None:
     os.replace(temporary, path)
 
 
-class _NoQlikPki:
-    """The cert.* keys of a tracker-only config (the tracker ignores them)."""
-    client_cert = client_key = root_ca = ""
-
-
 class Pki:
     """The link's certificates: CA "a" (trusted), CA "b" (another), each
     with a server certificate for localhost/127.0.0.1 and a client
@@ -384,7 +379,7 @@ class RotationTest(unittest.TestCase):
         port = procs.free_port()
         self.address = f"127.0.0.1:{port}"
         config = stack.butler_config(
-            _NoQlikPki(), [],
+            stack.NoQlikPki(), [],
             influx_port=1, tracker_port=port, influx_points=False,
             tracker_extra={"tls": _tls_keys(self.live["tls.crt"],
                                             self.live["tls.key"],
@@ -452,7 +447,7 @@ class StartChecksTest(unittest.TestCase):
 
     def check(self, binary: str, tracker=None, poller=None, *args):
         config = stack.butler_config(
-            _NoQlikPki(), [], influx_port=1, tracker_port=50051,
+            stack.NoQlikPki(), [], influx_port=1, tracker_port=50051,
             influx_points=False, tracker_extra=tracker, poller_extra=poller)
         path = stack.write_config(
             os.path.join(self.tmp, f"c{time.monotonic_ns()}.yaml"), config)
@@ -543,7 +538,7 @@ class StartChecksTest(unittest.TestCase):
     def test_start_with_unreadable_file_exits_2(self):
         cert, key = self.link.server_a
         config = stack.butler_config(
-            _NoQlikPki(), [], influx_port=1, tracker_port=procs.free_port(),
+            stack.NoQlikPki(), [], influx_port=1, tracker_port=procs.free_port(),
             influx_points=False,
             tracker_extra={"tls": _tls_keys(
                 cert, os.path.join(self.tmp, "gone.pem"), self.link.ca_a)})

@@ -42,6 +42,12 @@ def server_entry(name: str, port: int, *, host: str = "127.0.0.1",
     return entry
 
 
+class NoQlikPki:
+    """The cert.* keys of a tracker-only config (the tracker ignores them),
+    as butler_config's `pki`."""
+    client_cert = client_key = root_ca = ""
+
+
 def butler_config(pki, servers: list[dict], *, influx_port: int,
                   tracker_port: int, health_interval_ms: int = 1000,
                   request_timeout_ms: int = 5000,

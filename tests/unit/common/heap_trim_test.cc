@@ -8,6 +8,7 @@
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/clock.h"
 #include "gtest/gtest.h"
 
 namespace qfp {
@@ -135,7 +136,7 @@ class FreedBelowALiveBlock {
 TEST(TrimHeapTest, GivesBackFreeMemoryBelowALiveAllocation) {
   if (!kGlibcMalloc) GTEST_SKIP() << "a sanitizer's allocator, not glibc's";
   FreedBelowALiveBlock freed;
-  const HeapTrimResult result = TrimHeap();
+  const HeapTrimResult result = TrimHeap(SystemClock::Get());
   ASSERT_TRUE(result.resident_before.has_value());
   ASSERT_TRUE(result.resident_after.has_value());
   EXPECT_GE(result.duration, absl::ZeroDuration());
