@@ -10,16 +10,14 @@ closed it was at 103 MiB)."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import time
 import unittest
 
 from support import procs, stack
 from support.grpc_client import TrackerClient, failure
-from support.influxd import InfluxD
 from support.procs import rss_bytes
+from support.scenario import ScenarioTestCase
 from support.stranger import client_hello, flood_until_closed, tracker_mtls
 
 CONNECTIONS = 1000
@@ -33,30 +31,22 @@ KEPT_FRACTION = 0.5
 
 
 @unittest.skipIf(procs.SANITIZED, "RSS under ASan is its quarantine's")
-class FloodMemoryTest(unittest.TestCase):
+class FloodMemoryTest(ScenarioTestCase):
+    TMP_PREFIX = "qfp-flood-"
 
     @classmethod
-    def setUpClass(cls):
-        cls.addClassCleanup(cls._cleanup)
-        cls.tmp = tempfile.mkdtemp(prefix="qfp-flood-")
+    def start_scenario(cls):
         mtls = tracker_mtls(os.path.join(cls.tmp, "pki"))
         cls.credentials = mtls.client_credentials
-        cls.influx = InfluxD(os.path.join(cls.tmp, "influxd")).start()
+        influx = cls.start_influxd()
         cls.port = procs.free_port()
         config = stack.butler_config(
-            stack.NoQlikPki(), [], influx_port=cls.influx.http_port,
+            stack.NoQlikPki(), [], influx_port=influx.http_port,
             tracker_port=cls.port, tracker_extra=mtls.tracker_tls())
         config["Butler-SOS"]["errorTracking"]["logSummary"]["enable"] = False
         path = stack.write_config(os.path.join(cls.tmp, "c.yaml"), config)
-        cls.tracker = stack.start_tracker(path, cls.tmp)
-
-    @classmethod
-    def _cleanup(cls):
-        if getattr(cls, "tracker", None):
-            cls.tracker.stop(timeout=20)
-        if getattr(cls, "influx", None):
-            cls.influx.stop()
-        shutil.rmtree(cls.tmp, ignore_errors=True)
+        cls.tracker = cls.started_process(stack.start_tracker(path, cls.tmp),
+                                          timeout=20)
 
     def report_good(self, sequence: int) -> None:
         client = TrackerClient(f"127.0.0.1:{self.port}", self.credentials)
